@@ -1,0 +1,19 @@
+"""qinn: Generative Invertible Quantum Neural Networks (Rousselot & Spannowsky, 2023), reproduced.
+
+Modules say what they hold:
+
+- ``paths``          where data, checkpoints, reports and figures live (rooted at the repo, never the CWD)
+- ``profiles``       the one place that decides quick vs paper iteration counts
+- ``config``         self-validating run-configuration dataclasses (papermill parameter sets)
+- ``data``           pp -> Z(->l+l-) j events from Pythia 8 (or a user's LHE file), cuts, splits, cache
+- ``observables``    the five features and the physics reconstructed from them (M_ll, Delta R, ...)
+- ``preprocessing``  the paper's scaling of every feature to [0, pi] and its exact inverse
+- ``circuits``       PennyLane definitions of every circuit (the readable reference)
+- ``qinn``           the QINN model with a fast batched torch simulation of those circuits
+- ``losses``         NLL, MMD (Gaussian and Breit-Wigner kernels), MSE and fidelity invertibility
+- ``train``          one training loop for every model: one-cycle Adam, checkpoints, resume
+- ``plots``          figures with ratio panels, saved through ``paths``
+- ``reports``        runs the notebooks through papermill (``python -m qinn_lib.reports``)
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,71 @@
+"""Where things live. Every path is rooted at the repository, never at the current directory:
+papermill and nbval start kernels in different working directories, so a relative path would
+scatter figures around the tree.
+
+Environment overrides (useful on clusters or read-only checkouts):
+``QINN_DATA_DIR`` for the event cache, ``QINN_RUNS_DIR`` for checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROFILES = ("quick", "paper")
+
+
+def repo_root() -> Path:
+    """The repository root: the folder holding ``pyproject.toml`` above this package."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent, *here.parents):
+        if (candidate / "pyproject.toml").is_file() and (candidate / "qinn_lib").is_dir():
+            return candidate
+    raise RuntimeError(
+        f"cannot locate the qinn repository root above {here}; install with `pip install -e .` "
+        "from a checkout so that figures and reports land inside the repository"
+    )
+
+
+def _check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    return profile
+
+
+def data_dir() -> Path:
+    """Cache of generated events (git-ignored)."""
+    return Path(os.environ.get("QINN_DATA_DIR", repo_root() / "data"))
+
+
+def runs_dir() -> Path:
+    """Checkpoints and training logs (git-ignored)."""
+    return Path(os.environ.get("QINN_RUNS_DIR", repo_root() / "build" / "runs"))
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
+
+
+def reports_dir(profile: str) -> Path:
+    """Executed notebooks. The paper profile *is* the committed notebooks in ``notebooks/``
+    (users open them with outputs); quick-profile reports go to a git-ignored build folder."""
+    _check_profile(profile)
+    if profile == "paper":
+        return notebooks_dir()
+    return repo_root() / "build" / "reports" / profile
+
+
+def figures_dir(profile: str = "paper") -> Path:
+    """``figures/`` for the paper profile (committed), ``figures/quick/`` for the quick one (ignored)."""
+    _check_profile(profile)
+    path = repo_root() / "figures"
+    return path if profile == "paper" else path / profile
+
+
+def figure_path(name: str, profile: str = "paper", suffix: str = ".pdf") -> Path:
+    """Path of a figure file, creating its folder. ``name`` has no suffix, e.g. ``"01_mll_fit"``."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"figure name must be a plain file stem, got {name!r}")
+    folder = figures_dir(profile)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}{suffix}"

@@ -1,0 +1,133 @@
+"""Figures. Every figure is saved through :func:`save`, which writes PDF and PNG under
+``paths.figures_dir(profile)`` (rooted at the repository, whatever the kernel's working directory)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import paths
+
+#: One colour per role, used consistently across notebooks.
+COLORS = {
+    "data": "black",
+    "train": "#1f77b4",
+    "val": "#ff7f0e",
+    "test": "#2ca02c",
+    "QINN": "#d62728",
+    "QINN (MSE)": "#d62728",
+    "QINN (fidelity)": "#9467bd",
+    "INN 2k": "#8c564b",
+    "INN 6k": "#e377c2",
+    "INN 16k": "#17becf",
+}
+
+
+def style() -> None:
+    """A compact, print-friendly matplotlib style for all notebooks."""
+    plt.rcParams.update({
+        "figure.dpi": 110,
+        "savefig.dpi": 150,
+        "savefig.bbox": "tight",
+        "font.size": 10,
+        "axes.titlesize": 10,
+        "legend.fontsize": 8,
+        "legend.frameon": False,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    })
+
+
+def save(fig: plt.Figure, name: str, profile: str = "paper") -> list[Path]:
+    """Save ``fig`` as ``figures[/quick]/<name>.pdf`` and ``.png``; return the paths."""
+    out = []
+    for suffix in (".pdf", ".png"):
+        path = paths.figure_path(name, profile, suffix)
+        fig.savefig(path)
+        out.append(path)
+    return out
+
+
+def _band(values: Sequence[np.ndarray] | np.ndarray, bins: np.ndarray, density: bool):
+    """Histogram(s) -> (mean, std) per bin; a single array gives std = 0 (one seed)."""
+    arrays = [values] if isinstance(values, np.ndarray) else list(values)
+    hists = np.stack([np.histogram(a, bins=bins, density=density)[0] for a in arrays])
+    return hists.mean(axis=0), hists.std(axis=0)
+
+
+def hist_with_ratio(reference: np.ndarray, others: Mapping[str, np.ndarray | Sequence[np.ndarray]],
+                    bins: int | np.ndarray = 50, *, range: tuple[float, float] | None = None,
+                    xlabel: str = "", reference_label: str = "True", axes=None, logy: bool = False,
+                    ratio_range: tuple[float, float] = (0.5, 1.5)):
+    """Normalised histograms of ``others`` against ``reference`` with a ratio panel below.
+
+    A value of ``others`` may be a list of arrays (one per training seed): the line is the
+    bin-wise mean and the band ±1 standard deviation across seeds.
+    Returns ``(fig, (ax_main, ax_ratio))``.
+    """
+    if axes is None:
+        fig, axes = plt.subplots(2, 1, figsize=(4.2, 4.0), sharex=True,
+                                 gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05})
+    else:
+        fig = axes[0].figure
+    ax, rax = axes
+    reference = np.asarray(reference)
+    if np.ndim(bins) == 0:
+        lo, hi = range if range is not None else np.percentile(reference, [0.1, 99.9])
+        bins = np.linspace(lo, hi, int(bins) + 1)
+    centres = 0.5 * (bins[1:] + bins[:-1])
+    ref, _ = np.histogram(reference, bins=bins, density=True)
+    ref_err = np.sqrt(np.histogram(reference, bins=bins)[0]) / (len(reference) * np.diff(bins))
+    ax.stairs(ref, bins, color=COLORS["data"], label=reference_label, lw=1.2)
+    safe_ref = np.where(ref > 0, ref, np.nan)
+    rax.fill_between(centres, 1 - ref_err / safe_ref, 1 + ref_err / safe_ref, color="0.85", step="mid")
+    for label, values in others.items():
+        color = COLORS.get(label)
+        mean, std = _band(values, bins, density=True)
+        line = ax.stairs(mean, bins, label=label, color=color, lw=1.2)
+        color = line.get_edgecolor()
+        if np.any(std > 0):
+            ax.fill_between(centres, mean - std, mean + std, step="mid", color=color, alpha=0.25, lw=0)
+        rax.stairs(mean / safe_ref, bins, color=color, lw=1.0)
+        if np.any(std > 0):
+            rax.fill_between(centres, (mean - std) / safe_ref, (mean + std) / safe_ref, step="mid",
+                             color=color, alpha=0.25, lw=0)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_ylabel("normalised")
+    ax.legend()
+    rax.axhline(1.0, color="0.4", lw=0.8, ls="--")
+    rax.set_ylim(*ratio_range)
+    rax.set_ylabel("ratio")
+    rax.set_xlabel(xlabel)
+    return fig, (ax, rax)
+
+
+def hist_grid(samples: Mapping[str, np.ndarray], columns: Sequence[str], labels: Mapping[str, str],
+              *, bins: int = 60, ncols: int = 3, cuts: Mapping[str, Sequence[float]] | None = None,
+              ranges: Mapping[str, tuple[float, float]] | None = None, logy: Sequence[str] = ()):
+    """One panel per column, every sample overlaid (normalised). ``samples`` map a label to a
+    dict-like or structured object indexable by column name. Dashed lines mark ``cuts``."""
+    n = len(columns)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.6 * nrows), squeeze=False)
+    for ax, col in zip(axes.flat, columns):
+        first = next(iter(samples.values()))[col]
+        lo, hi = (ranges or {}).get(col, tuple(np.percentile(first, [0.05, 99.95])))
+        edges = np.linspace(lo, hi, bins + 1)
+        for label, sample in samples.items():
+            ax.hist(sample[col], bins=edges, density=True, histtype="step", lw=1.1,
+                    label=label, color=COLORS.get(label))
+        for c in (cuts or {}).get(col, ()):
+            ax.axvline(c, color="0.3", ls="--", lw=0.8)
+        if col in logy:
+            ax.set_yscale("log")
+        ax.set_xlabel(labels.get(col, col))
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    axes.flat[0].legend()
+    fig.tight_layout()
+    return fig

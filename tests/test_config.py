@@ -1,0 +1,56 @@
+"""Run configurations validate themselves; the quick/paper helper caps counts only in quick."""
+
+import pytest
+
+from qinn_lib.config import ConfigError, QINNRunConfig
+from qinn_lib.profiles import QUICK_CAPS, budget
+
+
+def test_defaults_are_table_1():
+    cfg = QINNRunConfig()
+    assert (cfg.epochs, cfg.batch_size, cfg.max_lr) == (200, 128, 1e-3)
+    assert (cfg.start_factor, cfg.final_factor, cfg.beta1, cfg.beta2) == (4e-2, 1e-4, 0.9, 0.9)
+    assert (cfg.n_layers, cfg.isp_layers, cfg.isp_nn_layers, cfg.isp_hidden) == (12, 8, 3, 32)
+    assert (cfg.lambda_mmd_input, cfg.lambda_mmd_latent, cfg.lambda_mz, cfg.lambda_inv) == (1.0, 0.5, 0.375, 10.0)
+    assert cfg.mmd_widths == (0.02, 0.1, 0.4, 1.0, 5.0)
+
+
+@pytest.mark.parametrize("name,value,match", [
+    ("n_layers", 0, "n_layers must be >= 1"),
+    ("isp_hidden", -3, "isp_hidden must be >= 1"),
+    ("invertibility", "fid", "invertibility must be one of"),
+    ("max_lr", float("nan"), "max_lr must be finite"),
+    ("epochs", 2.5, "epochs must be an integer"),
+    ("mmd_widths", [], "mmd_widths must be a non-empty list"),
+    ("mmd_widths", [0.1, -1.0], "mmd_widths must be >= "),
+])
+def test_bad_values_name_the_field(name, value, match):
+    with pytest.raises(ConfigError, match=f"QINNRunConfig.{match}"):
+        QINNRunConfig(**{name: value})
+
+
+def test_unknown_name_suggests_the_closest():
+    with pytest.raises(ConfigError, match="'n_layer' \\(did you mean 'n_layers'\\?\\)"):
+        QINNRunConfig.from_dict({"n_layer": 3})
+
+
+def test_cross_field_check():
+    with pytest.raises(ConfigError, match="final_factor"):
+        QINNRunConfig(start_factor=1e-3, final_factor=1e-2)
+
+
+def test_dict_round_trip_and_fingerprint():
+    cfg = QINNRunConfig(epochs=3, mmd_widths=[0.5, 1])
+    again = QINNRunConfig.from_dict(cfg.to_dict())
+    assert again == cfg and again.fingerprint() == cfg.fingerprint()
+    assert cfg.replace(epochs=4).fingerprint() != cfg.fingerprint()
+
+
+def test_budget():
+    assert budget("paper", "epochs", 200) == 200
+    assert budget("quick", "epochs", 200) == QUICK_CAPS["epochs"]
+    assert budget("quick", "epochs", 1) == 1
+    with pytest.raises(ValueError, match="profile"):
+        budget("full", "epochs", 10)
+    with pytest.raises(KeyError, match="no quick-profile cap"):
+        budget("quick", "layers", 10)
