@@ -1,0 +1,417 @@
+"""The classical baseline of the paper: an INN of cubic-spline coupling blocks (sec. 2, Table 1).
+
+Architecture
+------------
+``INN`` = fixed centring ``x -> x - pi/2``, then ``blocks`` x [:class:`CubicSplineCoupling`,
+:class:`SoftPermutation`], assembled with FrEIA's ``SequenceINN`` (the paper builds its INN with
+FrEIA [55]; FrEIA 0.2 has no spline block, so the coupling is a FrEIA ``InvertibleModule`` whose
+spline is nflows' ``unconstrained_cubic_spline``, the implementation of Neural Spline Flows [54]).
+
+* Coupling (sec. 2, Fig. 1): the features are split as ``x = [u, v]`` with ``u`` the first
+  ``n // 2`` features (2 of 5, the same split as FrEIA's coupling blocks) and ``v`` the rest. A subnet predicts
+  from ``v``, for every dimension of ``u``, ``2 K + 2`` numbers for a ``K``-bin cubic spline: ``K``
+  widths, ``K`` heights and the two boundary derivatives (nflows needs only those two; the inner
+  knot derivatives follow from the widths and heights). This is the paper's "2 xi + 2 parameters
+  for each u_i". ``u`` is transformed by the monotone spline on ``[-B, B]`` (``B`` = ``tail_bound``),
+  the identity outside (linear tails). log|det J| is the sum of ``log spline'(u_i)`` (eq. 3: the
+  Jacobian is triangular).
+* Soft permutation (sec. 2): a fixed, seeded random orthogonal matrix; log|det| = 0. It mixes the
+  transformed and the passive half, so after a few blocks every feature has been transformed.
+
+How Table 1 maps onto this (n = 5 features)
+--------------------------------------------
+"# Spline bins" = ``K``; "# Coupling blocks" = number of [coupling, soft permutation] pairs;
+"Layers per block" = number of *linear maps* of the subnet (3 = in -> hidden -> hidden -> out,
+ReLU between); "Hidden dimension" = width of the hidden layers. Each block has ONE coupling
+half-step (only ``u`` is transformed; the soft permutation takes care of mixing, as in FrEIA's
+``AllInOneBlock``). Trainable parameters per block, with ``n_v = 3`` subnet inputs and
+``n_u (2K + 2) = 2 (2K + 2)`` outputs::
+
+    (n_v + 1) h + (h + 1) h + (h + 1) n_u (2K + 2)
+
+    2k : K=5, h=8,  6 blocks:  6 * (32 + 72 + 216)    =  1 920
+    6k : K=8, h=12, 9 blocks:  9 * (48 + 156 + 468)   =  6 048
+    16k: K=8, h=24, 10 blocks: 10 * (96 + 600 + 900)  = 15 960
+
+i.e. the Table-1 labels to the nearest thousand. The alternatives land far off, which is why we
+chose this reading: two half-steps per block (``two_sided=True``: ``v`` is then transformed too,
+conditioned on the new ``u``, by a second subnet ``n_u -> n_v (2K + 2)``) gives 4 440 / 14 094 /
+36 180; "3 hidden layers" (4 linear maps) adds ``(h + 1) h`` per subnet, e.g. 21 960 for 16k.
+
+Tail bound and centring
+-----------------------
+The INN sees the same ``[0, pi]``-scaled features as the QINN. The fixed first step subtracts
+``pi/2`` (log|det| = 0), so inputs lie in ``[-pi/2, pi/2]^n``: a vector of Euclidean norm at most
+``(pi/2) sqrt(5) = 3.51``. Orthogonal matrices keep that norm, so with ``B = 4`` (the default) no
+feature of a training event starts in a linear tail of any block at initialisation, and
+``B = 4`` also covers the N(0, 1) latent to ``P(|z_i| > 4) = 6e-5`` per dimension. Values outside
+``[-B, B]`` (test events a little outside ``[0, pi]``, latent outliers) pass through the identity
+tails, so the map is a bijection of all of R^n. (nflows' cubic spline does not force its end
+slopes to 1, so the map is continuous but has a kink at +-B: log|det J| jumps there. This only
+matters on that measure-zero set; the round trip is exact across it.)
+
+Initialisation and numerics
+---------------------------
+* "Zero output = identity": nflows sets the boundary derivatives to ``3 sigmoid(d) * slope``; we
+  add the fixed offset ``-ln 2`` to ``d`` so that an all-zero subnet output gives uniform bins with
+  every knot derivative equal to 1, i.e. the identity spline.
+* The subnet's last layer is *not* exactly zero but torch's default range scaled by
+  ``LAST_LAYER_SCALE = 1e-2`` (outputs ~1e-3): an exactly zero last layer makes every bin exactly
+  linear, and nflows' closed-form inverse then divides 0 by 0 (its quadratic branch) and returns
+  NaN, in the values and in the gradients. Blocks therefore start a few 1e-3 from the identity
+  (the whole 16k INN at init: |log det| < 0.05, |z - Q x| < 0.03 with Q the product of the soft
+  permutations), the standard near-identity start for stable flow training, and gradients reach
+  every subnet layer from the first step.
+* The spline is evaluated in float64 whatever the model dtype, and nflows' ``quadratic_threshold``
+  is lowered from 1e-3 to 1e-9. Measured on random splines: in float32, nflows' closed-form cubic
+  inverse (Blinn's method) loses up to 4e-2 (and NaN for sharp splines); with the default threshold
+  it drops the cubic term whenever the leading coefficient is below 1e-3, an *approximation*
+  whose inverse is off by up to 1e-5 even in float64. With both changes the round trip of one
+  spline is exact to < 1e-9 for smooth and moderately sharp splines. The spline maths itself is
+  untouched nflows code.
+* Seeded: one ``torch.Generator(seed)`` draws every weight (in float64, then cast, so float32 and
+  float64 models start identical); permutation ``i`` uses its own stream ``SeedSequence([seed, i])``.
+  The global RNG is never touched. The permutation matrices are rebuilt from the seed, not saved
+  (see :class:`SoftPermutation`), so a checkpoint holds the trainable parameters only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from FrEIA.framework import SequenceINN
+from FrEIA.modules import InvertibleModule
+from nflows.transforms.splines.cubic import unconstrained_cubic_spline
+
+from .config import INN_SIZES
+
+if TYPE_CHECKING:
+    from .config import INNRunConfig
+
+__all__ = [
+    "CubicSplineCoupling",
+    "SoftPermutation",
+    "INN",
+    "build_inn",
+    "mlp_subnet_constructor",
+    "DEFAULT_TAIL_BOUND",
+    "LAST_LAYER_SCALE",
+]
+
+#: Half-width B of the spline interval [-B, B]; identity outside (see module docstring).
+DEFAULT_TAIL_BOUND = 4.0
+#: Scale of the subnet's last layer relative to torch's default init (near-identity start).
+LAST_LAYER_SCALE = 1e-2
+#: Offset of the boundary-derivative logits: 3 * sigmoid(-ln 2) = 1, so zero output = identity.
+_IDENTITY_DERIVATIVE_LOGIT = -math.log(2.0)
+#: nflows drops the cubic term below this leading coefficient (its default 1e-3 is too coarse).
+_QUADRATIC_THRESHOLD = 1e-9
+#: The spline is evaluated in this dtype (nflows' closed-form inverse is inaccurate in float32).
+_SPLINE_DTYPE = torch.float64
+_DTYPES = (torch.float32, torch.float64)
+
+
+def _check_int(where: str, name: str, value: Any, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"{where}: {name} must be an integer >= {lo}, got {value!r}")
+    return int(value)
+
+
+def _check_dtype(dtype: Any) -> torch.dtype:
+    if dtype not in _DTYPES:
+        raise ValueError(f"INN: dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    return dtype
+
+
+def mlp_subnet_constructor(layers: int, hidden: int, *, generator: torch.Generator | None = None,
+                           last_layer_scale: float = LAST_LAYER_SCALE,
+                           dtype: torch.dtype = torch.float32) -> Callable[[int, int], nn.Sequential]:
+    """FrEIA-style ``subnet_constructor(dims_in, dims_out)`` for a ReLU MLP.
+
+    ``layers`` linear maps (``dims_in -> hidden -> ... -> hidden -> dims_out``), ReLU between them.
+    Weights and biases are drawn uniformly from torch's default range ``+-1/sqrt(fan_in)`` with
+    ``generator`` (in float64, then cast to ``dtype``); the last layer is scaled by
+    ``last_layer_scale`` so the coupling starts near the identity (module docstring).
+    """
+    layers = _check_int("mlp_subnet_constructor", "layers", layers, 1)
+    hidden = _check_int("mlp_subnet_constructor", "hidden", hidden, 1)
+    if not (last_layer_scale > 0.0 and math.isfinite(last_layer_scale)):
+        # 0 would make every spline bin exactly linear, where nflows' inverse returns NaN.
+        raise ValueError(f"mlp_subnet_constructor: last_layer_scale must be > 0, got {last_layer_scale!r}")
+
+    def construct(dims_in: int, dims_out: int) -> nn.Sequential:
+        widths = [dims_in] + [hidden] * (layers - 1) + [dims_out]
+        modules: list[nn.Module] = []
+        for k in range(layers):
+            # skip_init: no draw from the global RNG (all values come from `generator` below)
+            lin = torch.nn.utils.skip_init(nn.Linear, widths[k], widths[k + 1], dtype=dtype)
+            bound = 1.0 / math.sqrt(widths[k])
+            if k == layers - 1:
+                bound *= last_layer_scale
+            with torch.no_grad():
+                for p in (lin.weight, lin.bias):
+                    p.copy_(torch.empty(p.shape, dtype=torch.float64).uniform_(-bound, bound, generator=generator))
+            modules.append(lin)
+            if k < layers - 1:
+                modules.append(nn.ReLU())
+        return nn.Sequential(*modules)
+
+    return construct
+
+
+class CubicSplineCoupling(InvertibleModule):
+    """Cubic-spline coupling block [54] as a FrEIA ``InvertibleModule`` (sec. 2, Fig. 1).
+
+    Parameters
+    ----------
+    dims_in : FrEIA input shapes, ``[(n,)]`` with ``n >= 2``.
+    dims_c : conditions; not supported (must be empty).
+    subnet_constructor : ``f(dims_in, dims_out) -> nn.Module`` (FrEIA convention), e.g.
+        :func:`mlp_subnet_constructor`.
+    bins : number K of spline bins.
+    tail_bound : B; the spline acts on ``[-B, B]`` and is the identity outside.
+    two_sided : False (default, Table-1 counts): one half-step, ``u <- s(u; v)``. True: a second
+        half-step ``v <- s(v; u_new)`` with its own subnet, so every feature changes in every
+        block (about twice the parameters).
+
+    The split is ``u = x[:, :n // 2]`` (transformed), ``v = x[:, n // 2:]`` (conditioner).
+    ``forward([x], rev=False)`` returns ``((y,), log|det dy/dx|)`` and with ``rev=True`` the inverse
+    and ``log|det dx/dy|``, both of shape ``(batch,)`` (FrEIA's convention).
+    """
+
+    def __init__(self, dims_in: Sequence[tuple[int, ...]], dims_c: Sequence[tuple[int, ...]] | None = None,
+                 subnet_constructor: Callable[[int, int], nn.Module] | None = None, bins: int = 8,
+                 tail_bound: float = DEFAULT_TAIL_BOUND, two_sided: bool = False) -> None:
+        super().__init__(dims_in, dims_c)
+        if len(self.dims_in) != 1 or len(self.dims_in[0]) != 1:
+            raise ValueError(f"CubicSplineCoupling: dims_in must be [(n,)] (one flat input), got {dims_in!r}")
+        if self.dims_c:
+            raise ValueError(f"CubicSplineCoupling: conditions are not supported, got dims_c={dims_c!r}")
+        if subnet_constructor is None:
+            raise ValueError("CubicSplineCoupling: subnet_constructor is required")
+        n = _check_int("CubicSplineCoupling", "dims_in[0][0]", self.dims_in[0][0], 2)
+        self.bins = _check_int("CubicSplineCoupling", "bins", bins, 1)
+        if not (isinstance(tail_bound, (int, float)) and math.isfinite(tail_bound) and tail_bound > 0):
+            raise ValueError(f"CubicSplineCoupling: tail_bound must be a positive number, got {tail_bound!r}")
+        self.tail_bound = float(tail_bound)
+        self.two_sided = bool(two_sided)
+        self.n_u = n // 2
+        self.n_v = n - self.n_u
+        self.params_per_dim = 2 * self.bins + 2  # K widths, K heights, 2 boundary derivatives
+        self.subnet1 = subnet_constructor(self.n_v, self.n_u * self.params_per_dim)
+        self.subnet2 = (subnet_constructor(self.n_u, self.n_v * self.params_per_dim)
+                        if self.two_sided else None)
+
+    def extra_repr(self) -> str:
+        return (f"n_u={self.n_u}, n_v={self.n_v}, bins={self.bins}, tail_bound={self.tail_bound}, "
+                f"two_sided={self.two_sided}")
+
+    def _spline(self, subnet: nn.Module, active: torch.Tensor, passive: torch.Tensor,
+                rev: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transform ``active`` by the spline whose knots ``subnet(passive)`` predicts."""
+        batch, dims = active.shape
+        k = self.bins
+        theta = subnet(passive).reshape(batch, dims, self.params_per_dim).to(_SPLINE_DTYPE)
+        out, logabsdet = unconstrained_cubic_spline(
+            active.to(_SPLINE_DTYPE),
+            unnormalized_widths=theta[..., :k],
+            unnormalized_heights=theta[..., k:2 * k],
+            unnorm_derivatives_left=theta[..., 2 * k:2 * k + 1] + _IDENTITY_DERIVATIVE_LOGIT,
+            unnorm_derivatives_right=theta[..., 2 * k + 1:] + _IDENTITY_DERIVATIVE_LOGIT,
+            inverse=rev,
+            tail_bound=self.tail_bound,
+            tails="linear",
+            quadratic_threshold=_QUADRATIC_THRESHOLD,
+        )
+        # nflows returns log|d out / d in| elementwise, for the inverse when inverse=True: that is
+        # FrEIA's sign convention already. The Jacobian is triangular (eq. 3): sum over dims.
+        return out.to(active.dtype), logabsdet.sum(dim=1).to(active.dtype)
+
+    def forward(self, x_or_z: Iterable[torch.Tensor], c: Iterable[torch.Tensor] | None = None,
+                rev: bool = False, jac: bool = True) -> tuple[tuple[torch.Tensor], torch.Tensor]:
+        (x,) = x_or_z
+        u, v = torch.split(x, [self.n_u, self.n_v], dim=1)
+        if not self.two_sided:
+            u, log_jac = self._spline(self.subnet1, u, v, rev)
+        elif not rev:
+            u, j1 = self._spline(self.subnet1, u, v, rev=False)
+            v, j2 = self._spline(self.subnet2, v, u, rev=False)
+            log_jac = j1 + j2
+        else:  # undo the second half-step first; its conditioner u is still the transformed one
+            v, j2 = self._spline(self.subnet2, v, u, rev=True)
+            u, j1 = self._spline(self.subnet1, u, v, rev=True)
+            log_jac = j1 + j2
+        return (torch.cat([u, v], dim=1),), log_jac
+
+    def output_dims(self, input_dims: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+        if len(input_dims) != 1:
+            raise ValueError(f"CubicSplineCoupling: expects one input, got {len(input_dims)}")
+        return input_dims
+
+
+class SoftPermutation(InvertibleModule):
+    """Fixed random orthogonal matrix ``Q`` (sec. 2: "unitary soft-permutation matrix").
+
+    ``Q`` is the QR decomposition of a seeded standard-normal matrix with the signs of ``R``'s
+    diagonal moved into ``Q`` (this makes ``Q`` Haar-distributed and the decomposition unique).
+    ``y = Q x``, ``x = Q^T y``; ``|det Q| = 1`` so the log-determinant is 0.
+
+    ``Q`` is a pure function of ``(seed, n)``, kept in float64 outside the module's buffers and
+    rounded once to the input's dtype when used. A float32 buffer cast to float64 by
+    ``model.double()`` would be orthogonal only to ~1e-7, which breaks float64 round trips at that
+    level; this way ``Q`` is orthogonal to the precision of whatever dtype the model runs in.
+    Nothing is trained or saved: the seed (part of every run config) rebuilds it.
+    """
+
+    def __init__(self, dims_in: Sequence[tuple[int, ...]], dims_c: Sequence[tuple[int, ...]] | None = None,
+                 seed: int = 0) -> None:
+        super().__init__(dims_in, dims_c)
+        if len(self.dims_in) != 1 or len(self.dims_in[0]) != 1:
+            raise ValueError(f"SoftPermutation: dims_in must be [(n,)] (one flat input), got {dims_in!r}")
+        if self.dims_c:
+            raise ValueError(f"SoftPermutation: conditions are not supported, got dims_c={dims_c!r}")
+        n = _check_int("SoftPermutation", "dims_in[0][0]", self.dims_in[0][0], 1)
+        self.seed = _check_int("SoftPermutation", "seed", seed, 0)
+        # numpy's PCG64 normal stream has been stable since numpy 1.17 (not a formal promise:
+        # tests/test_inn.py pins the seed-0 matrix so a change would fail loudly, not silently
+        # alter the permutations of a loaded checkpoint).
+        q, r = np.linalg.qr(np.random.default_rng(self.seed).standard_normal((n, n)))
+        q = q * np.sign(np.diag(r))[None, :]
+        self._q64 = torch.from_numpy(q)  # plain attribute: .to()/.double() must not round it
+        self._cache: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        """``Q`` in float64 (a copy)."""
+        return self._q64.clone()
+
+    def extra_repr(self) -> str:
+        return f"n={self._q64.shape[0]}, seed={self.seed}"
+
+    def _q(self, like: torch.Tensor) -> torch.Tensor:
+        key = (like.dtype, like.device)
+        q = self._cache.get(key)
+        if q is None:
+            q = self._cache[key] = self._q64.to(dtype=like.dtype, device=like.device)
+        return q
+
+    def forward(self, x_or_z: Iterable[torch.Tensor], c: Iterable[torch.Tensor] | None = None,
+                rev: bool = False, jac: bool = True) -> tuple[tuple[torch.Tensor], torch.Tensor]:
+        (x,) = x_or_z
+        q = self._q(x)
+        # Row vectors: y = Q x  <=>  y_row = x_row Q^T; the inverse uses Q^{-1} = Q^T.
+        y = x @ q if rev else x @ q.T
+        return (y,), x.new_zeros(x.shape[0])
+
+    def output_dims(self, input_dims: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+        if len(input_dims) != 1:
+            raise ValueError(f"SoftPermutation: expects one input, got {len(input_dims)}")
+        return input_dims
+
+
+class INN(nn.Module):
+    """Spline-coupling INN of Table 1 (INN column) with the QINN's model API.
+
+    Parameters
+    ----------
+    size : "2k", "6k" or "16k" (``qinn_lib.config.INN_SIZES``).
+    n_features : number of features (5 in the paper).
+    seed : seeds every initial weight and every soft permutation.
+    dtype : torch.float32 (training default) or torch.float64.
+    two_sided : two coupling half-steps per block instead of one (not Table 1; module docstring).
+    tail_bound : B of every spline (default 4, module docstring).
+
+    ``forward(x) -> z``, ``forward_and_logdet(x) -> (z, log|det dz/dx|)``, ``inverse(z) -> x`` on
+    ``(batch, n_features)`` tensors of ``[0, pi]``-scaled features; the log-determinant has shape
+    ``(batch,)``. Inputs are converted to the model's dtype and device.
+    """
+
+    def __init__(self, size: str = "16k", n_features: int = 5, *, seed: int = 0,
+                 dtype: torch.dtype = torch.float32, two_sided: bool = False,
+                 tail_bound: float = DEFAULT_TAIL_BOUND) -> None:
+        super().__init__()
+        if size not in INN_SIZES:
+            raise ValueError(f"INN: unknown size {size!r}; valid sizes are {sorted(INN_SIZES)}")
+        n = _check_int("INN", "n_features", n_features, 2)
+        seed = _check_int("INN", "seed", seed, 0)
+        dtype = _check_dtype(dtype)
+        arch = dict(INN_SIZES[size])
+        self.size = size
+        self.n_features = n
+        self.seed = seed
+        self.two_sided = bool(two_sided)
+        self.architecture = arch
+        self.tail_bound = float(tail_bound)
+
+        gen = torch.Generator().manual_seed(seed)
+        subnet = mlp_subnet_constructor(arch["subnet_layers"], arch["hidden"], generator=gen, dtype=dtype)
+        # Independent stream per permutation: changing the number of blocks does not change the
+        # earlier matrices, and no stream is shared with the subnet weights.
+        perm_seeds = [int(np.random.SeedSequence([seed, i]).generate_state(1)[0]) for i in range(arch["blocks"])]
+        flow = SequenceINN(n)
+        for i in range(arch["blocks"]):
+            flow.append(CubicSplineCoupling, subnet_constructor=subnet, bins=arch["bins"],
+                        tail_bound=self.tail_bound, two_sided=self.two_sided)
+            flow.append(SoftPermutation, seed=perm_seeds[i])
+        self.flow = flow.to(dtype)
+        # Fixed first step: centre [0, pi] on 0 (log|det| = 0); not saved, never trained.
+        self.register_buffer("center", torch.full((n,), math.pi / 2, dtype=dtype), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg: "INNRunConfig", n_features: int = 5) -> "INN":
+        """Build from an :class:`~qinn_lib.config.INNRunConfig` (size, seed, dtype, device)."""
+        model = cls(cfg.size, n_features, seed=cfg.seed, dtype=getattr(torch, cfg.dtype))
+        return model.to(torch.device(cfg.device))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.center.dtype
+
+    def extra_repr(self) -> str:
+        return (f"size={self.size!r}, n_features={self.n_features}, {self.architecture}, "
+                f"two_sided={self.two_sided}, tail_bound={self.tail_bound}, dtype={self.dtype}")
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters; Table 1: 2k / 6k / 16k (measured: 1 920 / 6 048 / 15 960)."""
+        n = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"quantum": 0, "classical": n, "total": n}
+
+    def _batch(self, name: str, t: Any) -> torch.Tensor:
+        if not isinstance(t, torch.Tensor):
+            t = torch.as_tensor(t)
+        if t.is_complex() or not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+            raise ValueError(f"INN: {name} must be a real tensor, got dtype {t.dtype}")
+        if t.ndim != 2 or t.shape[1] != self.n_features:
+            raise ValueError(f"INN: {name} must have shape (batch, {self.n_features}), got {tuple(t.shape)}")
+        t = t.to(dtype=self.dtype, device=self.center.device)
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            raise ValueError(f"INN: {name} of shape {tuple(t.shape)} has {int(bad.sum())} non-finite (NaN/inf) entries")
+        return t
+
+    def forward_and_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z = f(x)`` and ``log|det dz/dx|`` per event (eq. 5), shapes (B, n) and (B,)."""
+        x = self._batch("x", x)
+        z, logdet = self.flow(x - self.center, jac=True)
+        return z, logdet
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_and_logdet(x)[0]
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """``x = f^{-1}(z)`` (generation: z ~ N(0, 1) -> scaled features)."""
+        z = self._batch("z", z)
+        h, _ = self.flow(z, rev=True, jac=False)
+        return h + self.center
+
+
+def build_inn(size: str = "16k", n_features: int = 5, *, seed: int = 0,
+              dtype: torch.dtype = torch.float32, two_sided: bool = False,
+              tail_bound: float = DEFAULT_TAIL_BOUND) -> INN:
+    """The Table-1 INN of the given size ("2k", "6k" or "16k"); see :class:`INN`."""
+    return INN(size, n_features, seed=seed, dtype=dtype, two_sided=two_sided, tail_bound=tail_bound)

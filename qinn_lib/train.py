@@ -1,0 +1,478 @@
+"""One training loop for every model (the QINN and the classical INN): one-cycle Adam, per-epoch
+atomic checkpoints, exact resume, divergence detection.
+
+Objective protocol
+------------------
+``objective(model, x, generator) -> dict[str, Tensor]`` returns a scalar ``"loss"`` (the weighted
+total that is minimised) plus any number of scalar, unweighted terms; ``objective.evaluate(model,
+x, generator)`` returns the same without grad. :class:`qinn_lib.losses.QINNObjective` is one.
+
+Reproducibility
+---------------
+Nothing here touches the global RNG. Every epoch ``e`` (0-based) uses fresh generators seeded
+from ``(cfg.seed, e)``: one for the shuffling permutation, one for the objective's latent samples.
+Validation uses a generator seeded from ``cfg.seed`` alone, re-created every epoch, so the
+validation loss of different epochs is measured with the same latent samples. Together with the
+model, Adam and scheduler states stored in the checkpoint, resuming after epoch ``k`` reproduces an
+uninterrupted run bit for bit (same machine, same thread count).
+
+Batches
+-------
+The last incomplete batch of every epoch is dropped (``drop_last``): the MMD terms are
+V-statistics whose bias depends on the batch size (see :mod:`qinn_lib.losses`), so a small
+remainder batch would give a differently biased, noisy step. Because the permutation changes every
+epoch, every event is still used. Validation runs on chunks of exactly ``batch_size`` events for the
+same reason; the remainder (fewer than ``batch_size`` events) is not evaluated, unless the whole
+validation set is smaller than one batch, in which case it is one chunk.
+
+Checkpoints
+-----------
+``run_dir/checkpoint.pt`` is rewritten atomically after every epoch (temp file in the same folder,
+fsync, ``os.replace``), holds only tensors and plain Python types, and is always read with
+``torch.load(..., weights_only=True)``. Resuming is strict: the stored configuration must equal the
+requested one in every field except ``profile`` (``epochs`` included, so a finished run cannot be
+silently extended; train a new run directory for that), and the data fingerprint must match.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "TrainingDiverged",
+    "TrainResult",
+    "train",
+    "make_optimizer",
+    "make_scheduler",
+    "epoch_seed",
+    "load_checkpoint",
+    "save_checkpoint",
+    "load_trained",
+]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+#: Bumped whenever the checkpoint layout changes; older files are refused with a clear message.
+FORMAT_VERSION = 1
+#: Config fields that may differ between a checkpoint and the run that resumes it.
+_IGNORED_CFG_FIELDS = frozenset({"profile"})
+_REQUIRED_KEYS = (
+    "format_version", "model", "optimizer", "scheduler", "epoch", "history", "cfg", "cfg_kind",
+    "data_fingerprint", "extra_state", "steps_per_epoch",
+)
+
+# Streams of epoch_seed: one independent generator per purpose.
+_STREAM_SHUFFLE = 0
+_STREAM_OBJECTIVE = 1
+_STREAM_VALIDATION = 2
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, or belongs to a different run; the message names the file."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A batch loss became NaN/inf or exceeded ``cfg.max_loss``; the last good checkpoint is untouched."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    history: list[dict[str, float]]
+    checkpoint: Path
+    seconds: float  #: wall time of this call
+    epochs_run: int  #: epochs trained by this call (0 if the run was already complete)
+    resumed_from: int | None = None  #: completed epochs found in the checkpoint, None for a fresh run
+    extra_state: Any = field(default=None, repr=False)
+
+
+# -- seeds, optimiser, schedule ------------------------------------------------------------------
+def epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """A 63-bit seed for ``torch.Generator.manual_seed`` derived from ``(seed, epoch, stream)``.
+
+    numpy's SeedSequence hashes the triple, so neighbouring seeds/epochs give unrelated streams
+    (``seed + epoch`` would make run ``seed=1`` at epoch 0 replay run ``seed=0`` at epoch 1).
+    """
+    state = np.random.SeedSequence([int(seed), int(epoch), int(stream)]).generate_state(2, dtype=np.uint32)
+    return ((int(state[0]) << 32) | int(state[1])) & ((1 << 63) - 1)
+
+
+def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
+    g = torch.Generator(device="cpu")
+    g.manual_seed(epoch_seed(seed, epoch, stream))
+    return g
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.Adam:
+    """Adam with ``betas=(cfg.beta1, cfg.beta2)`` and ``lr=cfg.max_lr`` (the schedule overrides lr)."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.max_lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, total_steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
+    """One-cycle schedule [70] (Table 1), stepped once per batch.
+
+    torch's OneCycleLR starts at ``max_lr / div_factor`` and ends at
+    ``max_lr / (div_factor * final_div_factor)``. With ``div_factor = 1 / start_factor`` the start is
+    ``max_lr * start_factor``; the end equals ``max_lr * final_factor`` when
+    ``final_div_factor = start_factor / final_factor`` (Table 1: 0.04 / 1e-4 = 400, i.e. 1e-3 ->
+    4e-5 -> peak 1e-3 -> 1e-7). ``pct_start`` (30 % warm-up) and cosine annealing are torch's
+    defaults; the paper does not state them. ``cycle_momentum=False`` because torch would otherwise
+    cycle Adam's beta1 between 0.85 and 0.95, overriding Table 1's beta1.
+    """
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=cfg.max_lr,
+        total_steps=total_steps,
+        div_factor=1.0 / cfg.start_factor,
+        final_div_factor=cfg.start_factor / cfg.final_factor,
+        cycle_momentum=False,
+    )
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+def _check_plain(obj: Any, where: str) -> None:
+    """Refuse anything ``torch.load(weights_only=True)`` could not read back."""
+    # Exact types: a str/int subclass (e.g. torch.__version__, a TorchVersion) pickles as its own
+    # class, which weights_only loading refuses.
+    if obj is None or type(obj) in (bool, int, float, str) or isinstance(obj, torch.Tensor):
+        return
+    if type(obj) in (list, tuple):
+        for i, v in enumerate(obj):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    if type(obj) in (dict, OrderedDict):  # state_dicts are OrderedDicts (allowed by weights_only)
+        for k, v in obj.items():
+            if type(k) not in (str, int):
+                raise TypeError(f"checkpoint entry {where} has a key of type {type(k).__name__}; use str or int keys")
+            _check_plain(v, f"{where}[{k!r}]")
+        return
+    raise TypeError(
+        f"checkpoint entry {where} has type {type(obj).__module__}.{type(obj).__name__}; only tensors, "
+        "dicts, lists and plain numbers/strings can be stored (convert numpy arrays with .tolist() or "
+        "torch.as_tensor)"
+    )
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically: a temp file in the same folder, flushed and fsynced,
+    then ``os.replace``. A crash (or an exception) mid-write leaves the previous file intact."""
+    path = Path(path)
+    _check_plain(state, "checkpoint")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    # Persist the rename itself (POSIX); not available on every platform/filesystem.
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def _cfg_differences(stored: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    diffs = []
+    for name in sorted(set(stored) | set(expected)):
+        if name in _IGNORED_CFG_FIELDS:
+            continue
+        a = stored.get(name, "<absent>")
+        b = expected.get(name, "<absent>")
+        if a != b:
+            diffs.append(f"{name}: checkpoint {a!r} vs requested {b!r}")
+    return diffs
+
+
+def load_checkpoint(path: str | os.PathLike, *, expected_cfg: Any = None,
+                    expected_fingerprint: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`train` (``weights_only=True``) and validate it.
+
+    Raises :class:`CheckpointError` naming ``path`` if the file is missing, unreadable or truncated,
+    of another format version, lacks entries, was written for a different configuration (every
+    field except ``profile`` must match; the message lists each differing field with both values),
+    or for different data (``expected_fingerprint``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, garbage bytes, disallowed pickle globals, ...
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted or not a plain checkpoint ({type(exc).__name__}: {exc}); "
+            "delete it to start the run afresh"
+        ) from exc
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {path} does not hold a dict (got {type(ckpt).__name__})")
+    version = ckpt.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {version!r}, this code reads version {FORMAT_VERSION}"
+        )
+    missing = [k for k in _REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks entries {missing}")
+    if expected_cfg is not None:
+        if ckpt["cfg_kind"] != expected_cfg.kind:
+            raise CheckpointError(
+                f"checkpoint {path} belongs to a {ckpt['cfg_kind']!r} run, not a {expected_cfg.kind!r} run"
+            )
+        diffs = _cfg_differences(ckpt["cfg"], expected_cfg.to_dict())
+        if diffs:
+            raise CheckpointError(
+                f"checkpoint {path} was written with a different configuration: " + "; ".join(diffs)
+                + ". Use another run directory, or delete the checkpoint to retrain"
+            )
+    if expected_fingerprint is not None and ckpt["data_fingerprint"] != expected_fingerprint:
+        raise CheckpointError(
+            f"checkpoint {path} was trained on different data: fingerprint {ckpt['data_fingerprint']!r} "
+            f"vs requested {expected_fingerprint!r}"
+        )
+    return ckpt
+
+
+def _load_model_state(model: torch.nn.Module, ckpt: dict[str, Any], path: Path) -> None:
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit this model: {exc}") from exc
+
+
+def load_trained(model: torch.nn.Module, path: str | os.PathLike, expected_cfg: Any = None,
+                 expected_fingerprint: str | None = None) -> dict[str, Any]:
+    """Load the weights stored at ``path`` into ``model`` (validated as in :func:`load_checkpoint`)
+    and return the checkpoint dict (history, cfg, extra_state, ...)."""
+    path = Path(path)
+    ckpt = load_checkpoint(path, expected_cfg=expected_cfg, expected_fingerprint=expected_fingerprint)
+    _load_model_state(model, ckpt, path)
+    return ckpt
+
+
+# -- the loop ------------------------------------------------------------------------------------
+def _check_data(name: str, x: torch.Tensor, batch_size: int | None = None) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or not x.is_floating_point():
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a 2-D floating-point tensor (events, features), got {shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    if batch_size is not None and x.shape[0] < batch_size:
+        raise ValueError(
+            f"{name} has {x.shape[0]} events, fewer than batch_size={batch_size}; the last incomplete "
+            "batch is dropped, so no step could be taken"
+        )
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def _format_terms(terms: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.6g}" for k, v in terms.items())
+
+
+def _validate(model: torch.nn.Module, objective: Any, val_x: torch.Tensor, batch_size: int,
+              seed: int) -> dict[str, float]:
+    gen = _generator(seed, 0, _STREAM_VALIDATION)
+    n = val_x.shape[0]
+    n_chunks = max(1, n // batch_size)
+    size = batch_size if n >= batch_size else n
+    sums: dict[str, float] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in range(n_chunks):
+                terms = objective.evaluate(model, val_x[i * size:(i + 1) * size], gen)
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+    finally:
+        model.train(was_training)
+    return {k: v / n_chunks for k, v in sums.items()}
+
+
+def train(model: torch.nn.Module, objective: Callable[..., dict[str, torch.Tensor]],
+          train_x: torch.Tensor, val_x: torch.Tensor, cfg: Any, *,
+          run_dir: str | os.PathLike, data_fingerprint: str, extra_state: Any = None,
+          progress: bool = True, resume: bool = True, stop_after_epoch: int | None = None) -> TrainResult:
+    """Train ``model`` on ``train_x`` (scaled features) and checkpoint to ``run_dir`` every epoch.
+
+    Parameters
+    ----------
+    model : module built by the caller (its initialisation seeded from ``cfg.seed``); if it has
+        ``constrain_()``, that is called after every optimiser step (QINN: projects a, b onto their
+        box, sec. 3).
+    objective : see the module docstring.
+    cfg : run config with ``seed, epochs, batch_size, max_lr, start_factor, final_factor, beta1,
+        beta2, max_loss`` (and ``to_dict()``, ``kind``).
+    run_dir : folder of ``checkpoint.pt``.
+    data_fingerprint : identifies the training data; stored and checked on resume.
+    extra_state : plain data stored with the checkpoint (e.g. ``scaler.to_dict()``).
+    resume : continue from ``run_dir/checkpoint.pt`` if it exists (a complete run returns at once,
+        with its weights loaded into ``model``); ``False`` starts afresh and overwrites it.
+    stop_after_epoch : return normally after this many completed epochs (for interrupting a run
+        on purpose; the checkpoint allows resuming it later).
+
+    Returns
+    -------
+    TrainResult. ``history[i]`` holds ``epoch`` (1-based), ``lr`` (learning rate of the epoch's
+    last step), ``seconds``, ``train_<term>`` (mean over the epoch's batches) and ``val_<term>``.
+
+    Raises
+    ------
+    TrainingDiverged : a batch loss is NaN/inf or above ``cfg.max_loss``, a gradient is not finite,
+        or the parameters stop being finite; the checkpoint on disk is the last good epoch.
+    CheckpointError : the existing checkpoint cannot be resumed (see :func:`load_checkpoint`).
+    """
+    t_start = time.perf_counter()
+    bs = int(cfg.batch_size)
+    _check_data("train_x", train_x, bs)
+    _check_data("val_x", val_x)
+    if val_x.shape[1] != train_x.shape[1]:
+        raise ValueError(f"val_x has {val_x.shape[1]} features but train_x has {train_x.shape[1]}")
+    if stop_after_epoch is not None and stop_after_epoch < 1:
+        raise ValueError(f"stop_after_epoch must be >= 1, got {stop_after_epoch}")
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    cfg_dict = cfg.to_dict()
+    _check_plain(extra_state, "extra_state")
+
+    params = list(model.parameters())
+    device = params[0].device if params else torch.device("cpu")
+    steps_per_epoch = train_x.shape[0] // bs
+    epochs = int(cfg.epochs)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, epochs * steps_per_epoch)
+
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    resumed_from: int | None = None
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, expected_cfg=cfg, expected_fingerprint=data_fingerprint)
+        if ckpt["steps_per_epoch"] != steps_per_epoch:
+            raise CheckpointError(
+                f"checkpoint {ckpt_path} was written with {ckpt['steps_per_epoch']} steps per epoch, "
+                f"this run has {steps_per_epoch} (different number of training events?)"
+            )
+        _load_model_state(model, ckpt, ckpt_path)
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {ckpt_path} has an unusable optimizer/scheduler state: {exc}") from exc
+        history = list(ckpt["history"])
+        start_epoch = resumed_from = int(ckpt["epoch"])
+        if extra_state is None:
+            extra_state = ckpt["extra_state"]
+
+    last_epoch = epochs if stop_after_epoch is None else min(epochs, stop_after_epoch)
+    from tqdm.auto import tqdm  # imported here: tqdm.auto probes for Jupyter widgets
+
+    bar = tqdm(total=epochs, initial=start_epoch, desc=f"{cfg.kind} training", unit="epoch",
+               disable=not progress, leave=True)
+    epochs_run = 0
+    model.train()
+    try:
+        for epoch in range(start_epoch, last_epoch):
+            t_epoch = time.perf_counter()
+            perm = torch.randperm(train_x.shape[0], generator=_generator(cfg.seed, epoch, _STREAM_SHUFFLE))
+            obj_gen = _generator(cfg.seed, epoch, _STREAM_OBJECTIVE)
+            sums: dict[str, float] = {}
+            lr = float("nan")
+            for step in range(steps_per_epoch):
+                idx = perm[step * bs:(step + 1) * bs]
+                x = train_x[idx].to(device)
+                optimizer.zero_grad(set_to_none=True)
+                terms = objective(model, x, obj_gen)
+                loss = terms["loss"]
+                values = {k: float(v.detach()) for k, v in terms.items()}
+                if not math.isfinite(values["loss"]) or values["loss"] > cfg.max_loss:
+                    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+                    raise TrainingDiverged(
+                        f"training diverged in epoch {epoch + 1}, batch {step + 1}/{steps_per_epoch}: "
+                        f"loss {values['loss']:.6g} (max_loss {cfg.max_loss:g}); terms: {_format_terms(values)}"
+                        + (f"; non-finite: {sorted(bad)}" if bad else "")
+                        + f". {_last_good(ckpt_path, epoch)}"
+                    )
+                loss.backward()
+                bad_grads = [n for n, p in model.named_parameters()
+                             if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+                if bad_grads:
+                    raise TrainingDiverged(
+                        f"training diverged in epoch {epoch + 1}, batch {step + 1}/{steps_per_epoch}: "
+                        f"non-finite gradients of {bad_grads} (terms: {_format_terms(values)}). "
+                        f"{_last_good(ckpt_path, epoch)}"
+                    )
+                lr = float(optimizer.param_groups[0]["lr"])
+                optimizer.step()
+                scheduler.step()
+                if hasattr(model, "constrain_"):
+                    model.constrain_()
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+            bad_params = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+            if bad_params:
+                raise TrainingDiverged(
+                    f"training diverged in epoch {epoch + 1}: parameters {bad_params} are no longer finite. "
+                    f"{_last_good(ckpt_path, epoch)}"
+                )
+            val = _validate(model, objective, val_x.to(device), bs, cfg.seed)
+            record: dict[str, float] = {"epoch": epoch + 1, "lr": lr}
+            record.update({f"train_{k}": v / steps_per_epoch for k, v in sums.items()})
+            record.update({f"val_{k}": v for k, v in val.items()})
+            record["seconds"] = time.perf_counter() - t_epoch
+            history.append(record)
+            save_checkpoint(ckpt_path, {
+                "format_version": FORMAT_VERSION,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch + 1,
+                "steps_per_epoch": steps_per_epoch,
+                "history": history,
+                "cfg": cfg_dict,
+                "cfg_kind": cfg.kind,
+                "data_fingerprint": data_fingerprint,
+                "extra_state": extra_state,
+                "torch_version": str(torch.__version__),
+            })
+            epochs_run += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['train_loss']:.4g}", val_loss=f"{record['val_loss']:.4g}")
+    finally:
+        bar.close()
+    return TrainResult(history=history, checkpoint=ckpt_path, seconds=time.perf_counter() - t_start,
+                       epochs_run=epochs_run, resumed_from=resumed_from, extra_state=extra_state)
+
+
+def _last_good(ckpt_path: Path, epoch: int) -> str:
+    if epoch == 0 or not ckpt_path.exists():
+        return "No checkpoint was written yet (diverged in the first epoch)"
+    return f"The last good checkpoint (epoch {epoch}) is {ckpt_path}"

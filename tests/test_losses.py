@@ -1,0 +1,389 @@
+"""Tests of qinn_lib.losses: every loss against a hand or brute-force computation, and the QINN
+objective (sec. 4, Table 1) on a small invertible test double."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from qinn_lib.config import QINNRunConfig
+from qinn_lib.losses import (
+    QINNObjective,
+    breit_wigner_mmd,
+    fidelity_invertibility,
+    gaussian_mmd,
+    mse_invertibility,
+    nll,
+    nll_per_event,
+)
+
+WIDTHS = (0.02, 0.1, 0.4, 1.0, 5.0)
+
+
+# -- test doubles ----------------------------------------------------------------------------------
+class AffineFlow(torch.nn.Module):
+    """z = (x - shift) * exp(log_scale); log|det| = sum(log_scale). The inverse carries a
+    trainable bias so that it is *not* exact and the invertibility terms are non-trivial."""
+
+    def __init__(self, n: int = 5, seed: int = 0, dtype: torch.dtype = torch.float64) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.log_scale = torch.nn.Parameter(0.3 * torch.randn(n, generator=g, dtype=dtype))
+        self.shift = torch.nn.Parameter(torch.rand(n, generator=g, dtype=dtype) * math.pi)
+        self.inv_bias = torch.nn.Parameter(0.05 * torch.randn(n, generator=g, dtype=dtype))
+        self.calls = {"forward_and_logdet": 0, "inverse": 0, "fidelity": 0}
+
+    def forward(self, x):
+        return (x - self.shift) * torch.exp(self.log_scale)
+
+    def forward_and_logdet(self, x):
+        self.calls["forward_and_logdet"] += 1
+        return self.forward(x), self.log_scale.sum().expand(x.shape[0])
+
+    def inverse(self, z):
+        self.calls["inverse"] += 1
+        return z * torch.exp(-self.log_scale) + self.shift + self.inv_bias
+
+    def fidelity(self, x):
+        self.calls["fidelity"] += 1
+        x_tilde = self.forward(x) * torch.exp(-self.log_scale) + self.shift + self.inv_bias
+        return torch.exp(-(x - x_tilde).pow(2).sum(dim=1))
+
+
+class LinearScaler:
+    """Stands in for AngleScaler: physical = u * scale + offset."""
+
+    def __init__(self, n: int = 5) -> None:
+        self.scale = torch.linspace(10.0, 50.0, n, dtype=torch.float64)
+        self.offset = torch.linspace(-3.0, 20.0, n, dtype=torch.float64)
+        self.calls = 0
+
+    def inverse_torch(self, u):
+        self.calls += 1
+        return u * self.scale.to(u) + self.offset.to(u)
+
+
+def toy_mass(features):
+    """Stands in for invariant_mass_torch: any smooth scalar of the physical features."""
+    return torch.sqrt(features[:, 0] * features[:, 1] + features[:, 4] ** 2)
+
+
+def scaled_data(n: int, seed: int, dtype=torch.float64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 5, generator=g, dtype=dtype) * math.pi
+
+
+# -- NLL (eq. 5, 7) --------------------------------------------------------------------------------
+def test_nll_hand_computation():
+    z = torch.tensor([[1.0, 2.0], [0.0, 0.0]], dtype=torch.float64)
+    logdet = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    # per event: (1 + 4)/2 - 0.5 = 2.0 and 0 + 1 = 1.0
+    assert nll(z, logdet).item() == pytest.approx(1.5, abs=1e-15)
+    per_event = nll_per_event(z, logdet, include_constant=True)
+    assert per_event.tolist() == pytest.approx([2.0 + math.log(2 * math.pi), 1.0 + math.log(2 * math.pi)], abs=1e-14)
+    assert nll_per_event(z, logdet, include_constant=False).tolist() == pytest.approx([2.0, 1.0], abs=1e-15)
+
+
+def test_nll_of_standard_normal_with_zero_logdet():
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(200_000, 5, generator=g, dtype=torch.float64)
+    # E[||z||^2 / 2] = n / 2; std of the mean = sqrt(2 n) / 2 / sqrt(N) = 0.0035.
+    assert nll(z, torch.zeros(z.shape[0], dtype=torch.float64)).item() == pytest.approx(2.5, abs=0.02)
+
+
+def test_nll_per_event_is_the_true_negative_log_density():
+    # x ~ N(mu, s^2) per feature, flow z = (x - mu) / s, log|det dz/dx| = -sum(log s).
+    g = torch.Generator().manual_seed(4)
+    mu = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    s = torch.tensor([0.3, 1.5, 2.0], dtype=torch.float64)
+    x = mu + s * torch.randn(7, 3, generator=g, dtype=torch.float64)
+    z = (x - mu) / s
+    logdet = (-torch.log(s).sum()).expand(7)
+    expected = -torch.distributions.Normal(mu, s).log_prob(x).sum(dim=1)
+    torch.testing.assert_close(nll_per_event(z, logdet), expected, rtol=0, atol=1e-12)
+
+
+def test_nll_shape_errors_name_the_argument():
+    with pytest.raises(ValueError, match="logdet"):
+        nll(torch.zeros(4, 2), torch.zeros(3))
+    with pytest.raises(ValueError, match="z must"):
+        nll(torch.zeros(4), torch.zeros(4))
+
+
+# -- MMD (eq. 9-11) --------------------------------------------------------------------------------
+def brute_force_mmd(x, y, widths, kernel):
+    x = [list(map(float, row)) for row in (x.reshape(len(x), -1))]
+    y = [list(map(float, row)) for row in (y.reshape(len(y), -1))]
+
+    def d2(a, b):
+        return sum((ai - bi) ** 2 for ai, bi in zip(a, b))
+
+    total = 0.0
+    for w in widths:
+        kxx = sum(kernel(d2(a, b), w) for a in x for b in x) / (len(x) * len(x))
+        kyy = sum(kernel(d2(a, b), w) for a in y for b in y) / (len(y) * len(y))
+        kxy = sum(kernel(d2(a, b), w) for a in x for b in y) / (len(x) * len(y))
+        total += kxx + kyy - 2 * kxy
+    return total
+
+
+def gauss(d2, w):
+    return math.exp(-d2 / (2 * w * w))
+
+
+def breit_wigner(d2, w):
+    return w * w / (w * w + d2)
+
+
+def four_points(seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(4, 3, generator=g, dtype=torch.float64),
+            torch.randn(4, 3, generator=g, dtype=torch.float64) + 0.7)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gaussian_mmd_matches_brute_force_double_loop(seed):
+    x, y = four_points(seed)
+    widths = (0.3, 1.0, 2.5)
+    assert gaussian_mmd(x, y, widths).item() == pytest.approx(brute_force_mmd(x, y, widths, gauss), rel=1e-12)
+    # unequal sample sizes
+    assert gaussian_mmd(x, y[:3], widths).item() == pytest.approx(
+        brute_force_mmd(x, y[:3], widths, gauss), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_breit_wigner_mmd_matches_brute_force_double_loop(seed):
+    x, y = four_points(seed)
+    widths = (0.3, 1.0, 2.5)
+    assert breit_wigner_mmd(x, y, widths).item() == pytest.approx(
+        brute_force_mmd(x, y, widths, breit_wigner), rel=1e-12)
+    # 1-D inputs (M_ll values) are treated as (N, 1)
+    m1, m2 = x[:, 0] * 10 + 91, y[:, 0] * 10 + 91
+    assert breit_wigner_mmd(m1, m2, (2.0, 5.0)).item() == pytest.approx(
+        brute_force_mmd(m1, m2, (2.0, 5.0), breit_wigner), rel=1e-12)
+    torch.testing.assert_close(breit_wigner_mmd(m1, m2, (2.0, 5.0)),
+                               breit_wigner_mmd(m1[:, None], m2[:, None], (2.0, 5.0)))
+
+
+def test_single_width_scalar_equals_one_element_list():
+    x, y = four_points(2)
+    torch.testing.assert_close(gaussian_mmd(x, y, 0.7), gaussian_mmd(x, y, [0.7]))
+
+
+@pytest.mark.parametrize("mmd", [gaussian_mmd, breit_wigner_mmd])
+def test_mmd_of_identical_samples_is_zero_and_of_shifted_samples_positive(mmd):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(64, 5, generator=g, dtype=torch.float64)
+    assert abs(mmd(x, x, WIDTHS).item()) < 1e-13
+    small = mmd(x, x + 0.1, WIDTHS).item()
+    large = mmd(x, x + 1.0, WIDTHS).item()
+    assert 0 < small < large
+
+
+@pytest.mark.parametrize("mmd", [gaussian_mmd, breit_wigner_mmd])
+def test_mmd_separates_distributions_and_same_distribution_bias_falls_as_one_over_n(mmd):
+    g = torch.Generator().manual_seed(6)
+
+    def sample(n, scale=1.0, shift=0.0):
+        return torch.randn(n, 2, generator=g, dtype=torch.float64) * scale + shift
+
+    # Two samples of one distribution: the V-statistic's expectation is its bias,
+    # (1/N + 1/M) (E k(x, x) - E k(x, x')), so it falls like 1/N ...
+    same_250 = mmd(sample(250), sample(250), WIDTHS).item()
+    same_1000 = mmd(sample(1000), sample(1000), WIDTHS).item()
+    assert 2.0 < same_250 / same_1000 < 8.0
+    # ... while a real difference stays.
+    different = mmd(sample(1000), sample(1000, 1.5, 0.5), WIDTHS).item()
+    assert different > 10 * same_1000
+
+
+@pytest.mark.parametrize("mmd", [gaussian_mmd, breit_wigner_mmd])
+def test_mmd_v_statistic_is_never_negative(mmd):
+    # The unbiased U-statistic goes negative for samples of one distribution; eq. 9's V-statistic
+    # is a squared norm and must not.
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(8, 2, generator=g, dtype=torch.float64)
+        y = torch.randn(8, 2, generator=g, dtype=torch.float64)
+        assert mmd(x, y, WIDTHS).item() >= -1e-14
+
+
+def test_mmd_gradients_match_finite_differences():
+    x, y = four_points(7)
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: gaussian_mmd(a, b, (0.5, 2.0)), (x, y))
+    assert torch.autograd.gradcheck(lambda a, b: breit_wigner_mmd(a, b, (0.5, 2.0)), (x, y))
+
+
+def test_mmd_rejects_bad_input():
+    x, y = four_points(8)
+    with pytest.raises(ValueError, match="feature dimension"):
+        gaussian_mmd(x, y[:, :2], WIDTHS)
+    with pytest.raises(ValueError, match="widths"):
+        gaussian_mmd(x, y, [1.0, 0.0])
+    with pytest.raises(ValueError, match="widths"):
+        breit_wigner_mmd(x, y, [])
+    with pytest.raises(ValueError, match="shape"):
+        gaussian_mmd(x[None], y, WIDTHS)
+
+
+# -- invertibility (eq. 17-20) ---------------------------------------------------------------------
+def test_mse_invertibility_hand_computation():
+    x = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    x_tilde = torch.tensor([[1.0, 1.0], [2.0, 5.0]])
+    assert mse_invertibility(x, x_tilde).item() == pytest.approx((1 + 0 + 0 + 4) / 4)
+    with pytest.raises(ValueError, match="same shape"):
+        mse_invertibility(x, x_tilde[:1])
+
+
+def test_fidelity_loss_values_sign_and_clamp():
+    assert fidelity_invertibility(torch.ones(3)).item() == 0.0
+    f = torch.tensor([0.5, 0.25], dtype=torch.float64, requires_grad=True)
+    loss = fidelity_invertibility(f)
+    assert loss.item() == pytest.approx((math.log(2) + math.log(4)) / 2, rel=1e-14)
+    loss.backward()
+    assert (f.grad < 0).all()  # minimising the loss raises F (the sign eq. 18 omits)
+    assert math.isfinite(fidelity_invertibility(torch.tensor([0.0, 1.0])).item())
+
+
+# -- the QINN objective ----------------------------------------------------------------------------
+def cfg(**kw):
+    return QINNRunConfig(profile="quick", **kw)
+
+
+def test_objective_uses_table1_weights():
+    obj = QINNObjective(QINNRunConfig(), LinearScaler(), mass_fn=toy_mass)
+    assert obj.weights == {"mmd_latent": 0.5, "mmd_input": 1.0, "mmd_mz": 0.375, "inv": 10.0}
+    assert obj.widths == WIDTHS
+    assert obj.invertibility == "mse"
+
+
+def test_objective_terms_match_direct_computation():
+    model, scaler = AffineFlow(seed=1), LinearScaler()
+    obj = QINNObjective(cfg(), scaler, mass_fn=toy_mass)
+    x = scaled_data(32, seed=2)
+    out = obj(model, x, torch.Generator().manual_seed(11))
+    assert set(out) == {"loss", "nll", "mmd_latent", "mmd_input", "mmd_mz", "inv"}
+    assert model.calls["forward_and_logdet"] == 1  # one forward pass feeds nll, latent MMD and MSE
+
+    with torch.no_grad():
+        z = model(x)
+        logdet = model.log_scale.sum().expand(32)
+        z_s = torch.randn(32, 5, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+        x_gen = z_s * torch.exp(-model.log_scale) + model.shift + model.inv_bias
+        x_tilde = z * torch.exp(-model.log_scale) + model.shift + model.inv_bias
+        m_data = toy_mass(x * scaler.scale + scaler.offset)
+        m_gen = toy_mass(x_gen * scaler.scale + scaler.offset)
+        expected = {
+            "nll": nll(z, logdet),
+            "mmd_latent": gaussian_mmd(z, z_s, WIDTHS),
+            "mmd_input": gaussian_mmd(x, x_gen, WIDTHS),
+            "mmd_mz": breit_wigner_mmd(m_data, m_gen, WIDTHS),
+            "inv": mse_invertibility(x, x_tilde),
+        }
+    for name, value in expected.items():
+        torch.testing.assert_close(out[name].detach(), value, rtol=1e-12, atol=1e-14, msg=name)
+    total = expected["nll"] + 0.5 * expected["mmd_latent"] + 1.0 * expected["mmd_input"] \
+        + 0.375 * expected["mmd_mz"] + 10.0 * expected["inv"]
+    torch.testing.assert_close(out["loss"].detach(), total, rtol=1e-12, atol=1e-14)
+    for name in expected:  # every term is non-trivial on this double
+        assert out[name].item() != 0.0, name
+
+    out["loss"].backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_objective_is_reproducible_from_the_generator():
+    model, obj = AffineFlow(seed=1), QINNObjective(cfg(), LinearScaler(), mass_fn=toy_mass)
+    x = scaled_data(16, seed=3)
+    a = obj(model, x, torch.Generator().manual_seed(5))
+    b = obj(model, x, torch.Generator().manual_seed(5))
+    c = obj(model, x, torch.Generator().manual_seed(6))
+    assert torch.equal(a["loss"], b["loss"])
+    assert not torch.equal(a["mmd_latent"], c["mmd_latent"])
+
+
+def test_objective_skips_terms_with_zero_weight():
+    model = AffineFlow(seed=1)
+    obj = QINNObjective(cfg(lambda_mmd_input=0.0, lambda_mz=0.0, lambda_inv=0.0), scaler=None, mass_fn=toy_mass)
+    out = obj(model, scaled_data(16, seed=3), torch.Generator().manual_seed(0))
+    assert set(out) == {"loss", "nll", "mmd_latent"}
+    assert model.calls["inverse"] == 0  # no x_gen, no x_tilde
+    torch.testing.assert_close(out["loss"], out["nll"] + 0.5 * out["mmd_latent"])
+
+
+def test_objective_needs_scaler_for_mass_term():
+    with pytest.raises(ValueError, match="scaler"):
+        QINNObjective(cfg(), scaler=None)
+
+
+def test_objective_fidelity_mode_uses_model_fidelity():
+    model = AffineFlow(seed=1)
+    obj = QINNObjective(cfg(invertibility="fidelity", lambda_mmd_input=0.0, lambda_mz=0.0,
+                            lambda_mmd_latent=0.0), scaler=None)
+    x = scaled_data(16, seed=3)
+    out = obj(model, x, torch.Generator().manual_seed(0))
+    assert model.calls["fidelity"] == 1
+    with torch.no_grad():
+        expected = fidelity_invertibility(model.fidelity(x))
+    torch.testing.assert_close(out["inv"].detach(), expected)
+    torch.testing.assert_close(out["loss"], out["nll"] + 10.0 * out["inv"])
+
+
+def test_objective_caches_angle_scaler_inverse_bitwise_equal(monkeypatch):
+    preprocessing = pytest.importorskip("qinn_lib.preprocessing")
+    g = torch.Generator().manual_seed(9)
+    physical = torch.rand(200, 5, generator=g, dtype=torch.float64) * torch.tensor([100, 100, 6, 5, 5.0])
+    scaler = preprocessing.AngleScaler.fit(physical.numpy())
+    obj = QINNObjective(cfg(), scaler, mass_fn=toy_mass)
+    for dtype, rtol in ((torch.float32, 1e-6), (torch.float64, 1e-14)):
+        u = scaled_data(50, seed=1, dtype=dtype)
+        torch.testing.assert_close(obj._to_physical(u), scaler.inverse_torch(u), rtol=rtol, atol=0)
+
+    # After the first use no per-step conversion through inverse_torch happens.
+    def fail(*a, **k):
+        raise AssertionError("inverse_torch called per step")
+
+    monkeypatch.setattr(scaler, "inverse_torch", fail)
+    model = AffineFlow(seed=1)
+    for seed in range(2):
+        obj(model, scaled_data(8, seed=seed), torch.Generator().manual_seed(seed))
+
+
+def test_objective_default_mass_is_invariant_mass_torch():
+    observables = pytest.importorskip("qinn_lib.observables")
+    model, scaler = AffineFlow(seed=1), LinearScaler()
+    x = scaled_data(16, seed=3)
+    a = QINNObjective(cfg(), scaler)(model, x, torch.Generator().manual_seed(1))
+    b = QINNObjective(cfg(), scaler, mass_fn=observables.invariant_mass_torch)(model, x, torch.Generator().manual_seed(1))
+    assert torch.equal(a["mmd_mz"], b["mmd_mz"])
+
+
+def test_inn_objective_is_nll_plus_mass_mmd():
+    from qinn_lib.config import INNRunConfig
+
+    model, scaler = AffineFlow(seed=1), LinearScaler()
+    inn_cfg = INNRunConfig(profile="quick")
+    from qinn_lib.losses import INNObjective
+
+    inn = INNObjective(inn_cfg, scaler, mass_fn=toy_mass)
+    x = scaled_data(16, seed=3)
+    out = inn(model, x, torch.Generator().manual_seed(2))
+    assert set(out) == {"loss", "nll", "mmd_mz"}
+    torch.testing.assert_close(out["loss"], out["nll"] + 0.5 * out["mmd_mz"])  # Table 1: lambda_MZ = 0.5
+    # identical to the QINN objective with only the mass MMD switched on
+    ref = QINNObjective(cfg(lambda_mmd_latent=0.0, lambda_mmd_input=0.0, lambda_inv=0.0, lambda_mz=0.5),
+                        scaler, mass_fn=toy_mass)(model, x, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(out["loss"], ref["loss"], rtol=0, atol=0)
+
+
+def test_objective_evaluate_builds_no_graph():
+    model, obj = AffineFlow(seed=1), QINNObjective(cfg(), LinearScaler(), mass_fn=toy_mass)
+    x = scaled_data(16, seed=3)
+    out = obj.evaluate(model, x, torch.Generator().manual_seed(5))
+    assert all(not v.requires_grad for v in out.values())
+    ref = obj(model, x, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(out["loss"], ref["loss"].detach())
