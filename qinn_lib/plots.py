@@ -51,10 +51,18 @@ def save(fig: plt.Figure, name: str, profile: str = "paper") -> list[Path]:
     return out
 
 
-def _band(values: Sequence[np.ndarray] | np.ndarray, bins: np.ndarray, density: bool):
+def _density(values: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """Histogram normalised to the *total* number of values, so that events outside the plotted
+    range lower the curve instead of being silently renormalised away (and an empty histogram is
+    zero, not NaN)."""
+    counts = np.histogram(values, bins=bins)[0].astype(float)
+    return counts / (max(len(values), 1) * np.diff(bins))
+
+
+def _band(values: Sequence[np.ndarray] | np.ndarray, bins: np.ndarray):
     """Histogram(s) -> (mean, std) per bin; a single array gives std = 0 (one seed)."""
     arrays = [values] if isinstance(values, np.ndarray) else list(values)
-    hists = np.stack([np.histogram(a, bins=bins, density=density)[0] for a in arrays])
+    hists = np.stack([_density(np.asarray(a), bins) for a in arrays])
     return hists.mean(axis=0), hists.std(axis=0)
 
 
@@ -63,6 +71,9 @@ def hist_with_ratio(reference: np.ndarray, others: Mapping[str, np.ndarray | Seq
                     xlabel: str = "", reference_label: str = "True", axes=None, logy: bool = False,
                     ratio_range: tuple[float, float] = (0.5, 1.5)):
     """Normalised histograms of ``others`` against ``reference`` with a ratio panel below.
+
+    Each histogram is normalised to all of its events (not only those inside the range), so a
+    model that puts events outside the range shows up as a deficit.
 
     A value of ``others`` may be a list of arrays (one per training seed): the line is the
     bin-wise mean and the band ±1 standard deviation across seeds.
@@ -79,14 +90,14 @@ def hist_with_ratio(reference: np.ndarray, others: Mapping[str, np.ndarray | Seq
         lo, hi = range if range is not None else np.percentile(reference, [0.1, 99.9])
         bins = np.linspace(lo, hi, int(bins) + 1)
     centres = 0.5 * (bins[1:] + bins[:-1])
-    ref, _ = np.histogram(reference, bins=bins, density=True)
+    ref = _density(reference, bins)
     ref_err = np.sqrt(np.histogram(reference, bins=bins)[0]) / (len(reference) * np.diff(bins))
     ax.stairs(ref, bins, color=COLORS["data"], label=reference_label, lw=1.2)
     safe_ref = np.where(ref > 0, ref, np.nan)
     rax.fill_between(centres, 1 - ref_err / safe_ref, 1 + ref_err / safe_ref, color="0.85", step="mid")
     for label, values in others.items():
         color = COLORS.get(label)
-        mean, std = _band(values, bins, density=True)
+        mean, std = _band(values, bins)
         line = ax.stairs(mean, bins, label=label, color=color, lw=1.2)
         color = line.get_edgecolor()
         if np.any(std > 0):

@@ -1,0 +1,167 @@
+"""Benchmark one complete QINN training step: ``python -m qinn_lib.bench``.
+
+A step is everything training does per batch (Table 1 QINN, batch 128): forward pass, full
+Jacobian and log-determinant, the inverse through the learned ISP (for the MSE loss and for the
+generated sample of the input and M_Z MMDs), every loss term, backward, the Adam step and the
+projection of a, b. It is timed twice in the same run:
+
+- **fast**: :class:`qinn_lib.qinn.QINN`, the batched torch simulation used for training;
+- **reference**: the same model evaluated through PennyLane ``default.qubit`` QNodes with
+  backprop (:mod:`qinn_lib.circuits`), the Jacobian by reverse-mode autograd through them.
+
+It prints ms/step for both, the projected wall time of the paper profile, and the speed-up on the
+last line. No number here is asserted anywhere: this is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import statistics
+import time
+
+import torch
+
+from .config import QINNRunConfig
+from .losses import QINNObjective
+from .train import make_optimizer, tune_allocator
+
+
+class ReferenceQINN(torch.nn.Module):
+    """The QINN's training interface computed through PennyLane QNodes (the yardstick).
+
+    Wraps a :class:`~qinn_lib.qinn.QINN` and shares its parameters, so the fast and the reference
+    path compute the same function of the same weights."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .circuits import reference_forward
+
+        return reference_forward(self.model, x)
+
+    def forward_and_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Events are independent, so row k of every event's Jacobian is one vector-Jacobian
+        # product with e_k broadcast over the batch: n backward passes, kept in the graph so the
+        # log-determinant can itself be differentiated (eq. 7).
+        x = x.detach().requires_grad_(True)
+        z = self.forward(x)
+        rows = []
+        for k in range(z.shape[1]):
+            (g,) = torch.autograd.grad(z[:, k].sum(), x, create_graph=True)
+            rows.append(g)
+        jac = torch.stack(rows, dim=1)  # (B, n_out, n_in)
+        return z, torch.linalg.slogdet(jac)[1]
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        from .circuits import reference_inverse
+
+        return reference_inverse(self.model, z)
+
+    def fidelity(self, x: torch.Tensor) -> torch.Tensor:
+        from .circuits import reference_fidelity
+
+        return reference_fidelity(self.model, x)
+
+    def constrain_(self) -> None:
+        self.model.constrain_()
+
+
+def _step_fn(model, objective, x, generator, optimizer):
+    """What qinn_lib.train.train does per batch (minus bookkeeping)."""
+    reuse = getattr(model, "reuse_circuits", None)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with reuse() if reuse is not None else contextlib.nullcontext():
+            terms = objective(model, x, generator)
+            terms["loss"].backward()
+        optimizer.step()
+        model.constrain_()
+        return terms["loss"].item()
+    return step
+
+
+def _time(step, repeats: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def run(batch_size: int = 128, repeats: int = 50, reference_repeats: int = 3, seed: int = 0,
+        n_train: int = 37_500, epochs: int = 200, threads: int | None = 1, log=print) -> dict:
+    """Time both paths; return the measurements (also printed through ``log``)."""
+    from .qinn import QINN
+    from .runs import prepare_data
+
+    tune_allocator()  # as train() does
+    if threads is not None:
+        torch.set_num_threads(threads)
+    cfg = QINNRunConfig(batch_size=batch_size, seed=seed)
+    data = prepare_data(8_000, cfg.data_seed, "float32")
+    x = data.train[:batch_size]
+    if len(x) < batch_size:
+        raise ValueError(f"batch_size {batch_size} exceeds the {len(data.train)} benchmark events")
+    objective = QINNObjective(cfg, data.scaler)
+
+    torch.manual_seed(seed)
+    fast = QINN.from_config(cfg)
+    opt = make_optimizer(fast, cfg)
+    fast_times = _time(_step_fn(fast, objective, x, torch.Generator().manual_seed(seed), opt),
+                       repeats, warmup=5)
+
+    torch.manual_seed(seed)
+    ref_model = QINN.from_config(cfg)
+    ref = ReferenceQINN(ref_model)
+    opt_ref = make_optimizer(ref_model, cfg)
+    ref_times = _time(_step_fn(ref, objective, x, torch.Generator().manual_seed(seed), opt_ref),
+                      reference_repeats, warmup=1)
+
+    fast_ms = 1e3 * statistics.median(fast_times)
+    ref_ms = 1e3 * statistics.median(ref_times)
+    steps = (n_train // batch_size) * epochs
+    out = {
+        "batch_size": batch_size, "threads": torch.get_num_threads(),
+        "fast_ms": fast_ms, "fast_ms_min": 1e3 * min(fast_times),
+        "reference_ms": ref_ms, "speedup": ref_ms / fast_ms,
+        "paper_steps": steps, "paper_fast_minutes": steps * fast_ms / 6e4,
+        "paper_reference_hours": steps * ref_ms / 3.6e6,
+    }
+    log(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{out['threads']} thread(s)")
+    log(f"one QINN training step, batch {batch_size}, Table 1 model "
+        f"({fast.parameter_counts()['total']} parameters), float32:")
+    log(f"  fast torch simulation   : {fast_ms:8.2f} ms/step (median of {repeats}, min {out['fast_ms_min']:.2f})")
+    log(f"  PennyLane default.qubit : {ref_ms:8.2f} ms/step (median of {reference_repeats})")
+    log(f"paper profile ({n_train // batch_size} steps/epoch x {epochs} epochs = {steps} steps): "
+        f"fast {out['paper_fast_minutes']:.1f} min, PennyLane {out['paper_reference_hours']:.1f} h "
+        "(training steps only)")
+    log(f"speed-up: {out['speedup']:.1f}x")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qinn_lib.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=50, help="timed fast steps")
+    parser.add_argument("--reference-repeats", type=int, default=3, help="timed PennyLane steps")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1, as training uses; see qinn_lib.train)")
+    args = parser.parse_args(argv)
+    for name in ("batch_size", "repeats", "reference_repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    run(args.batch_size, args.repeats, args.reference_repeats, threads=args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

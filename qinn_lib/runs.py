@@ -1,0 +1,139 @@
+"""One call per model: load the events, scale them, build the model, train (or resume, or reload a
+finished run), and sample from it. This is what the notebooks call, so they stay thin.
+
+A run lives in ``paths.runs_dir() / <kind>-<config fingerprint>-<data fingerprint>``: re-running a
+notebook with the same parameters reloads the finished checkpoint instead of training again, and
+an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import paths
+from .config import INNRunConfig, QINNRunConfig, RunConfig
+from .data import EventSample, load_events
+from .preprocessing import AngleScaler
+from .profiles import budget
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def effective_config(cfg: RunConfig) -> RunConfig:
+    """Apply the profile's caps (qinn_lib.profiles) to the counts of ``cfg``: the quick profile
+    trains on fewer events for fewer epochs, the paper profile keeps Table 1."""
+    changes = {}
+    for name in ("n_events", "epochs"):
+        if hasattr(cfg, name):
+            changes[name] = budget(cfg.profile, name, getattr(cfg, name))
+    return cfg.replace(**changes)
+
+
+@dataclass
+class PreparedData:
+    sample: EventSample
+    scaler: AngleScaler
+    train: torch.Tensor  #: scaled to [0, pi]
+    val: torch.Tensor
+    test: torch.Tensor
+
+    @property
+    def fingerprint(self) -> str:
+        return self.sample.fingerprint
+
+
+def prepare_data(n_events: int, data_seed: int, dtype: str = "float32", device: str = "cpu",
+                 *, progress: bool = False) -> PreparedData:
+    """Events (cached), the [0, pi] scaler fitted on the training split, and scaled tensors."""
+    sample = load_events(n_events=n_events, seed=data_seed, progress=progress)
+    scaler = AngleScaler.fit(sample.train)
+    as_tensor = lambda a: torch.as_tensor(scaler.transform(a), dtype=DTYPES[dtype], device=device)  # noqa: E731
+    return PreparedData(sample, scaler, as_tensor(sample.train), as_tensor(sample.val), as_tensor(sample.test))
+
+
+def run_dir_for(cfg: RunConfig, data_fingerprint: str) -> Path:
+    return paths.runs_dir() / f"{cfg.kind}-{cfg.fingerprint()}-{data_fingerprint}"
+
+
+@dataclass
+class TrainedModel:
+    cfg: RunConfig
+    model: torch.nn.Module
+    data: PreparedData
+    result: Any  #: qinn_lib.train.TrainResult
+    run_dir: Path
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        return self.result.history
+
+    @torch.no_grad()
+    def generate(self, n: int, seed: int, *, batch_size: int = 8192) -> np.ndarray:
+        """``n`` events in physical units: z ~ N(0, 1) -> model.inverse -> undo the scaling.
+        Non-finite outputs (possible far out in the latent tails) are dropped with a warning that
+        says how many."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        gen = torch.Generator().manual_seed(int(seed))
+        p = next(self.model.parameters())
+        out = []
+        self.model.eval()
+        for start in range(0, n, batch_size):
+            m = min(batch_size, n - start)
+            z = torch.randn((m, self.data.train.shape[1]), generator=gen, dtype=p.dtype).to(p.device)
+            out.append(self.model.inverse(z).cpu().double().numpy())
+        u = np.concatenate(out)
+        finite = np.all(np.isfinite(u), axis=1)
+        if not finite.all():
+            warnings.warn(f"{int((~finite).sum())} of {n} generated events are non-finite and were dropped")
+        return self.data.scaler.inverse(u[finite])
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """x -> z -> x~ (scaled space): how well the learned inverse undoes the forward pass."""
+        self.model.eval()
+        return self.model.inverse(self.model(x))
+
+
+def _train(cfg: RunConfig, model: torch.nn.Module, objective: Any, data: PreparedData, *,
+           progress: bool, resume: bool) -> TrainedModel:
+    from .train import train
+
+    run_dir = run_dir_for(cfg, data.fingerprint)
+    result = train(model, objective, data.train, data.val, cfg, run_dir=run_dir,
+                   data_fingerprint=data.fingerprint, extra_state={"scaler": data.scaler.to_dict()},
+                   progress=progress, resume=resume)
+    model.eval()
+    return TrainedModel(cfg, model, data, result, run_dir)
+
+
+def train_qinn(cfg: QINNRunConfig, *, progress: bool = True, resume: bool = True,
+               data: PreparedData | None = None) -> TrainedModel:
+    """Train the QINN of ``cfg`` (already profile-capped: see :func:`effective_config`)."""
+    from .losses import QINNObjective
+    from .qinn import QINN
+
+    torch.manual_seed(cfg.seed)
+    data = data or prepare_data(cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device)
+    model = QINN.from_config(cfg).to(device=cfg.device)
+    objective = QINNObjective(cfg, data.scaler)
+    return _train(cfg, model, objective, data, progress=progress, resume=resume)
+
+
+def train_inn(cfg: INNRunConfig, *, progress: bool = True, resume: bool = True,
+              data: PreparedData | None = None) -> TrainedModel:
+    """Train the classical spline INN of ``cfg`` (NLL + lambda_mz Breit–Wigner MMD on M_ll)."""
+    from .inn import INN
+    from .losses import INNObjective
+
+    torch.manual_seed(cfg.seed)
+    data = data or prepare_data(cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device)
+    model = INN.from_config(cfg).to(device=cfg.device, dtype=DTYPES[cfg.dtype])
+    objective = INNObjective(cfg, data.scaler)
+    return _train(cfg, model, objective, data, progress=progress, resume=resume)
