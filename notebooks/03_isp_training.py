@@ -117,6 +117,17 @@ print(f"reconstruction deviation on {len(x_test)} test events: mean {100 * dev['
 print("mean |x~ - x| per feature (rad):", np.round(dev["per_feature_mae"], 4))
 
 # %% [markdown]
+# ## Likelihood of the test split
+# The exact Jacobian gives the model's density. In the units of the original features (GeV, rad),
+# so that it can be compared with any other model (notebook 05):
+# $-\log p(x) = \lVert z\rVert^2/2 + \tfrac{n}{2}\log 2\pi - \log|\det J| - \log|\det J_\text{scaling}|$.
+
+# %%
+nll = metrics.test_nll(trained.model, trained.data)
+print(f"test NLL: {nll['nll']:.4f} ± {nll['nll_sem']:.4f} nats/event on {nll['n_events']} events "
+      f"({nll['n_nonfinite']} non-finite)")
+
+# %% [markdown]
 # ## What it generates
 # $z \sim \mathcal N(0, 1)$ through the inverse, compared with the whole test split: the five
 # features, and the $Z$ observables reconstructed from them, which the model never sees directly.
@@ -124,17 +135,36 @@ print("mean |x~ - x| per feature (rad):", np.round(dev["per_feature_mae"], 4))
 # %%
 truth = observables.reconstruct(trained.data.sample.test)
 generated = observables.reconstruct(trained.generate(len(trained.data.sample.test), seed=cfg.seed + 1))
-show = list(observables.FEATURES) + ["m_ll", "delta_r"]
-ranges = {"m_ll": (75.0, 105.0), "delta_r": (0.0, 7.0)}
-fig, axes = plt.subplots(2, len(show), figsize=(2.9 * len(show), 3.6), sharex="col",
-                         gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05})
-for i, key in enumerate(show):
-    lo, hi = ranges.get(key, tuple(np.percentile(truth[key], [0.1, 99.9])))
-    plots.hist_with_ratio(truth[key], {"QINN": generated[key]}, bins=40, range=(lo, hi),
-                          xlabel=observables.OBSERVABLE_LABELS[key], axes=(axes[0, i], axes[1, i]))
-    if i:
-        axes[0, i].set_ylabel("")
-        axes[1, i].set_ylabel("")
-        axes[0, i].get_legend().remove()
-plots.save(fig, "03_generated_vs_true", cfg.profile)
+fig = plots.ratio_grid(truth, {"QINN": generated}, list(observables.FEATURES), observables.OBSERVABLE_LABELS,
+                       ncols=5)
+plots.save(fig, "03_generated_features", cfg.profile)
 plt.show()
+
+# %%
+fig = plots.ratio_grid(truth, {"QINN": generated}, ["m_ll", "delta_r", "pt_z", "px_lm"],
+                       observables.OBSERVABLE_LABELS, ncols=4,
+                       ranges={"m_ll": (75.0, 105.0), "delta_r": (0.0, 6.0), "pt_z": (0.0, 200.0)})
+plots.save(fig, "03_generated_observables", cfg.profile)
+plt.show()
+
+# %% [markdown]
+# ## Recorded results
+# What the README's results table shows (`figures/results.json`). The training time is the sum of
+# the per-epoch wall times stored in the checkpoint, so it survives reloading a finished run.
+
+# %%
+import torch as _torch
+
+from qinn_lib import reports
+
+last = hist[-1]
+reports.record("03_isp_training", {
+    "seed": cfg.seed, "config_fingerprint": cfg.fingerprint(), "data_fingerprint": trained.data.fingerprint,
+    "params_quantum": counts["quantum"], "params_classical": counts["classical"], "params_total": counts["total"],
+    "epochs": len(hist), "steps_per_epoch": len(trained.data.train) // cfg.batch_size,
+    "train_seconds": float(sum(h["seconds"] for h in hist)), "device": cfg.device, "threads": 1,
+    "val_loss": last["val_loss"], "val_nll": last["val_nll"],
+    "recon_mean": dev["mean"], "recon_median": dev["median"], "recon_p95": dev["p95"], "n_test": len(x_test),
+    "test_nll": nll["nll"], "test_nll_sem": nll["nll_sem"],
+    "torch": _torch.__version__,
+}, cfg.profile)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import platform
 import statistics
 import time
@@ -130,6 +131,7 @@ def run(batch_size: int = 128, repeats: int = 50, reference_repeats: int = 3, se
     steps = (n_train // batch_size) * epochs
     out = {
         "batch_size": batch_size, "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "fast_ms": fast_ms, "fast_ms_min": 1e3 * min(fast_times),
         "reference_ms": ref_ms, "speedup": ref_ms / fast_ms,
         "paper_steps": steps, "paper_fast_minutes": steps * fast_ms / 6e4,
@@ -155,11 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-repeats", type=int, default=3, help="timed PennyLane steps")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1, as training uses; see qinn_lib.train)")
+    parser.add_argument("--record", action="store_true",
+                        help="store the numbers in figures/results.json for the README's results table")
     args = parser.parse_args(argv)
     for name in ("batch_size", "repeats", "reference_repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    run(args.batch_size, args.repeats, args.reference_repeats, threads=args.threads)
+    out = run(args.batch_size, args.repeats, args.reference_repeats, threads=args.threads)
+    if args.record:
+        from .reports import record
+
+        path = record("bench", out, "paper")
+        print(f"recorded in {path} (README: python -m qinn_lib.reports --update-readme)")
     return 0
 
 

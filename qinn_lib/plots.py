@@ -142,3 +142,35 @@ def hist_grid(samples: Mapping[str, np.ndarray], columns: Sequence[str], labels:
     axes.flat[0].legend()
     fig.tight_layout()
     return fig
+
+
+def ratio_grid(truth: Mapping[str, np.ndarray], models: Mapping[str, Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]]],
+               keys: Sequence[str], labels: Mapping[str, str], *, bins: int = 40, ncols: int = 4,
+               ranges: Mapping[str, tuple[float, float]] | None = None, reference_label: str = "True"):
+    """A grid of :func:`hist_with_ratio` panels, one per observable in ``keys``.
+
+    ``truth`` and each model map observable names to arrays (e.g. ``observables.reconstruct``
+    output); a model may instead be a list of such maps, one per seed, drawn as a band."""
+    import matplotlib.gridspec as gridspec
+
+    n = len(keys)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig = plt.figure(figsize=(3.3 * ncols, 3.4 * nrows))
+    outer = gridspec.GridSpec(nrows, ncols, figure=fig, wspace=0.32, hspace=0.35)
+    for i, key in enumerate(keys):
+        inner = outer[i // ncols, i % ncols].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.06)
+        ax = fig.add_subplot(inner[0])
+        rax = fig.add_subplot(inner[1], sharex=ax)
+        lo, hi = (ranges or {}).get(key, tuple(np.percentile(truth[key], [0.1, 99.9])))
+        others = {label: ([s[key] for s in m] if isinstance(m, (list, tuple)) else m[key])
+                  for label, m in models.items()}
+        hist_with_ratio(truth[key], others, bins=bins, range=(lo, hi), xlabel=labels.get(key, key),
+                        axes=(ax, rax), reference_label=reference_label)
+        ax.tick_params(labelbottom=False)
+        if i:
+            ax.get_legend().remove()
+        if i % ncols:
+            ax.set_ylabel("")
+            rax.set_ylabel("")
+    return fig

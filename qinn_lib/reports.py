@@ -127,6 +127,29 @@ def strip_widget_state(path: Path) -> None:
         _atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
+def _drop_redundant_injection(path: Path, source: Path) -> None:
+    """In the committed paper reports, drop papermill's injected-parameters cell when it only
+    repeats the parameters cell's own defaults, so the notebook and its .py twin stay identical.
+    A run with other parameters keeps the cell: the report must say what it was run with."""
+    nb = json.loads(path.read_text())
+    declared = {k: _literal(v) for k, v in declared_parameters(source).items()}
+    keep = []
+    for cell in nb["cells"]:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            import ast
+
+            values = {}
+            for node in ast.parse("".join(cell["source"])).body:
+                if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                    values[node.targets[0].id] = ast.literal_eval(node.value)
+            if all(declared.get(k) == v for k, v in values.items()):
+                continue
+        keep.append(cell)
+    if len(keep) != len(nb["cells"]):
+        nb["cells"] = keep
+        _atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -196,11 +219,122 @@ def run(profile: str = "quick", only: list[str] | None = None,
             Path(tmp).unlink(missing_ok=True)
             raise
         strip_widget_state(Path(tmp))
+        if profile == "paper":
+            _drop_redundant_injection(Path(tmp), nb)
         os.replace(tmp, out)
+        twin = nb.with_suffix(".py")
+        if out.parent == nb.parent and twin.is_file():
+            # Keep the jupytext pair consistent: the .py (the source of truth for inputs) must not
+            # look older than the executed notebook written next to it.
+            os.utime(twin)
         (out_dir / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
         log(f"[qinn] {nb.name} done in {time.perf_counter() - start:.1f} s -> {out}")
         written.append(out)
     return written
+
+
+# -- machine-readable results and the README's results section --------------------------------------
+RESULTS_FILE = "results.json"
+README_START = "<!-- results:start -->"
+README_END = "<!-- results:end -->"
+
+
+def results_path(profile: str) -> Path:
+    """``figures/results.json`` (paper) or ``figures/quick/results.json``: what the notebooks measured."""
+    return paths.figures_dir(profile) / RESULTS_FILE
+
+
+def load_results(profile: str) -> dict[str, Any]:
+    path = results_path(profile)
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ReportError(f"{path}: not valid JSON ({err}); delete it and re-run the notebooks") from None
+
+
+def record(section: str, values: dict[str, Any], profile: str) -> Path:
+    """Store ``values`` (plain JSON types) under ``section`` in the profile's results file. Notebooks
+    call this with what they measured; :func:`render_results` turns it into the README table."""
+    path = results_path(profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = load_results(profile)
+    data[section] = values
+    _atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def render_results(results: dict[str, Any]) -> str:
+    """Markdown for the README from a results file: every number comes from the code."""
+    lines = []
+    data = results.get("01_data_exploration")
+    if data:
+        lines += [
+            "**Events** (notebook 01, Pythia 8 LO, seed {seed}):".format(**data),
+            "",
+            "| quantity | value |",
+            "| --- | --- |",
+            f"| events after cuts (train / val / test) | {_fmt(data['n_events'])} ({_fmt(data['n_train'])} / {_fmt(data['n_val'])} / {_fmt(data['n_test'])}) |",
+            f"| generated, cut efficiency | {_fmt(data['n_generated'])}, {data['cut_efficiency']:.4f} |",
+            f"| σ(pp → Zj → ℓℓj), LO, before / after cuts | {data['sigma_pb']:.1f} ± {data['sigma_err_pb']:.1f} pb / {data['sigma_fiducial_pb']:.1f} pb |",
+            f"| Breit–Wigner fit of M_ℓℓ: mass | {data['fit_mass']:.3f} ± {data['fit_mass_err']:.3f} GeV (PDG {data['pdg_mass']:.4f}) |",
+            f"| Breit–Wigner fit of M_ℓℓ: width | {data['fit_width']:.3f} ± {data['fit_width_err']:.3f} GeV (PDG {data['pdg_width']:.4f}) |",
+            f"| generation time | {data['generation_seconds']:.1f} s |",
+            "",
+        ]
+    qinn = results.get("03_isp_training")
+    if qinn:
+        lines += [
+            "**QINN training** (notebook 03, Table 1 settings, MSE invertibility loss, seed {seed}):".format(**qinn),
+            "",
+            "| quantity | value |",
+            "| --- | --- |",
+            f"| parameters (quantum + classical) | {qinn['params_quantum']} + {qinn['params_classical']} = {qinn['params_total']} (Table 1: ~300 + ~1.7k) |",
+            f"| epochs × steps per epoch, training time | {qinn['epochs']} × {qinn['steps_per_epoch']}, {qinn['train_seconds'] / 60:.1f} min ({qinn['device']}, {qinn['threads']} thread) |",
+            f"| final validation loss / NLL | {qinn['val_loss']:.3f} / {qinn['val_nll']:.3f} |",
+            f"| test NLL in physical units (GeV, rad) | {qinn['test_nll']:.3f} ± {qinn['test_nll_sem']:.3f} nats/event |",
+            f"| reconstruction deviation ‖x̃ − x‖/‖x‖ on {_fmt(qinn['n_test'])} test events | mean {100 * qinn['recon_mean']:.2f} %, median {100 * qinn['recon_median']:.2f} % (paper: < 2.1 %) |",
+            "",
+        ]
+    bench = results.get("bench")
+    if bench:
+        lines += [
+            "**Speed** (`python -m qinn_lib.bench --record`; one full training step, batch {batch_size}, {threads} thread, {machine}):".format(**bench),
+            "",
+            "| path | ms / step | paper profile (58k steps) |",
+            "| --- | --- | --- |",
+            f"| fast torch simulation | {bench['fast_ms']:.1f} (min {bench['fast_ms_min']:.1f}) | {bench['paper_fast_minutes']:.1f} min |",
+            f"| PennyLane default.qubit (backprop) | {bench['reference_ms']:.0f} | {bench['paper_reference_hours']:.1f} h |",
+            f"| speed-up | {bench['speedup']:.1f}× | |",
+            "",
+        ]
+    if not lines:
+        return "No results recorded yet: run `python -m qinn_lib.reports --profile paper`."
+    return "\n".join(lines).rstrip()
+
+
+def update_readme(profile: str = "paper") -> Path:
+    """Replace the README's results block with :func:`render_results` of the profile's results."""
+    readme = paths.repo_root() / "README.md"
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise ReportError(f"{readme}: missing the {README_START} / {README_END} markers")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    body = render_results(load_results(profile))
+    note = (f"<!-- generated by `python -m qinn_lib.reports --update-readme` from "
+            f"{results_path(profile).relative_to(paths.repo_root())}; do not edit by hand -->")
+    _atomic_write_text(readme, f"{head}{README_START}\n{note}\n\n{body}\n{README_END}{tail}")
+    return readme
 
 
 def _parse_assignments(items: list[list[str]]) -> dict[str, dict[str, Any]]:
@@ -223,8 +357,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a parameter, e.g. -p 03 epochs 50 (VALUE is parsed as YAML)")
     parser.add_argument("--list", action="store_true", help="list notebooks and their parameters")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="only regenerate the README's results section from figures/results.json (paper profile)")
     args = parser.parse_args(argv)
     try:
+        if args.update_readme:  # the README shows the paper profile's results, whatever --profile says
+            print(f"[qinn] updated {update_readme('paper')} from {results_path('paper')}")
+            return 0
         if args.list:
             for nb in discover_notebooks():
                 print(f"{nb.stem}  [{config_class(nb).__name__}]")
@@ -234,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         written = run(args.profile, args.only, _parse_assignments(args.parameter),
                       progress=not args.no_progress)
+        if args.profile == "paper":
+            update_readme("paper")
     except (ConfigError, ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
