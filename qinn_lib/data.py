@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from . import paths
+from .atomic import atomic_write
 from .observables import FEATURES, N_FEATURES, features_from_momenta
 
 #: Fractions of (train, validation, test), sec. 4 of the paper.
@@ -311,19 +312,11 @@ def cache_paths(n_events: int, seed: int, cache_dir: str | os.PathLike | None = 
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through a temporary file in the same folder, then ``os.replace`` (never half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """:func:`qinn_lib.atomic.atomic_write`, with an OS failure reported as a DataError naming the file."""
     try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, write)
     except OSError as exc:
         raise DataError(f"cannot write {path}: {exc}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _ensure_dir(folder: Path) -> None:

@@ -43,6 +43,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .atomic import atomic_write_text
+
 __all__ = [
     "METRIC_OBSERVABLES",
     "RESULTS_SCHEMA_VERSION",
@@ -505,18 +507,7 @@ def write_results(path: str | os.PathLike, records: Iterable[Mapping[str, Any]])
            "records": records}
     # NaN/inf are written as JSON's NaN/Infinity extensions (Python's json reads them back).
     text = json.dumps(doc, indent=2, allow_nan=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write_text(path, text)
 
 
 def read_results(path: str | os.PathLike, *, require_same_data: bool = True) -> list[dict[str, Any]]:

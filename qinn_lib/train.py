@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -48,6 +47,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from .atomic import atomic_write
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -210,32 +211,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     then ``os.replace``. A crash (or an exception) mid-write leaves the previous file intact."""
     path = Path(path)
     _check_plain(state, "checkpoint")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    # Persist the rename itself (POSIX); not available on every platform/filesystem.
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return path
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-    return path
+    return atomic_write(path, lambda fh: torch.save(state, fh))
 
 
 def _cfg_differences(stored: dict[str, Any], expected: dict[str, Any]) -> list[str]:
