@@ -240,3 +240,32 @@ class CircuitDemoConfig(RunConfig):
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
     fit_steps: int = _spec(300, lo=1, hi=100_000, doc="Adam steps of the quick invertibility fit per depth")
     max_depth: int = _spec(12, lo=1, hi=64, doc="largest depth in the static depth scan")
+
+
+@dataclass(frozen=True)
+class FidelityVsMSEConfig(RunConfig):
+    """Notebook 04: the same QINN trained with the fidelity and with the MSE invertibility loss
+    (sec. 4.1, Fig. 5). Every other hyperparameter is Table 1's (QINNRunConfig defaults)."""
+
+    kind: ClassVar[str] = "fidelity_vs_mse"
+    profile: str = _spec("paper", choices=PROFILES)
+    seed: int = _spec(1234, lo=0, hi=2**31 - 1, doc="first training seed; seeds are seed, seed+1, ...")
+    n_seeds: int = _spec(3, lo=1, hi=100, doc="training seeds per loss (bands and mean ± std)")
+    n_events: int = _spec(100_000, lo=100, hi=10_000_000)
+    data_seed: int = _spec(1234, lo=1, hi=900_000_000)
+    epochs: int = _spec(200, lo=1, hi=100_000)
+    lambda_mz: float = _spec(0.375, lo=0.0, hi=1e6, doc="the M_Z MMD whose interplay with the fidelity loss sec. 4.1 discusses")
+
+
+@dataclass(frozen=True)
+class ComparisonConfig(RunConfig):
+    """Notebook 05: QINN (MSE loss) against the classical spline INNs of 2k, 6k and 16k parameters
+    (sec. 4.2, Fig. 6, Fig. 7, Table 1)."""
+
+    kind: ClassVar[str] = "comparison"
+    profile: str = _spec("paper", choices=PROFILES)
+    seed: int = _spec(1234, lo=0, hi=2**31 - 1, doc="first training seed; seeds are seed, seed+1, ...")
+    n_seeds: int = _spec(3, lo=1, hi=100)
+    n_events: int = _spec(100_000, lo=100, hi=10_000_000)
+    data_seed: int = _spec(1234, lo=1, hi=900_000_000)
+    epochs: int = _spec(200, lo=1, hi=100_000)

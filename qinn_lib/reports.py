@@ -295,6 +295,15 @@ def render_results(results: dict[str, Any]) -> str:
             f"| reconstruction deviation ‖x̃ − x‖/‖x‖ on {_fmt(qinn['n_test'])} test events | mean {100 * qinn['recon_mean']:.2f} %, median {100 * qinn['recon_median']:.2f} % (paper: < 2.1 %) |",
             "",
         ]
+    fid = results.get("04_fidelity_vs_mse")
+    if fid:
+        lines += [f"**Fidelity vs MSE invertibility loss** (notebook 04, seeds {fid['seeds']}; mean ± std over seeds):",
+                  "", fid["table"], "", f"Paper's Fig. 5 observation: {fid['verdict']}.", ""]
+    cmp_ = results.get("05_qinn_vs_inn")
+    if cmp_:
+        lines += [f"**QINN vs classical spline INNs** (notebook 05, seeds {cmp_['seeds']}; mean ± std over seeds; "
+                  "NLL in nats/event in physical units, AUC of a classifier two-sample test, JS base 2):",
+                  "", cmp_["table"], "", "```", cmp_["conclusion"], "```", ""]
     bench = results.get("bench")
     if bench:
         lines += [

@@ -137,3 +137,52 @@ def train_inn(cfg: INNRunConfig, *, progress: bool = True, resume: bool = True,
     model = INN.from_config(cfg).to(device=cfg.device, dtype=DTYPES[cfg.dtype])
     objective = INNObjective(cfg, data.scaler)
     return _train(cfg, model, objective, data, progress=progress, resume=resume)
+
+
+def seeds(first: int, n: int) -> list[int]:
+    """The training seeds of an ensemble: ``first, first + 1, ...``."""
+    if n < 1:
+        raise ValueError(f"n_seeds must be >= 1, got {n}")
+    return [first + i for i in range(n)]
+
+
+#: Offset between a run's training seed and the seed of the events it generates for evaluation,
+#: so that evaluation samples never reuse the training run's latent draws.
+EVAL_SEED_OFFSET = 10_000
+
+
+@dataclass
+class Ensemble:
+    """One model trained with several seeds, evaluated on the test split."""
+
+    label: str
+    runs: list[TrainedModel]
+    records: list[dict]  #: metrics.make_record per seed
+    generated: list[dict]  #: observables.reconstruct of the evaluation sample, per seed
+
+
+def train_ensemble(label: str, configs: list[RunConfig], *, progress: bool = True,
+                   data: PreparedData | None = None, log=print) -> Ensemble:
+    """Train (or reload) one run per config, then evaluate each with :func:`metrics.evaluate_model`.
+    The configs must differ only in their seed; QINN or INN is chosen by the config's kind."""
+    from . import metrics, observables
+
+    trainer = {"qinn": train_qinn, "inn": train_inn}
+    runs, records, generated = [], [], []
+    key = None
+    for cfg in configs:
+        if cfg.kind not in trainer:
+            raise ValueError(f"train_ensemble: cannot train a {cfg.kind!r} config ({type(cfg).__name__})")
+        wanted = (cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device)
+        if data is None or (key is not None and key != wanted):
+            data = prepare_data(*wanted)
+        key = wanted
+        trained = trainer[cfg.kind](cfg, progress=progress, data=data)
+        eval_seed = cfg.seed + EVAL_SEED_OFFSET
+        values = metrics.evaluate_model(trained, seed=eval_seed)
+        records.append(metrics.make_record(label, trained, values, eval_seed=eval_seed))
+        generated.append(observables.reconstruct(trained.generate(len(data.sample.test), seed=eval_seed)))
+        runs.append(trained)
+        log(f"[{label}] seed {cfg.seed}: {values['train_epochs']} epochs, {values['train_seconds'] / 60:.1f} min; "
+            f"test NLL {values['nll']:.3f}, classifier AUC {values['auc']:.3f}")
+    return Ensemble(label, runs, records, generated)

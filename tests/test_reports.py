@@ -15,6 +15,8 @@ EXPECTED_NOTEBOOKS = [
     "01_data_exploration",
     "02_circuit_and_inverse",
     "03_isp_training",
+    "04_fidelity_vs_mse",
+    "05_qinn_vs_inn",
 ]
 
 
