@@ -412,7 +412,8 @@ def classifier_auc(truth: Any, generated: Any, *, seed: int, hidden: int = 64, e
 
 # -- everything for one trained model ------------------------------------------------------------
 def evaluate_model(trained: Any, *, seed: int, n_generate: int | None = None, bins: int = JS_BINS,
-                   classifier: Mapping[str, Any] | None = None, batch_size: int = 8192) -> dict[str, float]:
+                   classifier: Mapping[str, Any] | None = None, batch_size: int = 8192,
+                   generated: np.ndarray | None = None) -> dict[str, float]:
     """All metrics of one :class:`qinn_lib.runs.TrainedModel` against its held-out test split.
 
     Generates ``n_generate`` events (default: as many as the test split) with ``seed``, then
@@ -434,7 +435,8 @@ def evaluate_model(trained: Any, *, seed: int, n_generate: int | None = None, bi
     n = len(truth) if n_generate is None else int(n_generate)
     if n < 1:
         raise ValueError(f"evaluate_model: n_generate must be >= 1, got {n_generate!r}")
-    generated = trained.generate(n, seed=seed)  # drops non-finite events (with a warning)
+    if generated is None:  # a caller that also plots the sample passes trained.generate(n, seed) itself
+        generated = trained.generate(n, seed=seed)  # drops non-finite events (with a warning)
     out: dict[str, float] = {"n_test": int(len(truth)), "n_generated": int(len(generated)),
                              "n_generated_nonfinite": int(n - len(generated))}
 

@@ -179,9 +179,10 @@ def train_ensemble(label: str, configs: list[RunConfig], *, progress: bool = Tru
         key = wanted
         trained = trainer[cfg.kind](cfg, progress=progress, data=data)
         eval_seed = cfg.seed + EVAL_SEED_OFFSET
-        values = metrics.evaluate_model(trained, seed=eval_seed)
+        sample = trained.generate(len(data.sample.test), seed=eval_seed)  # once: for metrics and plots
+        values = metrics.evaluate_model(trained, seed=eval_seed, generated=sample)
         records.append(metrics.make_record(label, trained, values, eval_seed=eval_seed))
-        generated.append(observables.reconstruct(trained.generate(len(data.sample.test), seed=eval_seed)))
+        generated.append(observables.reconstruct(sample))
         runs.append(trained)
         log(f"[{label}] seed {cfg.seed}: {values['train_epochs']} epochs, {values['train_seconds'] / 60:.1f} min; "
             f"test NLL {values['nll']:.3f}, classifier AUC {values['auc']:.3f}")
