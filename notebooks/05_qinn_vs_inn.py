@@ -7,6 +7,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -55,6 +57,10 @@ print(f"profile {cfg.profile}: seeds {train_seeds}, {model_configs['QINN'][0].ep
 # %% [markdown]
 # ## Train (or reload) every model
 # The QINN runs are the MSE runs of notebook 04 (same configuration, so they are reloaded).
+# The seeds of each INN size are trained together, in lockstep (`qinn_lib.inn.INNStack`): each seed
+# is still its own run (own shuffling, latent draws, Adam state, checkpoint), but the spline of all
+# seeds is evaluated in one call per block, which makes a seed 2–2.5× cheaper (`python -m qinn_lib.bench`).
+# In the paper profile that is still hours per INN size on a 2-core CPU; an interrupted run resumes.
 
 # %%
 ensembles = {label: runs.train_ensemble(label, cfgs) for label, cfgs in model_configs.items()}

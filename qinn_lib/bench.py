@@ -1,4 +1,4 @@
-"""Benchmark one complete QINN training step: ``python -m qinn_lib.bench``.
+"""Benchmark one complete QINN training step (and the classical INN's): ``python -m qinn_lib.bench``.
 
 A step is everything training does per batch (Table 1 QINN, batch 128): forward pass, full
 Jacobian and log-determinant, the inverse through the learned ISP (for the MSE loss and for the
@@ -150,6 +150,81 @@ def run(batch_size: int = 128, repeats: int = 50, reference_repeats: int = 3, se
     return out
 
 
+def run_inn(sizes: tuple[str, ...] = ("2k", "6k", "16k"), members: int = 3, batch_size: int = 128,
+            repeats: int = 10, seed: int = 0, n_train: int = 37_500, epochs: int = 200,
+            threads: int | None = 1, log=print) -> dict:
+    """Time one classical-INN training step (Table 1 INN, NLL + M_Z MMD, backward, Adam) for a
+    single model and for ``members`` seeds in lockstep (:class:`qinn_lib.inn.INNStack`, how
+    :func:`qinn_lib.runs.train_ensemble` trains INN seed ensembles); print ms/step, the time per
+    seed and the projected paper-profile hours of a 3-seed ensemble both ways."""
+    from .config import INNRunConfig
+    from .inn import INN, INNStack
+    from .losses import INNObjective
+    from .runs import prepare_data
+
+    tune_allocator()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if members < 2:
+        raise ValueError(f"members must be >= 2, got {members}")
+    data = prepare_data(8_000, INNRunConfig().data_seed, "float32")
+    xs = [data.train[i * batch_size:(i + 1) * batch_size] for i in range(members)]
+    if len(xs[-1]) < batch_size:
+        raise ValueError(f"{members} x batch_size {batch_size} exceeds the {len(data.train)} benchmark events")
+    steps = (n_train // batch_size) * epochs
+    out: dict = {"batch_size": batch_size, "members": members, "threads": torch.get_num_threads(), "sizes": {}}
+    log(f"one classical-INN training step, batch {batch_size}, float32 model (float64 spline):")
+    for size in sizes:
+        cfgs = [INNRunConfig(size=size, seed=seed + i, batch_size=batch_size) for i in range(members)]
+        objective = INNObjective(cfgs[0], data.scaler)
+        single = INN.from_config(cfgs[0])
+        opt = make_optimizer(single, cfgs[0])
+        gen = torch.Generator().manual_seed(seed)
+        t_single = _time(_step_fn(_Unconstrained(single), objective, xs[0], gen, opt), repeats, warmup=3)
+        models = [INN.from_config(c) for c in cfgs]
+        stack = INNStack(models)
+        opts = [make_optimizer(m, c) for m, c in zip(models, cfgs)]
+        gens = [torch.Generator().manual_seed(seed + i) for i in range(members)]
+
+        def lockstep_step():
+            for o in opts:
+                o.zero_grad(set_to_none=True)
+            sum(t["loss"] for t in objective.stacked(stack, xs, gens)).backward()
+            for o in opts:
+                o.step()
+
+        t_stack = _time(lockstep_step, repeats, warmup=3)
+        one = 1e3 * statistics.median(t_single)
+        both = 1e3 * statistics.median(t_stack)
+        row = {"params": single.parameter_counts()["total"], "single_ms": one, "lockstep_ms": both,
+               "lockstep_ms_per_seed": both / members, "speedup_per_seed": one * members / both,
+               "paper_hours_3_seeds_single": 3 * steps * one / 3.6e6,
+               "paper_hours_3_seeds_lockstep": 3 * steps * both / members / 3.6e6}
+        out["sizes"][size] = row
+        log(f"  INN {size:>3} ({row['params']} parameters): alone {one:7.1f} ms/step; {members} seeds in lockstep "
+            f"{both:7.1f} ms/step = {row['lockstep_ms_per_seed']:6.1f} ms per seed "
+            f"({row['speedup_per_seed']:.2f}x); 3 seeds x {steps} steps: {row['paper_hours_3_seeds_single']:.1f} h "
+            f"alone, {row['paper_hours_3_seeds_lockstep']:.1f} h in lockstep")
+    return out
+
+
+class _Unconstrained(torch.nn.Module):
+    """An INN seen through _step_fn, which calls constrain_() (the INN has nothing to constrain)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward_and_logdet(self, x):
+        return self.model.forward_and_logdet(x)
+
+    def inverse(self, z):
+        return self.model.inverse(z)
+
+    def constrain_(self) -> None:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qinn_lib.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size", type=int, default=128)
@@ -157,17 +232,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-repeats", type=int, default=3, help="timed PennyLane steps")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1, as training uses; see qinn_lib.train)")
+    parser.add_argument("--inn-repeats", type=int, default=10,
+                        help="timed classical-INN steps per size and mode (0 skips the INN benchmark)")
     parser.add_argument("--record", action="store_true",
                         help="store the numbers in figures/results.json for the README's results table")
     args = parser.parse_args(argv)
+    if args.inn_repeats < 0:
+        parser.error("--inn-repeats must be >= 0")
     for name in ("batch_size", "repeats", "reference_repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     out = run(args.batch_size, args.repeats, args.reference_repeats, threads=args.threads)
+    inn = (run_inn(batch_size=args.batch_size, repeats=args.inn_repeats, threads=args.threads)
+           if args.inn_repeats else None)
     if args.record:
         from .reports import record
 
         path = record("bench", out, "paper")
+        if inn is not None:
+            record("bench_inn", inn, "paper")
         print(f"recorded in {path} (README: python -m qinn_lib.reports --update-readme)")
     return 0
 

@@ -97,6 +97,8 @@ __all__ = [
     "CubicSplineCoupling",
     "SoftPermutation",
     "INN",
+    "INNStack",
+    "apply_spline",
     "build_inn",
     "mlp_subnet_constructor",
     "DEFAULT_TAIL_BOUND",
@@ -164,6 +166,33 @@ def mlp_subnet_constructor(layers: int, hidden: int, *, generator: torch.Generat
     return construct
 
 
+def apply_spline(active: torch.Tensor, theta: torch.Tensor, bins: int, tail_bound: float,
+                 rev: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """nflows' cubic spline [54] of every row of ``active`` ``(batch, d)`` with that row's knots
+    ``theta`` ``(batch, d, 2 bins + 2)``: returns the transformed values and log|det| summed over
+    the ``d`` dimensions (eq. 3: the coupling's Jacobian is triangular), shape ``(batch,)``.
+
+    Rows are independent, so the rows of several models can go through one call (see
+    :class:`INNStack`). Evaluated in float64 (module docstring) and returned in ``active``'s dtype.
+    """
+    k = bins
+    theta = theta.to(_SPLINE_DTYPE)
+    out, logabsdet = unconstrained_cubic_spline(
+        active.to(_SPLINE_DTYPE),
+        unnormalized_widths=theta[..., :k],
+        unnormalized_heights=theta[..., k:2 * k],
+        unnorm_derivatives_left=theta[..., 2 * k:2 * k + 1] + _IDENTITY_DERIVATIVE_LOGIT,
+        unnorm_derivatives_right=theta[..., 2 * k + 1:] + _IDENTITY_DERIVATIVE_LOGIT,
+        inverse=rev,
+        tail_bound=tail_bound,
+        tails="linear",
+        quadratic_threshold=_QUADRATIC_THRESHOLD,
+    )
+    # nflows returns log|d out / d in| elementwise, for the inverse when inverse=True: that is
+    # FrEIA's sign convention already.
+    return out.to(active.dtype), logabsdet.sum(dim=1).to(active.dtype)
+
+
 class CubicSplineCoupling(InvertibleModule):
     """Cubic-spline coupling block [54] as a FrEIA ``InvertibleModule`` (sec. 2, Fig. 1).
 
@@ -211,26 +240,16 @@ class CubicSplineCoupling(InvertibleModule):
         return (f"n_u={self.n_u}, n_v={self.n_v}, bins={self.bins}, tail_bound={self.tail_bound}, "
                 f"two_sided={self.two_sided}")
 
+    def spline_parameters(self, passive: torch.Tensor, subnet: nn.Module | None = None) -> torch.Tensor:
+        """The knots ``subnet(passive)`` as ``(batch, n_active, 2 K + 2)`` (``subnet1`` by default)."""
+        subnet = self.subnet1 if subnet is None else subnet
+        n_active = self.n_u if subnet is self.subnet1 else self.n_v
+        return subnet(passive).reshape(passive.shape[0], n_active, self.params_per_dim)
+
     def _spline(self, subnet: nn.Module, active: torch.Tensor, passive: torch.Tensor,
                 rev: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Transform ``active`` by the spline whose knots ``subnet(passive)`` predicts."""
-        batch, dims = active.shape
-        k = self.bins
-        theta = subnet(passive).reshape(batch, dims, self.params_per_dim).to(_SPLINE_DTYPE)
-        out, logabsdet = unconstrained_cubic_spline(
-            active.to(_SPLINE_DTYPE),
-            unnormalized_widths=theta[..., :k],
-            unnormalized_heights=theta[..., k:2 * k],
-            unnorm_derivatives_left=theta[..., 2 * k:2 * k + 1] + _IDENTITY_DERIVATIVE_LOGIT,
-            unnorm_derivatives_right=theta[..., 2 * k + 1:] + _IDENTITY_DERIVATIVE_LOGIT,
-            inverse=rev,
-            tail_bound=self.tail_bound,
-            tails="linear",
-            quadratic_threshold=_QUADRATIC_THRESHOLD,
-        )
-        # nflows returns log|d out / d in| elementwise, for the inverse when inverse=True: that is
-        # FrEIA's sign convention already. The Jacobian is triangular (eq. 3): sum over dims.
-        return out.to(active.dtype), logabsdet.sum(dim=1).to(active.dtype)
+        return apply_spline(active, self.spline_parameters(passive, subnet), self.bins, self.tail_bound, rev)
 
     def forward(self, x_or_z: Iterable[torch.Tensor], c: Iterable[torch.Tensor] | None = None,
                 rev: bool = False, jac: bool = True) -> tuple[tuple[torch.Tensor], torch.Tensor]:
@@ -408,6 +427,84 @@ class INN(nn.Module):
         z = self._batch("z", z)
         h, _ = self.flow(z, rev=True, jac=False)
         return h + self.center
+
+
+class INNStack(nn.Module):
+    """Several INNs of one architecture evaluated in lockstep: a performance path for training
+    seed ensembles, never a different model.
+
+    Why: a batch-128 step of the 16k INN is ~40k tiny tensor ops (nflows' spline is 80-85 % of
+    them), so its cost is per-op overhead, not arithmetic. The spline treats every row on its own,
+    so the rows of all members go through ONE :func:`apply_spline` call per block; everything else
+    (subnets, soft permutations, losses, Adam) stays per member. Measured with
+    ``python -m qinn_lib.bench``: see the README for the per-member speed-up.
+
+    Each member keeps its own parameters, seed and permutations; ``forward_and_logdet`` and
+    ``inverse`` take and return one tensor per member and agree with the members' own methods to
+    float rounding (tests/test_inn.py). They are not guaranteed bit-identical: an elementwise op's
+    result can depend in the last bit on where a value sits in the (longer) tensor (vectorised
+    body vs scalar tail), so a seed trained in a stack and the same seed trained alone start to
+    differ at the 1e-16 level and, through 58k chaotic training steps, end up as two different
+    (equally valid) trainings. A stack trained with the same seeds gives the same numbers again.
+    """
+
+    def __init__(self, members: Sequence[INN]) -> None:
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise ValueError("INNStack: needs at least one member")
+        for i, m in enumerate(members):
+            if not isinstance(m, INN):
+                raise ValueError(f"INNStack: member {i} is a {type(m).__name__}, not an INN")
+        ref = members[0]
+        for i, m in enumerate(members[1:], start=1):
+            for attr in ("size", "n_features", "two_sided", "tail_bound", "dtype"):
+                if getattr(m, attr) != getattr(ref, attr):
+                    raise ValueError(f"INNStack: member {i} has {attr}={getattr(m, attr)!r}, member 0 has "
+                                     f"{getattr(ref, attr)!r}; only INNs of one architecture can be stacked")
+        self.members = nn.ModuleList(members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def _check(self, name: str, ts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        ts = list(ts)
+        if len(ts) != len(self.members):
+            raise ValueError(f"INNStack: expected {len(self.members)} {name} tensors (one per member), got {len(ts)}")
+        return [m._batch(f"{name}[{i}]", t) for i, (m, t) in enumerate(zip(self.members, ts))]
+
+    def _run(self, hs: list[torch.Tensor], rev: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The members' ``flow`` (FrEIA ``SequenceINN.forward``) on ``hs``, module by module."""
+        n_modules = len(self.members[0].flow.module_list)
+        log_jacs: list[Any] = [0] * len(hs)
+        for j in (reversed(range(n_modules)) if rev else range(n_modules)):
+            mods = [m.flow.module_list[j] for m in self.members]
+            if isinstance(mods[0], CubicSplineCoupling) and not mods[0].two_sided:
+                c0 = mods[0]
+                parts = [torch.split(h, [c0.n_u, c0.n_v], dim=1) for h in hs]
+                theta = torch.cat([c.spline_parameters(v) for c, (_, v) in zip(mods, parts)])
+                out, lj = apply_spline(torch.cat([u for u, _ in parts]), theta, c0.bins, c0.tail_bound, rev)
+                sizes = [h.shape[0] for h in hs]
+                hs = [torch.cat([u, v], dim=1) for u, (_, v) in zip(out.split(sizes), parts)]
+                js = lj.split(sizes)
+            else:  # soft permutations (and two-sided couplings): member by member
+                results = [mod([h], rev=rev, jac=True) for mod, h in zip(mods, hs)]
+                hs = [r[0][0] for r in results]
+                js = [r[1] for r in results]
+            log_jacs = [j_ + lj_ for j_, lj_ in zip(js, log_jacs)]  # FrEIA's order: j + log_det_jac
+        return hs, log_jacs
+
+    def forward_and_logdet(self, xs: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``[(z_i, log|det dz_i/dx_i|)]``: :meth:`INN.forward_and_logdet` of every member."""
+        xs = self._check("x", xs)
+        zs, logdets = self._run([x - m.center for m, x in zip(self.members, xs)], rev=False)
+        return list(zip(zs, logdets))
+
+    def inverse(self, zs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """``[x_i]``: :meth:`INN.inverse` of every member."""
+        zs = self._check("z", zs)
+        hs, _ = self._run(zs, rev=True)
+        return [h + m.center for m, h in zip(self.members, hs)]
 
 
 def build_inn(size: str = "16k", n_features: int = 5, *, seed: int = 0,

@@ -295,52 +295,94 @@ class QINNObjective:
         """
         if x.ndim != 2:
             raise ValueError(f"x must have shape (B, n), got {tuple(x.shape)}")
+        return self._terms(lambda xs: [model.forward_and_logdet(xs[0])], lambda zs: [model.inverse(zs[0])],
+                           [x], [generator], fidelity=getattr(model, "fidelity", None))[0]
+
+    def stacked(self, stack: torch.nn.Module, xs: list[torch.Tensor],
+                generators: list[torch.Generator | None]) -> list[dict[str, torch.Tensor]]:
+        """:meth:`__call__` for every member of ``stack`` (e.g. :class:`qinn_lib.inn.INNStack`) at
+        once: ``xs[i]`` and ``generators[i]`` belong to member ``i``, which draws exactly the latent
+        sample it would draw alone. The members' forward and inverse passes each go through one
+        ``stack`` call."""
+        if len(xs) != len(generators):
+            raise ValueError(f"stacked: {len(xs)} batches but {len(generators)} generators")
+        for i, x in enumerate(xs):
+            if x.ndim != 2:
+                raise ValueError(f"xs[{i}] must have shape (B, n), got {tuple(x.shape)}")
+        return self._terms(stack.forward_and_logdet, stack.inverse, list(xs), list(generators), fidelity=None)
+
+    def _terms(self, forward: Callable, inverse: Callable, xs: list[torch.Tensor],
+               generators: list[torch.Generator | None], *, fidelity: Callable | None) -> list[dict[str, torch.Tensor]]:
+        """The loss terms of one or several models: ``forward(xs) -> [(z, logdet)]`` and
+        ``inverse(zs) -> [x]`` evaluate every model on its own batch."""
         w = self.weights
-        terms: dict[str, torch.Tensor] = {}
+        out: list[dict[str, torch.Tensor]] = [{} for _ in xs]
 
         # One forward pass serves the NLL, the latent MMD and the MSE inverse.
-        z, logdet = model.forward_and_logdet(x)
-        terms["nll"] = nll(z, logdet)
+        zl = forward(xs)
+        for terms, (z, logdet) in zip(out, zl):
+            terms["nll"] = nll(z, logdet)
 
         need_sample = w["mmd_latent"] > 0 or w["mmd_input"] > 0 or w["mmd_mz"] > 0
+        z_ss: list[torch.Tensor] = []
         if need_sample:
-            z_s = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            z_ss = [torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device) for x, g in zip(xs, generators)]
         if w["mmd_latent"] > 0:
-            terms["mmd_latent"] = gaussian_mmd(z, z_s, self.widths)
+            for terms, (z, _), z_s in zip(out, zl, z_ss):
+                terms["mmd_latent"] = gaussian_mmd(z, z_s, self.widths)
         need_gen = w["mmd_input"] > 0 or w["mmd_mz"] > 0
         need_rec = w["inv"] > 0 and self.invertibility == "mse"
         # The generated sample and the MSE round trip both go through the inverse: one call on
         # the stacked batch instead of two halves the per-call overhead of the circuits.
+        x_gens: list[torch.Tensor] = []
+        x_recs: list[torch.Tensor] = []
         if need_gen and need_rec:
-            x_rec, x_gen = model.inverse(torch.cat([z, z_s], dim=0)).split(x.shape[0], dim=0)
+            both = inverse([torch.cat([z, z_s], dim=0) for (z, _), z_s in zip(zl, z_ss)])
+            for x, xb in zip(xs, both):
+                x_rec, x_gen = xb.split(x.shape[0], dim=0)
+                x_recs.append(x_rec)
+                x_gens.append(x_gen)
         elif need_gen:
-            x_gen = model.inverse(z_s)
+            x_gens = inverse(z_ss)
         elif need_rec:
-            x_rec = model.inverse(z)
+            x_recs = inverse([z for z, _ in zl])
         if need_gen:
-            if w["mmd_input"] > 0:
-                terms["mmd_input"] = gaussian_mmd(x, x_gen, self.widths)
-            if w["mmd_mz"] > 0:
-                m_data = self._mass(self._to_physical(x))
-                m_gen = self._mass(self._to_physical(x_gen))
-                terms["mmd_mz"] = breit_wigner_mmd(m_data, m_gen, self.widths)
+            for terms, x, x_gen in zip(out, xs, x_gens):
+                if w["mmd_input"] > 0:
+                    terms["mmd_input"] = gaussian_mmd(x, x_gen, self.widths)
+                if w["mmd_mz"] > 0:
+                    m_data = self._mass(self._to_physical(x))
+                    m_gen = self._mass(self._to_physical(x_gen))
+                    terms["mmd_mz"] = breit_wigner_mmd(m_data, m_gen, self.widths)
         if w["inv"] > 0:
             if self.invertibility == "mse":
-                terms["inv"] = mse_invertibility(x, x_rec)  # eq. 20
+                for terms, x, x_rec in zip(out, xs, x_recs):
+                    terms["inv"] = mse_invertibility(x, x_rec)  # eq. 20
             else:
-                terms["inv"] = fidelity_invertibility(model.fidelity(x))  # eq. 17-18
+                if fidelity is None or len(xs) != 1:
+                    raise ValueError("the fidelity loss needs a single model with a fidelity() method")
+                out[0]["inv"] = fidelity_invertibility(fidelity(xs[0]))  # eq. 17-18
 
-        loss = terms["nll"]
-        for name, value in terms.items():
-            if name != "nll":
-                loss = loss + w[name] * value
-        return {"loss": loss, **terms}
+        results = []
+        for terms in out:
+            loss = terms["nll"]
+            for name, value in terms.items():
+                if name != "nll":
+                    loss = loss + w[name] * value
+            results.append({"loss": loss, **terms})
+        return results
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, x_val: torch.Tensor,
                  generator: torch.Generator | None) -> dict[str, torch.Tensor]:
         """The same terms as :meth:`__call__`, without building a graph (validation)."""
         return self(model, x_val, generator)
+
+    @torch.no_grad()
+    def evaluate_stacked(self, stack: torch.nn.Module, xs: list[torch.Tensor],
+                         generators: list[torch.Generator | None]) -> list[dict[str, torch.Tensor]]:
+        """:meth:`stacked` without building a graph (validation)."""
+        return self.stacked(stack, xs, generators)
 
 
 class INNObjective(QINNObjective):

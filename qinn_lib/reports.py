@@ -316,6 +316,20 @@ def render_results(results: dict[str, Any]) -> str:
             f"| speed-up | {bench['speedup']:.1f}× | |",
             "",
         ]
+    bench_inn = results.get("bench_inn")
+    if bench_inn:
+        lines += [
+            f"**Classical INN training step** (same command; batch {bench_inn['batch_size']}; one seed alone vs "
+            f"{bench_inn['members']} seeds in lockstep through `INNStack`, as seed ensembles are trained):",
+            "",
+            "| INN | parameters | alone, ms / step | lockstep, ms / step per seed | speed-up | 3 seeds × 200 epochs |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for size, row in bench_inn["sizes"].items():
+            lines.append(f"| {size} | {row['params']:,} | {row['single_ms']:.0f} | {row['lockstep_ms_per_seed']:.0f} | "
+                         f"{row['speedup_per_seed']:.2f}× | {row['paper_hours_3_seeds_single']:.1f} h → "
+                         f"{row['paper_hours_3_seeds_lockstep']:.1f} h |")
+        lines.append("")
     if not lines:
         return "No results recorded yet: run `python -m qinn_lib.reports --profile paper`."
     return "\n".join(lines).rstrip()

@@ -57,6 +57,7 @@ __all__ = [
     "TrainingDiverged",
     "TrainResult",
     "train",
+    "train_lockstep",
     "make_optimizer",
     "make_scheduler",
     "epoch_seed",
@@ -311,25 +312,73 @@ def _format_terms(terms: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.6g}" for k, v in terms.items())
 
 
-def _validate(model: torch.nn.Module, objective: Any, val_x: torch.Tensor, batch_size: int,
-              seed: int) -> dict[str, float]:
-    gen = _generator(seed, 0, _STREAM_VALIDATION)
+def _validate(models: list[torch.nn.Module], evaluate: Callable, val_x: torch.Tensor, batch_size: int,
+              seeds: list[int], context: Callable) -> list[dict[str, float]]:
+    """Mean validation terms per model: ``evaluate(xs, generators)`` returns one dict per model;
+    every model sees the same chunks, with its own generator seeded from its seed alone."""
+    gens = [_generator(seed, 0, _STREAM_VALIDATION) for seed in seeds]
     n = val_x.shape[0]
     n_chunks = max(1, n // batch_size)
     size = batch_size if n >= batch_size else n
-    sums: dict[str, float] = {}
-    was_training = model.training
-    model.eval()
-    reuse = getattr(model, "reuse_circuits", None)
+    sums: list[dict[str, float]] = [{} for _ in models]
+    was_training = [m.training for m in models]
+    for m in models:
+        m.eval()
     try:
-        with torch.no_grad(), (reuse() if reuse is not None else contextlib.nullcontext()):
+        with torch.no_grad(), context():
             for i in range(n_chunks):
-                terms = objective.evaluate(model, val_x[i * size:(i + 1) * size], gen)
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
+                chunk = val_x[i * size:(i + 1) * size]
+                for acc, terms in zip(sums, evaluate([chunk] * len(models), gens)):
+                    for k, v in terms.items():
+                        acc[k] = acc.get(k, 0.0) + float(v)
     finally:
-        model.train(was_training)
-    return {k: v / n_chunks for k, v in sums.items()}
+        for m, mode in zip(models, was_training):
+            m.train(mode)
+    return [{k: v / n_chunks for k, v in acc.items()} for acc in sums]
+
+
+@dataclass
+class _Member:
+    """One model of a training call (a single run, or one seed of a lockstep stack)."""
+
+    model: torch.nn.Module
+    cfg: Any
+    ckpt_path: Path
+    extra_state: Any
+    label: str  #: prefix of error messages: "" for a single run, "seed 1235: " in a stack
+    optimizer: Any = None
+    scheduler: Any = None
+    history: list = field(default_factory=list)
+    start_epoch: int = 0
+    resumed_from: int | None = None
+
+
+def _prepare_member(model: torch.nn.Module, cfg: Any, run_dir: str | os.PathLike, extra_state: Any,
+                    data_fingerprint: str, steps_per_epoch: int, resume: bool, label: str) -> _Member:
+    """Optimiser and schedule for ``model``, restored from ``run_dir``'s checkpoint when resuming."""
+    _check_plain(extra_state, "extra_state")
+    m = _Member(model, cfg, Path(run_dir) / CHECKPOINT_NAME, extra_state, label)
+    m.optimizer = make_optimizer(model, cfg)
+    m.scheduler = make_scheduler(m.optimizer, cfg, int(cfg.epochs) * steps_per_epoch)
+    ckpt_path = m.ckpt_path
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, expected_cfg=cfg, expected_fingerprint=data_fingerprint)
+        if ckpt["steps_per_epoch"] != steps_per_epoch:
+            raise CheckpointError(
+                f"checkpoint {ckpt_path} was written with {ckpt['steps_per_epoch']} steps per epoch, "
+                f"this run has {steps_per_epoch} (different number of training events?)"
+            )
+        _load_model_state(model, ckpt, ckpt_path)
+        try:
+            m.optimizer.load_state_dict(ckpt["optimizer"])
+            m.scheduler.load_state_dict(ckpt["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {ckpt_path} has an unusable optimizer/scheduler state: {exc}") from exc
+        m.history = list(ckpt["history"])
+        m.start_epoch = m.resumed_from = int(ckpt["epoch"])
+        if m.extra_state is None:
+            m.extra_state = ckpt["extra_state"]
+    return m
 
 
 def train(model: torch.nn.Module, objective: Callable[..., dict[str, torch.Tensor]],
@@ -374,52 +423,115 @@ def train(model: torch.nn.Module, objective: Callable[..., dict[str, torch.Tenso
     """
     t_start = time.perf_counter()
     bs = int(cfg.batch_size)
+    _check_inputs(train_x, val_x, bs, stop_after_epoch)
+    member = _prepare_member(model, cfg, run_dir, extra_state, data_fingerprint, train_x.shape[0] // bs,
+                             resume, label="")
+    reuse = getattr(model, "reuse_circuits", None)
+
+    # The QINN can build its circuit unitaries once per step and share them between the forward
+    # pass, both inverses and backward (see QINN.reuse_circuits).
+    def context():
+        return reuse() if reuse is not None else contextlib.nullcontext()
+
+    (result,) = _fit(
+        [member], lambda xs, gens: [objective(model, xs[0], gens[0])],
+        lambda xs, gens: [objective.evaluate(model, xs[0], gens[0])], context,
+        train_x, val_x, data_fingerprint=data_fingerprint, progress=progress,
+        stop_after_epoch=stop_after_epoch, threads=threads, t_start=t_start)
+    return result
+
+
+def train_lockstep(stack: torch.nn.Module, objective: Any, train_x: torch.Tensor, val_x: torch.Tensor,
+                   cfgs: list[Any], *, run_dirs: list[str | os.PathLike], data_fingerprint: str,
+                   extra_state: Any = None, progress: bool = True, resume: bool = True,
+                   stop_after_epoch: int | None = None, threads: int | None = 1) -> list[TrainResult]:
+    """Train the members of ``stack`` (e.g. :class:`qinn_lib.inn.INNStack`) together: one seed
+    ensemble, configs equal except ``seed``.
+
+    Every member is its own run, exactly as :func:`train` would do it: its own shuffling and
+    latent streams from its seed, its own Adam and schedule, its own validation, history and
+    checkpoint in ``run_dirs[i]`` (the normal format, so :func:`train` and
+    :func:`qinn_lib.runs.train_inn` reload or resume it). Only the model evaluation is shared:
+    ``objective.stacked(stack, xs, generators)`` runs all members' forward and inverse passes
+    through one stack call per block, and the backward pass is of the summed loss (the members
+    share no parameters, so each gets exactly its own gradient). See INNStack for why this is
+    faster and why it agrees with single-member training to float rounding, not bit for bit.
+    Each history record also holds ``lockstep_members``; its ``seconds`` are the wall time of the
+    whole stack's epoch.
+
+    Resuming needs every member's checkpoint at the same epoch (or none at all).
+    """
+    t_start = time.perf_counter()
+    members_in = list(getattr(stack, "members", []))
+    cfgs = list(cfgs)
+    run_dirs = [Path(d) for d in run_dirs]
+    if not (len(members_in) == len(cfgs) == len(run_dirs)) or not cfgs:
+        raise ValueError(f"train_lockstep: {len(members_in)} stack members, {len(cfgs)} configs and "
+                         f"{len(run_dirs)} run_dirs; need the same (non-zero) number of each")
+    ref = {k: v for k, v in cfgs[0].to_dict().items() if k not in ("seed", "profile")}
+    for i, cfg in enumerate(cfgs[1:], start=1):
+        if cfg.kind != cfgs[0].kind:
+            raise ValueError(f"train_lockstep: cfgs[{i}] is a {cfg.kind!r} config, cfgs[0] a {cfgs[0].kind!r} config")
+        other = {k: v for k, v in cfg.to_dict().items() if k not in ("seed", "profile")}
+        diff = sorted(k for k in set(ref) | set(other) if ref.get(k) != other.get(k))
+        if diff:
+            raise ValueError(f"train_lockstep: the configs may differ only in seed; cfgs[{i}] differs in {diff}")
+    seeds = [int(c.seed) for c in cfgs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"train_lockstep: seeds must be distinct, got {seeds}")
+    if len(set(run_dirs)) != len(run_dirs):
+        raise ValueError("train_lockstep: run_dirs must be distinct")
+    bs = int(cfgs[0].batch_size)
+    _check_inputs(train_x, val_x, bs, stop_after_epoch)
+    members = [_prepare_member(m, cfg, d, extra_state, data_fingerprint, train_x.shape[0] // bs, resume,
+                               label=f"seed {cfg.seed}: ")
+               for m, cfg, d in zip(members_in, cfgs, run_dirs)]
+    starts = {m.cfg.seed: m.start_epoch for m in members}
+    if len(set(starts.values())) != 1:
+        raise CheckpointError(
+            f"train_lockstep: the members' checkpoints are at different epochs {starts} (seed: epoch); "
+            "a stack resumes only from one common epoch. Finish them one by one with train(), or "
+            "delete the checkpoints to restart them together"
+        )
+    return _fit(members, lambda xs, gens: objective.stacked(stack, xs, gens),
+                lambda xs, gens: objective.evaluate_stacked(stack, xs, gens), contextlib.nullcontext,
+                train_x, val_x, data_fingerprint=data_fingerprint, progress=progress,
+                stop_after_epoch=stop_after_epoch, threads=threads, t_start=t_start,
+                extra_checkpoint={"lockstep_seeds": seeds} if len(members) > 1 else None)
+
+
+def _check_inputs(train_x: torch.Tensor, val_x: torch.Tensor, bs: int, stop_after_epoch: int | None) -> None:
     _check_data("train_x", train_x, bs)
     _check_data("val_x", val_x)
     if val_x.shape[1] != train_x.shape[1]:
         raise ValueError(f"val_x has {val_x.shape[1]} features but train_x has {train_x.shape[1]}")
     if stop_after_epoch is not None and stop_after_epoch < 1:
         raise ValueError(f"stop_after_epoch must be >= 1, got {stop_after_epoch}")
-    run_dir = Path(run_dir)
-    ckpt_path = run_dir / CHECKPOINT_NAME
-    cfg_dict = cfg.to_dict()
-    _check_plain(extra_state, "extra_state")
 
-    params = list(model.parameters())
-    device = params[0].device if params else torch.device("cpu")
+
+def _fit(members: list[_Member], step_terms: Callable, val_terms: Callable, context: Callable,
+         train_x: torch.Tensor, val_x: torch.Tensor, *, data_fingerprint: str, progress: bool,
+         stop_after_epoch: int | None, threads: int | None, t_start: float,
+         extra_checkpoint: dict[str, Any] | None = None) -> list[TrainResult]:
+    """The epoch loop of :func:`train` and :func:`train_lockstep`.
+
+    ``step_terms(xs, generators)`` / ``val_terms(xs, generators)`` return one dict of loss terms
+    per member (with grad / without); ``context()`` wraps each step's forward and backward."""
+    cfg0 = members[0].cfg
+    bs = int(cfg0.batch_size)
+    params = [list(m.model.parameters()) for m in members]
+    device = params[0][0].device if params[0] else torch.device("cpu")
     steps_per_epoch = train_x.shape[0] // bs
-    epochs = int(cfg.epochs)
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, epochs * steps_per_epoch)
-
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    resumed_from: int | None = None
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, expected_cfg=cfg, expected_fingerprint=data_fingerprint)
-        if ckpt["steps_per_epoch"] != steps_per_epoch:
-            raise CheckpointError(
-                f"checkpoint {ckpt_path} was written with {ckpt['steps_per_epoch']} steps per epoch, "
-                f"this run has {steps_per_epoch} (different number of training events?)"
-            )
-        _load_model_state(model, ckpt, ckpt_path)
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {ckpt_path} has an unusable optimizer/scheduler state: {exc}") from exc
-        history = list(ckpt["history"])
-        start_epoch = resumed_from = int(ckpt["epoch"])
-        if extra_state is None:
-            extra_state = ckpt["extra_state"]
-
+    epochs = int(cfg0.epochs)
+    start_epoch = members[0].start_epoch
     last_epoch = epochs if stop_after_epoch is None else min(epochs, stop_after_epoch)
     from tqdm.auto import tqdm  # imported here: tqdm.auto probes for Jupyter widgets
 
-    bar = tqdm(total=epochs, initial=start_epoch, desc=f"{cfg.kind} training", unit="epoch",
-               disable=not progress, leave=True)
+    desc = f"{cfg0.kind} training" + (f" ({len(members)} seeds in lockstep)" if len(members) > 1 else "")
+    bar = tqdm(total=epochs, initial=start_epoch, desc=desc, unit="epoch", disable=not progress, leave=True)
     epochs_run = 0
-    model.train()
+    for m in members:
+        m.model.train()
     tune_allocator()
     old_threads = torch.get_num_threads()
     if threads is not None:
@@ -429,80 +541,95 @@ def train(model: torch.nn.Module, objective: Callable[..., dict[str, torch.Tenso
     try:
         for epoch in range(start_epoch, last_epoch):
             t_epoch = time.perf_counter()
-            perm = torch.randperm(train_x.shape[0], generator=_generator(cfg.seed, epoch, _STREAM_SHUFFLE))
-            obj_gen = _generator(cfg.seed, epoch, _STREAM_OBJECTIVE)
-            sums: dict[str, float] = {}
+            perms = [torch.randperm(train_x.shape[0], generator=_generator(m.cfg.seed, epoch, _STREAM_SHUFFLE))
+                     for m in members]
+            obj_gens = [_generator(m.cfg.seed, epoch, _STREAM_OBJECTIVE) for m in members]
+            sums: list[dict[str, float]] = [{} for _ in members]
             lr = float("nan")
             for step in range(steps_per_epoch):
-                idx = perm[step * bs:(step + 1) * bs]
-                x = train_x[idx].to(device)
-                optimizer.zero_grad(set_to_none=True)
-                # The QINN can build its circuit unitaries once per step and share them between
-                # the forward pass, both inverses and backward (see QINN.reuse_circuits).
-                reuse = getattr(model, "reuse_circuits", None)
-                with reuse() if reuse is not None else contextlib.nullcontext():
-                    terms = objective(model, x, obj_gen)
-                    loss = terms["loss"]
-                    values = {k: float(v.detach()) for k, v in terms.items()}
-                    if not math.isfinite(values["loss"]) or values["loss"] > cfg.max_loss:
-                        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-                        raise TrainingDiverged(
-                            f"training diverged in epoch {epoch + 1}, batch {step + 1}/{steps_per_epoch}: "
-                            f"loss {values['loss']:.6g} (max_loss {cfg.max_loss:g}); terms: {_format_terms(values)}"
-                            + (f"; non-finite: {sorted(bad)}" if bad else "")
-                            + f". {_last_good(ckpt_path, epoch)}"
-                        )
+                xs = [train_x[perm[step * bs:(step + 1) * bs]].to(device) for perm in perms]
+                for m in members:
+                    m.optimizer.zero_grad(set_to_none=True)
+                with context():
+                    terms_list = step_terms(xs, obj_gens)
+                    values_list = []
+                    for m, terms in zip(members, terms_list):
+                        values = {k: float(v.detach()) for k, v in terms.items()}
+                        if not math.isfinite(values["loss"]) or values["loss"] > m.cfg.max_loss:
+                            bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+                            raise TrainingDiverged(
+                                f"{m.label}training diverged in epoch {epoch + 1}, batch {step + 1}/{steps_per_epoch}: "
+                                f"loss {values['loss']:.6g} (max_loss {m.cfg.max_loss:g}); terms: {_format_terms(values)}"
+                                + (f"; non-finite: {sorted(bad)}" if bad else "")
+                                + f". {_last_good(m.ckpt_path, epoch)}"
+                            )
+                        values_list.append(values)
+                    # Members share no parameters: the gradient of the sum is each member's own.
+                    loss = terms_list[0]["loss"] if len(members) == 1 else sum(t["loss"] for t in terms_list)
                     loss.backward()
-                grads = [p.grad.reshape(-1) for p in params if p.grad is not None]
-                if grads and not bool(torch.isfinite(torch.cat(grads)).all()):  # one check, not one per tensor
-                    bad_grads = [n for n, p in model.named_parameters()
-                                 if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+                for m, ps, values in zip(members, params, values_list):
+                    grads = [p.grad.reshape(-1) for p in ps if p.grad is not None]
+                    if grads and not bool(torch.isfinite(torch.cat(grads)).all()):  # one check, not one per tensor
+                        bad_grads = [n for n, p in m.model.named_parameters()
+                                     if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+                        raise TrainingDiverged(
+                            f"{m.label}training diverged in epoch {epoch + 1}, batch {step + 1}/{steps_per_epoch}: "
+                            f"non-finite gradients of {bad_grads} (terms: {_format_terms(values)}). "
+                            f"{_last_good(m.ckpt_path, epoch)}"
+                        )
+                lr = float(members[0].optimizer.param_groups[0]["lr"])
+                for m in members:
+                    m.optimizer.step()
+                    m.scheduler.step()
+                    if hasattr(m.model, "constrain_"):
+                        m.model.constrain_()
+                for acc, values in zip(sums, values_list):
+                    for k, v in values.items():
+                        acc[k] = acc.get(k, 0.0) + v
+            for m in members:
+                bad_params = [n for n, p in m.model.named_parameters() if not bool(torch.isfinite(p).all())]
+                if bad_params:
                     raise TrainingDiverged(
-                        f"training diverged in epoch {epoch + 1}, batch {step + 1}/{steps_per_epoch}: "
-                        f"non-finite gradients of {bad_grads} (terms: {_format_terms(values)}). "
-                        f"{_last_good(ckpt_path, epoch)}"
+                        f"{m.label}training diverged in epoch {epoch + 1}: parameters {bad_params} are no longer "
+                        f"finite. {_last_good(m.ckpt_path, epoch)}"
                     )
-                lr = float(optimizer.param_groups[0]["lr"])
-                optimizer.step()
-                scheduler.step()
-                if hasattr(model, "constrain_"):
-                    model.constrain_()
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v
-            bad_params = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
-            if bad_params:
-                raise TrainingDiverged(
-                    f"training diverged in epoch {epoch + 1}: parameters {bad_params} are no longer finite. "
-                    f"{_last_good(ckpt_path, epoch)}"
-                )
-            val = _validate(model, objective, val_x.to(device), bs, cfg.seed)
-            record: dict[str, float] = {"epoch": epoch + 1, "lr": lr}
-            record.update({f"train_{k}": v / steps_per_epoch for k, v in sums.items()})
-            record.update({f"val_{k}": v for k, v in val.items()})
-            record["seconds"] = time.perf_counter() - t_epoch
-            history.append(record)
-            save_checkpoint(ckpt_path, {
-                "format_version": FORMAT_VERSION,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1,
-                "steps_per_epoch": steps_per_epoch,
-                "history": history,
-                "cfg": cfg_dict,
-                "cfg_kind": cfg.kind,
-                "data_fingerprint": data_fingerprint,
-                "extra_state": extra_state,
-                "torch_version": str(torch.__version__),
-            })
+            vals = _validate([m.model for m in members], val_terms, val_x.to(device), bs,
+                             [int(m.cfg.seed) for m in members], context)
+            seconds = time.perf_counter() - t_epoch
+            for m, acc, val in zip(members, sums, vals):
+                record: dict[str, float] = {"epoch": epoch + 1, "lr": lr}
+                record.update({f"train_{k}": v / steps_per_epoch for k, v in acc.items()})
+                record.update({f"val_{k}": v for k, v in val.items()})
+                record["seconds"] = seconds
+                if len(members) > 1:
+                    record["lockstep_members"] = len(members)
+                m.history.append(record)
+                state = {
+                    "format_version": FORMAT_VERSION,
+                    "model": m.model.state_dict(),
+                    "optimizer": m.optimizer.state_dict(),
+                    "scheduler": m.scheduler.state_dict(),
+                    "epoch": epoch + 1,
+                    "steps_per_epoch": steps_per_epoch,
+                    "history": m.history,
+                    "cfg": m.cfg.to_dict(),
+                    "cfg_kind": m.cfg.kind,
+                    "data_fingerprint": data_fingerprint,
+                    "extra_state": m.extra_state,
+                    "torch_version": str(torch.__version__),
+                }
+                state.update(extra_checkpoint or {})
+                save_checkpoint(m.ckpt_path, state)
             epochs_run += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{record['train_loss']:.4g}", val_loss=f"{record['val_loss']:.4g}")
+            last = members[0].history[-1]
+            bar.set_postfix(loss=f"{last['train_loss']:.4g}", val_loss=f"{last['val_loss']:.4g}")
     finally:
         bar.close()
         torch.set_num_threads(old_threads)
-    return TrainResult(history=history, checkpoint=ckpt_path, seconds=time.perf_counter() - t_start,
-                       epochs_run=epochs_run, resumed_from=resumed_from, extra_state=extra_state)
+    seconds = time.perf_counter() - t_start
+    return [TrainResult(history=m.history, checkpoint=m.ckpt_path, seconds=seconds, epochs_run=epochs_run,
+                        resumed_from=m.resumed_from, extra_state=m.extra_state) for m in members]
 
 
 def _last_good(ckpt_path: Path, epoch: int) -> str:

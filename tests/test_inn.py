@@ -20,6 +20,7 @@ from qinn_lib.inn import (
     DEFAULT_TAIL_BOUND,
     INN,
     CubicSplineCoupling,
+    INNStack,
     SoftPermutation,
     build_inn,
     mlp_subnet_constructor,
@@ -375,3 +376,54 @@ def test_gradient_reaches_every_parameter(size):
     for name, p in params.items():
         assert p.grad is not None and bool(torch.isfinite(p.grad).all()), name
         assert float(p.grad.abs().max()) > 0.0, name
+
+
+# -- INNStack: the lockstep performance path ---------------------------------------------------------
+def test_stack_matches_its_members_forward_logdet_and_inverse():
+    members = [_random_inn("6k", seed=s) for s in (11, 12, 13)]
+    stack = INNStack(members)
+    g = torch.Generator().manual_seed(5)
+    # different batch sizes per member, data in [0, pi] plus a few events outside (linear tails)
+    xs = [torch.rand(40 + 9 * i, 5, generator=g, dtype=F64) * 3.6 - 0.2 for i in range(3)]
+    zs = [torch.randn(30 + 4 * i, 5, generator=g, dtype=F64) * 1.5 for i in range(3)]
+    with torch.no_grad():
+        stacked = stack.forward_and_logdet(xs)
+        inverted = stack.inverse(zs)
+        for m, x, (z, logdet), zz, x_gen in zip(members, xs, stacked, zs, inverted):
+            z_ref, logdet_ref = m.forward_and_logdet(x)
+            torch.testing.assert_close(z, z_ref, atol=1e-12, rtol=0)
+            torch.testing.assert_close(logdet, logdet_ref, atol=1e-12, rtol=0)
+            torch.testing.assert_close(x_gen, m.inverse(zz), atol=1e-12, rtol=0)
+    # the members really differ (else the test could not tell them apart)
+    assert not torch.allclose(stacked[0][0], members[1](xs[0]), atol=1e-3)
+
+
+def test_stack_gradients_match_member_gradients():
+    members = [_random_inn("2k", seed=s) for s in (1, 2)]
+    x = torch.rand(32, 5, generator=torch.Generator().manual_seed(0), dtype=F64) * math.pi
+    stack = INNStack(members)
+    total = sum((z.pow(2).sum() - ld.sum()) for z, ld in stack.forward_and_logdet([x, x]))
+    total.backward()
+    stacked_grads = [[p.grad.clone() for p in m.parameters()] for m in members]
+    for m, grads in zip(members, stacked_grads):
+        m.zero_grad()
+        z, ld = m.forward_and_logdet(x)
+        (z.pow(2).sum() - ld.sum()).backward()
+        for p, g in zip(m.parameters(), grads):
+            torch.testing.assert_close(g, p.grad, atol=1e-10, rtol=1e-10)
+
+
+def test_stack_rejects_mixed_architectures_and_wrong_inputs():
+    with pytest.raises(ValueError, match="size"):
+        INNStack([build_inn("2k"), build_inn("6k")])
+    with pytest.raises(ValueError, match="dtype"):
+        INNStack([build_inn("2k"), build_inn("2k", dtype=F64)])
+    with pytest.raises(ValueError, match="at least one"):
+        INNStack([])
+    with pytest.raises(ValueError, match="not an INN"):
+        INNStack([build_inn("2k"), torch.nn.Linear(5, 5)])
+    stack = INNStack([build_inn("2k", seed=0), build_inn("2k", seed=1)])
+    with pytest.raises(ValueError, match="expected 2 x tensors"):
+        stack.forward_and_logdet([torch.zeros(3, 5)])
+    with pytest.raises(ValueError, match=r"x\[1\]"):
+        stack.forward_and_logdet([torch.zeros(3, 5), torch.zeros(3, 4)])

@@ -165,3 +165,11 @@ def test_readme_commands_are_marked_for_ci():
     text = (paths.repo_root() / "README.md").read_text()
     for marker in ("<!-- main-command -->", "<!-- test-command -->"):
         assert marker in text, f"README lacks {marker}; .ci/run reads the test command after it"
+
+
+def test_inn_benchmark_is_rendered_from_its_record():
+    text = reports.render_results({"bench_inn": {"batch_size": 128, "members": 3, "threads": 1, "sizes": {
+        "16k": {"params": 15960, "single_ms": 110.0, "lockstep_ms": 141.0, "lockstep_ms_per_seed": 47.0,
+                "speedup_per_seed": 2.34, "paper_hours_3_seeds_single": 5.35,
+                "paper_hours_3_seeds_lockstep": 2.29}}}})
+    assert "| 16k | 15,960 | 110 | 47 | 2.34× | 5.3 h → 2.3 h |" in text

@@ -98,8 +98,13 @@ def test_inn_ensemble_trains_and_evaluates(isolated_dirs):
 
     cfgs = [INNRunConfig(profile="quick", n_events=1_000, epochs=1, size="2k", batch_size=64, seed=s)
             for s in runs.seeds(3, 2)]
-    ens = runs.train_ensemble("INN 2k", cfgs, progress=False, log=lambda *a: None)
+    messages = []
+    ens = runs.train_ensemble("INN 2k", cfgs, progress=False, log=messages.append)
     assert [r["seed"] for r in ens.records] == [3, 4]
+    # the two unfinished seeds were trained together (INNStack), then reloaded as ordinary runs
+    assert messages[0] == "[INN 2k] training seeds [3, 4] in lockstep"
+    assert [run.history[-1]["lockstep_members"] for run in ens.runs] == [2, 2]
+    assert all(run.result.epochs_run == 0 for run in ens.runs)
     assert len({r["data_fingerprint"] for r in ens.records}) == 1
     m = ens.records[0]["metrics"]
     assert 0.0 <= m["auc"] <= 1.0 and np.isfinite(m["nll"]) and m["params_total"] == 1920

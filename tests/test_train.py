@@ -370,3 +370,90 @@ def test_two_epochs_of_the_real_qinn_objective(tmp_path):
         assert {"train_nll", "train_mmd_latent", "train_mmd_input", "train_mmd_mz", "train_inv"} <= set(h)
     ckpt = load_checkpoint(result.checkpoint, expected_cfg=cfg, expected_fingerprint="random")
     assert preprocessing.AngleScaler.from_dict(ckpt["extra_state"]["scaler"]).to_dict() == scaler.to_dict()
+
+
+# -- lockstep training of a seed ensemble (INNStack) ---------------------------------------------------
+def _inn_setup(seeds=(3, 4), **kw):
+    from qinn_lib.config import INNRunConfig
+    from qinn_lib.inn import INN, INNStack
+    from qinn_lib.losses import INNObjective
+
+    base = dict(profile="quick", size="2k", epochs=2, batch_size=32, dtype="float64")
+    base.update(kw)
+    cfgs = [INNRunConfig(seed=s, **base) for s in seeds]
+    models = [INN.from_config(c).double() if c.dtype == "float64" else INN.from_config(c) for c in cfgs]
+    objective = INNObjective(cfgs[0], LinearScaler(), mass_fn=toy_mass)
+    train_x, val_x = make_data(n_train=96, n_val=40)
+    return cfgs, models, INNStack(models), objective, train_x.double(), val_x.double()
+
+
+def _lockstep(tmp_path, cfgs, stack, objective, train_x, val_x, tag="lock", **kw):
+    from qinn_lib.train import train_lockstep
+
+    return train_lockstep(stack, objective, train_x, val_x, cfgs,
+                          run_dirs=[tmp_path / f"{tag}{c.seed}" for c in cfgs],
+                          data_fingerprint="data-abc", progress=False, **kw)
+
+
+def test_lockstep_training_matches_training_each_seed_alone(tmp_path):
+    cfgs, models, stack, objective, train_x, val_x = _inn_setup()
+    results = _lockstep(tmp_path, cfgs, stack, objective, train_x, val_x)
+    _, alone, _, _, _, _ = _inn_setup()
+    for cfg, m_stack, m_alone, res in zip(cfgs, models, alone, results):
+        ref = train(m_alone, objective, train_x, val_x, cfg, run_dir=tmp_path / f"alone{cfg.seed}",
+                    data_fingerprint="data-abc", progress=False)
+        assert res.epochs_run == 2 and len(res.history) == 2
+        for a, b in zip(m_stack.state_dict().values(), m_alone.state_dict().values()):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+        for h_s, h_a in zip(res.history, ref.history):
+            assert h_s["lockstep_members"] == 2
+            for k, v in h_a.items():
+                if k != "seconds":
+                    assert h_s[k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
+    # the two seeds really are different runs
+    assert not torch.allclose(next(models[0].parameters()), next(models[1].parameters()))
+
+
+def test_lockstep_resume_is_exact_and_checkpoints_reload_with_train(tmp_path):
+    cfgs, models, stack, objective, train_x, val_x = _inn_setup(epochs=3)
+    _lockstep(tmp_path, cfgs, stack, objective, train_x, val_x, tag="full")
+    cfgs2, models2, stack2, _, _, _ = _inn_setup(epochs=3)
+    first = _lockstep(tmp_path, cfgs2, stack2, objective, train_x, val_x, tag="part", stop_after_epoch=1)
+    assert [r.epochs_run for r in first] == [1, 1]
+    cfgs3, models3, stack3, _, _, _ = _inn_setup(epochs=3)
+    resumed = _lockstep(tmp_path, cfgs3, stack3, objective, train_x, val_x, tag="part")
+    assert [r.resumed_from for r in resumed] == [1, 1] and [r.epochs_run for r in resumed] == [2, 2]
+    for a, b in zip(models, models3):
+        assert params_equal(a, b)
+    # each member's checkpoint is an ordinary run: train() reloads it without training
+    _, fresh, _, _, _, _ = _inn_setup(epochs=3)
+    again = train(fresh[1], objective, train_x, val_x, cfgs[1], run_dir=tmp_path / f"full{cfgs[1].seed}",
+                  data_fingerprint="data-abc", progress=False)
+    assert again.epochs_run == 0 and params_equal(fresh[1], models[1])
+    assert load_checkpoint(tmp_path / f"full{cfgs[0].seed}" / CHECKPOINT_NAME)["lockstep_seeds"] == [3, 4]
+
+
+def test_lockstep_errors_name_the_problem(tmp_path):
+    from qinn_lib.config import INNRunConfig
+
+    cfgs, models, stack, objective, train_x, val_x = _inn_setup()
+    bad = [cfgs[0], INNRunConfig(**{**cfgs[1].to_dict(), "max_lr": 2e-3})]
+    with pytest.raises(ValueError, match=r"differ only in seed; cfgs\[1\] differs in \['max_lr'\]"):
+        _lockstep(tmp_path, bad, stack, objective, train_x, val_x)
+    with pytest.raises(ValueError, match="seeds must be distinct"):
+        _lockstep(tmp_path, [cfgs[0], cfgs[0]], stack, objective, train_x, val_x)
+    with pytest.raises(ValueError, match="2 stack members, 1 configs"):
+        _lockstep(tmp_path, cfgs[:1], stack, objective, train_x, val_x)
+    # members at different epochs cannot resume together
+    train(models[0], objective, train_x, val_x, cfgs[0], run_dir=tmp_path / f"lock{cfgs[0].seed}",
+          data_fingerprint="data-abc", progress=False, stop_after_epoch=1)
+    with pytest.raises(CheckpointError, match=r"different epochs \{3: 1, 4: 0\}"):
+        _lockstep(tmp_path, cfgs, stack, objective, train_x, val_x)
+
+
+def test_lockstep_divergence_names_the_seed(tmp_path):
+    cfgs, models, stack, objective, train_x, val_x = _inn_setup()
+    with torch.no_grad():  # poison seed 4's model: its loss becomes NaN, seed 3's stays finite
+        next(models[1].parameters()).fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match=r"^seed 4: training diverged in epoch 1, batch 1/3"):
+        _lockstep(tmp_path, cfgs, stack, objective, train_x, val_x)
