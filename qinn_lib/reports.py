@@ -320,12 +320,13 @@ def render_results(results: dict[str, Any]) -> str:
     if bench_inn:
         lines += [
             f"**Classical INN training step** (same command; batch {bench_inn['batch_size']}; one seed alone vs "
-            f"{bench_inn['members']} seeds in lockstep through `INNStack`, as seed ensembles are trained):",
+            f"{bench_inn['members']} seeds in lockstep through `INNStack`, as seed ensembles are trained; "
+            "hours for training steps only):",
             "",
             "| INN | parameters | alone, ms / step | lockstep, ms / step per seed | speed-up | 3 seeds × 200 epochs |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
-        for size, row in bench_inn["sizes"].items():
+        for size, row in sorted(bench_inn["sizes"].items(), key=lambda item: item[1]["params"]):
             lines.append(f"| {size} | {row['params']:,} | {row['single_ms']:.0f} | {row['lockstep_ms_per_seed']:.0f} | "
                          f"{row['speedup_per_seed']:.2f}× | {row['paper_hours_3_seeds_single']:.1f} h → "
                          f"{row['paper_hours_3_seeds_lockstep']:.1f} h |")

@@ -313,21 +313,24 @@ def _format_terms(terms: dict[str, float]) -> str:
 
 
 def _validate(models: list[torch.nn.Module], evaluate: Callable, val_x: torch.Tensor, batch_size: int,
-              seeds: list[int], context: Callable) -> list[dict[str, float]]:
+              seeds: list[int], context: Callable, evaluate_all: Callable | None = None) -> list[dict[str, float]]:
     """Mean validation terms per model: ``evaluate(xs, generators)`` returns one dict per model;
-    every model sees the same chunks, with its own generator seeded from its seed alone."""
+    every model sees the same chunks, with its own generator seeded from its seed alone.
+    ``evaluate_all(chunks, generators)``, if given, returns those means for all chunks at once."""
     gens = [_generator(seed, 0, _STREAM_VALIDATION) for seed in seeds]
     n = val_x.shape[0]
     n_chunks = max(1, n // batch_size)
     size = batch_size if n >= batch_size else n
+    chunks = [val_x[i * size:(i + 1) * size] for i in range(n_chunks)]
     sums: list[dict[str, float]] = [{} for _ in models]
     was_training = [m.training for m in models]
     for m in models:
         m.eval()
     try:
         with torch.no_grad(), context():
-            for i in range(n_chunks):
-                chunk = val_x[i * size:(i + 1) * size]
+            if evaluate_all is not None:
+                return evaluate_all(chunks, gens)
+            for chunk in chunks:
                 for acc, terms in zip(sums, evaluate([chunk] * len(models), gens)):
                     for k, v in terms.items():
                         acc[k] = acc.get(k, 0.0) + float(v)
@@ -493,11 +496,13 @@ def train_lockstep(stack: torch.nn.Module, objective: Any, train_x: torch.Tensor
             "a stack resumes only from one common epoch. Finish them one by one with train(), or "
             "delete the checkpoints to restart them together"
         )
+    chunked = getattr(objective, "evaluate_stacked_chunks", None)
     return _fit(members, lambda xs, gens: objective.stacked(stack, xs, gens),
                 lambda xs, gens: objective.evaluate_stacked(stack, xs, gens), contextlib.nullcontext,
                 train_x, val_x, data_fingerprint=data_fingerprint, progress=progress,
                 stop_after_epoch=stop_after_epoch, threads=threads, t_start=t_start,
-                extra_checkpoint={"lockstep_seeds": seeds} if len(members) > 1 else None)
+                extra_checkpoint={"lockstep_seeds": seeds} if len(members) > 1 else None,
+                val_all=(lambda chunks, gens: chunked(stack, chunks, gens)) if chunked is not None else None)
 
 
 def _check_inputs(train_x: torch.Tensor, val_x: torch.Tensor, bs: int, stop_after_epoch: int | None) -> None:
@@ -512,7 +517,7 @@ def _check_inputs(train_x: torch.Tensor, val_x: torch.Tensor, bs: int, stop_afte
 def _fit(members: list[_Member], step_terms: Callable, val_terms: Callable, context: Callable,
          train_x: torch.Tensor, val_x: torch.Tensor, *, data_fingerprint: str, progress: bool,
          stop_after_epoch: int | None, threads: int | None, t_start: float,
-         extra_checkpoint: dict[str, Any] | None = None) -> list[TrainResult]:
+         extra_checkpoint: dict[str, Any] | None = None, val_all: Callable | None = None) -> list[TrainResult]:
     """The epoch loop of :func:`train` and :func:`train_lockstep`.
 
     ``step_terms(xs, generators)`` / ``val_terms(xs, generators)`` return one dict of loss terms
@@ -594,7 +599,7 @@ def _fit(members: list[_Member], step_terms: Callable, val_terms: Callable, cont
                         f"finite. {_last_good(m.ckpt_path, epoch)}"
                     )
             vals = _validate([m.model for m in members], val_terms, val_x.to(device), bs,
-                             [int(m.cfg.seed) for m in members], context)
+                             [int(m.cfg.seed) for m in members], context, evaluate_all=val_all)
             seconds = time.perf_counter() - t_epoch
             for m, acc, val in zip(members, sums, vals):
                 record: dict[str, float] = {"epoch": epoch + 1, "lr": lr}

@@ -457,3 +457,23 @@ def test_lockstep_divergence_names_the_seed(tmp_path):
         next(models[1].parameters()).fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match=r"^seed 4: training diverged in epoch 1, batch 1/3"):
         _lockstep(tmp_path, cfgs, stack, objective, train_x, val_x)
+
+
+def test_lockstep_validation_of_all_chunks_at_once_matches_chunk_by_chunk():
+    import contextlib
+
+    from qinn_lib.train import _validate
+
+    for dtype in ("float64", "float32"):
+        cfgs, models, stack, objective, _, _ = _inn_setup(seeds=(3, 4, 5), dtype=dtype)
+        val_x = make_data(n_train=8, n_val=200, seed=3)[1].to(next(models[0].parameters()).dtype)
+        args = (val_x, 32, [3, 4, 5], contextlib.nullcontext)
+        loop = _validate(models, lambda xs, gens: objective.evaluate_stacked(stack, xs, gens), *args)
+        at_once = _validate(models, None, *args,
+                            evaluate_all=lambda chunks, gens: objective.evaluate_stacked_chunks(stack, chunks, gens))
+        assert len(loop) == len(at_once) == 3
+        for a, b in zip(loop, at_once):
+            assert a.keys() == b.keys() == {"loss", "nll", "mmd_mz"}
+            for k in a:
+                assert b[k] == pytest.approx(a[k], rel=1e-6 if dtype == "float32" else 1e-12, abs=1e-9), (dtype, k)
+        assert loop[0]["loss"] != loop[1]["loss"]  # the members differ
