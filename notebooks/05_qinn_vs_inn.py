@@ -123,23 +123,21 @@ print(table)
 
 # %% [markdown]
 # ## Where does the QINN sit?
-# For each headline metric, the INN sizes the QINN beats and the ones that beat it (a difference
-# counts when it exceeds two combined seed spreads; with one seed every difference counts, so
-# read the quick profile with care).
+# For each headline metric, the INN sizes the QINN beats and the ones that beat it: a difference
+# counts when it exceeds two combined seed spreads (`metrics.compare_means`); with a single seed
+# (quick profile) nothing can be decided.
 
 # %%
 by_label = {row["label"]: row["metrics"] for row in rows}
 lines = []
 for metric in ("nll", "auc", "js/m_ll", "js/delta_r"):
-    q = by_label["QINN"][metric]
-    better, worse, tied = [], [], []
+    # lower is better for every metric here (AUC: closer to 0.5, i.e. lower as long as > 0.5)
+    groups = {"better than": [], "worse than": [], "tied with": [], "undecided against": []}
     for size in INN_SIZES:
-        i = by_label[f"INN {size}"][metric]
-        # lower is better for every metric here (AUC: closer to 0.5, i.e. lower as long as > 0.5)
-        spread = np.sqrt(np.nan_to_num(q["std"]) ** 2 + np.nan_to_num(i["std"]) ** 2)
-        d = i["mean"] - q["mean"]
-        (better if d > 2 * spread else worse if d < -2 * spread else tied).append(size)
-    lines.append(f"{metric:>11}: QINN better than INN {better or '-'}, worse than {worse or '-'}, tied with {tied or '-'}")
+        order = metrics.compare_means(by_label["QINN"][metric], by_label[f"INN {size}"][metric])["order"]
+        groups[{"b>a": "better than", "b<a": "worse than", "tied": "tied with",
+                "undecided": "undecided against"}[order]].append(size)
+    lines.append(f"{metric:>11}: QINN " + "; ".join(f"{k} INN {v}" for k, v in groups.items() if v))
 conclusion = "\n".join(lines)
 print(conclusion)
 

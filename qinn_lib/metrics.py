@@ -608,6 +608,30 @@ def summarise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def compare_means(a: Mapping[str, Any], b: Mapping[str, Any], *, n_spreads: float = 2.0) -> dict[str, Any]:
+    """Is metric ``b`` really different from metric ``a``? Both are entries of
+    :func:`summarise`'s ``row["metrics"]`` (``mean``, ``std`` over seeds, ``n``).
+
+    Returns ``diff = b.mean - a.mean``, the combined seed spread ``spread = sqrt(std_a² + std_b²)``,
+    ``significance = diff / spread`` and ``order``: ``"b>a"`` or ``"b<a"`` when ``|diff|`` exceeds
+    ``n_spreads`` spreads, ``"tied"`` when it does not, and ``"undecided"`` when either side has a
+    single seed (no spread, so no difference can be called real).
+    """
+    for name, m in (("a", a), ("b", b)):
+        missing = {"mean", "std", "n"} - set(m)
+        if missing:
+            raise ValueError(f"compare_means: {name} lacks {sorted(missing)} (pass summarise(...)[i]['metrics'][name])")
+    if not n_spreads > 0:
+        raise ValueError(f"compare_means: n_spreads must be > 0, got {n_spreads!r}")
+    diff = float(b["mean"]) - float(a["mean"])
+    if int(a["n"]) < 2 or int(b["n"]) < 2:
+        return {"diff": diff, "spread": float("nan"), "significance": float("nan"), "order": "undecided"}
+    spread = math.hypot(float(a["std"]), float(b["std"]))
+    significance = diff / spread if spread > 0 else math.copysign(math.inf, diff) if diff else 0.0
+    order = "tied" if abs(diff) <= n_spreads * spread else ("b>a" if diff > 0 else "b<a")
+    return {"diff": diff, "spread": spread, "significance": significance, "order": order}
+
+
 def _decimals_for(x: float, sig: int) -> int:
     """Decimal places that show ``sig`` significant digits of ``x`` (0 for large numbers)."""
     if x == 0 or not math.isfinite(x):

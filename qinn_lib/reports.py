@@ -298,7 +298,7 @@ def render_results(results: dict[str, Any]) -> str:
     fid = results.get("04_fidelity_vs_mse")
     if fid:
         lines += [f"**Fidelity vs MSE invertibility loss** (notebook 04, seeds {fid['seeds']}; mean ± std over seeds):",
-                  "", fid["table"], "", f"Paper's Fig. 5 observation: {fid['verdict']}.", ""]
+                  "", fid["table"], "", f"Sec. 4.1's statements (Fig. 5) tested against the seed spread: {fid['verdict']}.", ""]
     cmp_ = results.get("05_qinn_vs_inn")
     if cmp_:
         lines += [f"**QINN vs classical spline INNs** (notebook 05, seeds {cmp_['seeds']}; mean ± std over seeds; "

@@ -355,3 +355,20 @@ def test_format_table_shows_the_numbers():
     assert lines[3] == "| INN | 1 | 0.5123 | – | 15960 |"
     every = metrics.format_table(metrics.summarise(recs))
     assert "params_total" in every.splitlines()[0] and "0.5123" in every
+
+
+def test_compare_means_uses_the_combined_seed_spread():
+    a = {"mean": 1.0, "std": 0.3, "n": 3}
+    b = {"mean": 2.1, "std": 0.4, "n": 3}  # diff 1.1, spread 0.5 -> 2.2 spreads: different
+    out = metrics.compare_means(a, b)
+    assert out["diff"] == pytest.approx(1.1) and out["spread"] == pytest.approx(0.5)
+    assert out["significance"] == pytest.approx(2.2) and out["order"] == "b>a"
+    assert metrics.compare_means(b, a)["order"] == "b<a"
+    assert metrics.compare_means(a, b, n_spreads=3.0)["order"] == "tied"
+    assert metrics.compare_means(a, {"mean": 1.9, "std": 0.4, "n": 3})["order"] == "tied"  # 1.8 spreads
+    single = metrics.compare_means(a, {"mean": 9.0, "std": float("nan"), "n": 1})
+    assert single["order"] == "undecided" and math.isnan(single["spread"])
+    with pytest.raises(ValueError, match=r"b lacks \['std'\]"):
+        metrics.compare_means(a, {"mean": 1.0, "n": 2})
+    with pytest.raises(ValueError, match="n_spreads"):
+        metrics.compare_means(a, b, n_spreads=0)

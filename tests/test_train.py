@@ -477,3 +477,37 @@ def test_lockstep_validation_of_all_chunks_at_once_matches_chunk_by_chunk():
             for k in a:
                 assert b[k] == pytest.approx(a[k], rel=1e-6 if dtype == "float32" else 1e-12, abs=1e-9), (dtype, k)
         assert loop[0]["loss"] != loop[1]["loss"]  # the members differ
+
+
+class NaNGradientObjective(CountingObjective):
+    """Finite loss, non-finite gradient at the chosen global steps: sqrt'(0) * 0 = inf * 0 = NaN."""
+
+    def __init__(self, inner, nan_grad_steps):
+        super().__init__(inner)
+        self.nan_grad_steps = set(nan_grad_steps)
+
+    def __call__(self, model, x, generator):
+        out = dict(self.inner(model, x, generator))
+        self.calls += 1
+        if self.calls in self.nan_grad_steps:
+            out["loss"] = out["loss"] + torch.sqrt(model.shift.sum() * 0.0)
+        return out
+
+
+def test_a_non_finite_gradient_skips_that_update_and_is_counted(tmp_path):
+    cfg = make_cfg(batch_size=16)  # 5 batches per epoch -> at most max(1, 0.05) = 1 skipped batch per epoch
+    model, result = run(tmp_path, cfg=cfg, objective=NaNGradientObjective(objective_for(cfg), {3}))
+    assert [h["skipped_steps"] for h in result.history] == [1, 0, 0]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    reference, ref_result = run(tmp_path, name="ref", cfg=cfg)
+    assert not params_equal(model, reference)  # the skipped update made a difference ...
+    assert [h["skipped_steps"] for h in ref_result.history] == [0, 0, 0]
+
+
+def test_repeated_non_finite_gradients_stop_the_run(tmp_path):
+    cfg = make_cfg(batch_size=16)
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, batch 4/5: non-finite gradients in 2 batches of this "
+                                               r"epoch \(at most 1 are skipped\)"):
+        run(tmp_path, cfg=cfg, objective=NaNGradientObjective(objective_for(cfg), {7, 9}))
+    ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
+    assert ckpt["epoch"] == 1, "the last good checkpoint (epoch 1) is kept"
