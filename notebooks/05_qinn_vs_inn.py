@@ -40,18 +40,14 @@ import numpy as np
 import seaborn as sns
 
 from qinn_lib import metrics, observables, plots, reports, runs
-from qinn_lib.config import INN_SIZES, ComparisonConfig, INNRunConfig, QINNRunConfig
+from qinn_lib.config import INN_SIZES, ComparisonConfig
 from qinn_lib.profiles import budget
 
 cfg = ComparisonConfig(profile=profile, seed=seed, n_seeds=n_seeds, n_events=n_events,
                        data_seed=data_seed, epochs=epochs)
 plots.style()
 train_seeds = runs.seeds(cfg.seed, budget(cfg.profile, "n_seeds", cfg.n_seeds))
-common = dict(profile=cfg.profile, n_events=cfg.n_events, data_seed=cfg.data_seed, epochs=cfg.epochs)
-model_configs = {"QINN": [runs.effective_config(QINNRunConfig(seed=s, **common)) for s in train_seeds]}
-for size in INN_SIZES:
-    model_configs[f"INN {size}"] = [runs.effective_config(INNRunConfig(size=size, seed=s, **common))
-                                    for s in train_seeds]
+model_configs = runs.comparison_configs(cfg)  # {"QINN": [...], "INN 2k": [...], ...}, one config per seed
 print(f"profile {cfg.profile}: seeds {train_seeds}, {model_configs['QINN'][0].epochs} epochs")
 
 # %% [markdown]
@@ -61,6 +57,9 @@ print(f"profile {cfg.profile}: seeds {train_seeds}, {model_configs['QINN'][0].ep
 # is still its own run (own shuffling, latent draws, Adam state, checkpoint), but the spline of all
 # seeds is evaluated in one call per block, which makes a seed 2–2.5× cheaper (`python -m qinn_lib.bench`).
 # In the paper profile that is still hours per INN size on a 2-core CPU; an interrupted run resumes.
+# To use several cores, train the ensembles beforehand, one process each, e.g.
+# `python -m qinn_lib.runs 16k & python -m qinn_lib.runs 6k & python -m qinn_lib.runs 2k qinn`;
+# this cell then reloads them.
 
 # %%
 ensembles = {label: runs.train_ensemble(label, cfgs) for label, cfgs in model_configs.items()}

@@ -8,6 +8,7 @@ an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import argparse
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from . import paths
-from .config import INNRunConfig, QINNRunConfig, RunConfig
+from .config import INN_SIZES, ComparisonConfig, INNRunConfig, QINNRunConfig, RunConfig
 from .data import EventSample, load_events
 from .preprocessing import AngleScaler
 from .profiles import budget
@@ -182,6 +183,18 @@ def seeds(first: int, n: int) -> list[int]:
     return [first + i for i in range(n)]
 
 
+def comparison_configs(cfg: ComparisonConfig) -> dict[str, list[RunConfig]]:
+    """The run configurations of notebook 05, per model label ("QINN", "INN 2k", "INN 6k",
+    "INN 16k"), each a list over the ensemble's seeds, already profile-capped. The QINN configs are
+    notebook 04's MSE runs (same fields), so those are reloaded, not retrained."""
+    train_seeds = seeds(cfg.seed, budget(cfg.profile, "n_seeds", cfg.n_seeds))
+    common = dict(profile=cfg.profile, n_events=cfg.n_events, data_seed=cfg.data_seed, epochs=cfg.epochs)
+    out: dict[str, list[RunConfig]] = {"QINN": [effective_config(QINNRunConfig(seed=s, **common)) for s in train_seeds]}
+    for size in INN_SIZES:
+        out[f"INN {size}"] = [effective_config(INNRunConfig(size=size, seed=s, **common)) for s in train_seeds]
+    return out
+
+
 #: Offset between a run's training seed and the seed of the events it generates for evaluation,
 #: so that evaluation samples never reuse the training run's latent draws.
 EVAL_SEED_OFFSET = 10_000
@@ -239,3 +252,36 @@ def train_ensemble(label: str, configs: list[RunConfig], *, progress: bool = Tru
         log(f"[{label}] seed {cfg.seed}: {values['train_epochs']} epochs, {values['train_seconds'] / 60:.1f} min; "
             f"test NLL {values['nll']:.3f}, classifier AUC {values['auc']:.3f}")
     return Ensemble(label, runs, records, generated)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m qinn_lib.runs MODEL [...]``: train (or resume) notebook 05's ensembles ahead of
+    the report, one model per process, so that a machine with several cores trains several
+    ensembles at once; the notebook then reloads the finished runs."""
+    labels = ["QINN"] + [f"INN {size}" for size in INN_SIZES]
+    names = {label.replace("INN ", "").lower(): label for label in labels}
+    parser = argparse.ArgumentParser(prog="python -m qinn_lib.runs", description=main.__doc__.split("\n")[0])
+    parser.add_argument("models", nargs="+", metavar="MODEL", help=f"any of {sorted(names)} (trained in this order)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="a field of ComparisonConfig (notebook 05's parameters), e.g. -p n_seeds 3")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.models if m.lower() not in names]
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; choose from {sorted(names)}")
+    import yaml
+
+    try:
+        cfg = ComparisonConfig(**{k: yaml.safe_load(v) for k, v in args.parameter})
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
+    configs = comparison_configs(cfg)
+    for model in args.models:
+        label = names[model.lower()]
+        ens = train_ensemble(label, configs[label], progress=not args.no_progress)
+        print(f"[{label}] {len(ens.runs)} run(s) ready: " + ", ".join(str(r.run_dir) for r in ens.runs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

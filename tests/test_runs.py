@@ -112,3 +112,33 @@ def test_inn_ensemble_trains_and_evaluates(isolated_dirs):
     assert set(ens.generated[0]) >= {"m_ll", "delta_r"}
     rows = metrics.summarise(ens.records)
     assert rows[0]["n_seeds"] == 2
+
+
+def test_comparison_configs_are_notebook_04s_mse_runs_and_the_inn_sizes():
+    from qinn_lib.config import ComparisonConfig, INNRunConfig
+
+    cfgs = runs.comparison_configs(ComparisonConfig(seed=7, n_seeds=2))
+    assert list(cfgs) == ["QINN", "INN 2k", "INN 6k", "INN 16k"]
+    assert [c.seed for c in cfgs["INN 16k"]] == [7, 8]
+    # notebook 04 builds its MSE runs like this; the fingerprints must agree so 05 reloads them
+    nb04 = runs.effective_config(QINNRunConfig(seed=7, lambda_mz=0.375, invertibility="mse"))
+    assert cfgs["QINN"][0].fingerprint() == nb04.fingerprint()
+    assert cfgs["INN 6k"][1] == INNRunConfig(size="6k", seed=8)
+    quick = runs.comparison_configs(ComparisonConfig(profile="quick"))
+    assert len(quick["QINN"]) == 1 and quick["INN 2k"][0].epochs == 2
+
+
+def test_runs_cli_rejects_unknown_models_and_parameters(capsys):
+    with pytest.raises(SystemExit):
+        runs.main(["32k"])
+    assert "unknown model(s) ['32k']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        runs.main(["16k", "-p", "n_seed", "3"])
+    assert "n_seed" in capsys.readouterr().err
+
+
+def test_runs_cli_trains_a_quick_ensemble(isolated_dirs, capsys):
+    assert runs.main(["2k", "-p", "profile", "quick", "-p", "n_events", "1000", "-p", "epochs", "1",
+                      "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "[INN 2k] 1 run(s) ready" in out and str(isolated_dirs / "runs") in out
