@@ -426,7 +426,8 @@ def evaluate_model(trained: Any, *, seed: int, n_generate: int | None = None, bi
     :data:`METRIC_OBSERVABLES`, ``nll``, ``nll_sem``, ``auc``, ``auc_sem``, ``recon_mean``,
     ``recon_median``, ``recon_p95``, ``recon_n_nonfinite``, ``params_total`` (and
     ``params_quantum``/``params_classical`` when the model reports them), ``train_seconds`` (sum
-    of the per-epoch times in the history, so also right for a reloaded run), ``train_epochs``,
+    of the per-epoch times in the history, so also right for a reloaded run; for seeds trained in
+    lockstep, each seed's share of the stack's time), ``train_epochs``,
     ``nll_n_nonfinite``, ``n_test``, ``n_generated``, ``n_generated_nonfinite`` (events
     ``trained.generate`` dropped as non-finite), ``n_dropped_observables`` (further generated
     events dropped because an observable overflowed).
@@ -468,7 +469,10 @@ def evaluate_model(trained: Any, *, seed: int, n_generate: int | None = None, bi
 
     history = getattr(getattr(trained, "result", None), "history", None) or []
     out["train_epochs"] = int(len(history))
-    out["train_seconds"] = float(sum(float(h.get("seconds", 0.0)) for h in history)) if history else float("nan")
+    # An epoch of a lockstep stack (qinn_lib.inn.INNStack) trains all its seeds at once: its wall
+    # time is shared, so each seed is charged its share (epoch seconds / lockstep_members).
+    out["train_seconds"] = (float(sum(float(h.get("seconds", 0.0)) / float(h.get("lockstep_members", 1))
+                                      for h in history)) if history else float("nan"))
     return out
 
 

@@ -105,6 +105,9 @@ def test_inn_ensemble_trains_and_evaluates(isolated_dirs):
     assert messages[0] == "[INN 2k] training seeds [3, 4] in lockstep"
     assert [run.history[-1]["lockstep_members"] for run in ens.runs] == [2, 2]
     assert all(run.result.epochs_run == 0 for run in ens.runs)
+    # each seed is charged its share of the stack's wall time
+    assert ens.records[0]["metrics"]["train_seconds"] == pytest.approx(
+        sum(h["seconds"] for h in ens.runs[0].history) / 2)
     assert len({r["data_fingerprint"] for r in ens.records}) == 1
     m = ens.records[0]["metrics"]
     assert 0.0 <= m["auc"] <= 1.0 and np.isfinite(m["nll"]) and m["params_total"] == 1920
