@@ -311,6 +311,14 @@ class QINNObjective:
                 raise ValueError(f"xs[{i}] must have shape (B, n), got {tuple(x.shape)}")
         return self._terms(stack.forward_and_logdet, stack.inverse, list(xs), list(generators), fidelity=None)
 
+    def _total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The minimised loss: ``nll`` plus every other term times its weight (in ``terms``' order)."""
+        loss = terms["nll"]
+        for name, value in terms.items():
+            if name != "nll":
+                loss = loss + self.weights[name] * value
+        return loss
+
     def _terms(self, forward: Callable, inverse: Callable, xs: list[torch.Tensor],
                generators: list[torch.Generator | None], *, fidelity: Callable | None) -> list[dict[str, torch.Tensor]]:
         """The loss terms of one or several models: ``forward(xs) -> [(z, logdet)]`` and
@@ -365,11 +373,7 @@ class QINNObjective:
 
         results = []
         for terms in out:
-            loss = terms["nll"]
-            for name, value in terms.items():
-                if name != "nll":
-                    loss = loss + w[name] * value
-            results.append({"loss": loss, **terms})
+            results.append({"loss": self._total(terms), **terms})
         return results
 
     @torch.no_grad()
@@ -436,11 +440,7 @@ class INNObjective(QINNObjective):
                 if need_gen:
                     m_gen = self._mass(self._to_physical(x_gens[k][rows]))
                     terms["mmd_mz"] = breit_wigner_mmd(m_data[rows], m_gen, self.widths)
-                loss = terms["nll"]
-                for name, value in terms.items():
-                    if name != "nll":
-                        loss = loss + w[name] * value
-                for name, value in {"loss": loss, **terms}.items():
+                for name, value in {"loss": self._total(terms), **terms}.items():
                     sums[name] = sums.get(name, 0.0) + float(value)
             out.append({name: v / len(chunks) for name, v in sums.items()})
         return out
