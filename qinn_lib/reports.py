@@ -36,6 +36,10 @@ NOTEBOOK_CONFIGS: dict[str, type[RunConfig]] = {
 }
 
 KERNEL_NAME = "python3"
+# A quick-profile cell that runs longer than this is stuck, not slow (the slowest quick cell takes
+# about a minute): fail with the notebook's name instead of letting CI run into its 90-minute
+# limit. The paper profile has no limit, since one cell may train for hours.
+QUICK_CELL_TIMEOUT = 1200
 
 
 class ReportError(RuntimeError):
@@ -158,6 +162,7 @@ def run(profile: str = "quick", only: list[str] | None = None,
     (``["01", "03"]``); ``parameters`` maps a notebook stem or number to overrides.
     Returns the executed report paths."""
     import papermill
+    from nbclient.exceptions import CellTimeoutError
 
     check_profile(profile)
     notebooks = discover_notebooks()
@@ -197,7 +202,15 @@ def run(profile: str = "quick", only: list[str] | None = None,
             papermill.execute_notebook(
                 str(nb), tmp, parameters=params, kernel_name=KERNEL_NAME,
                 cwd=str(paths.notebooks_dir()), progress_bar=progress, log_output=False,
+                execution_timeout=QUICK_CELL_TIMEOUT if profile == "quick" else None,
             )
+        except CellTimeoutError:
+            failed = out_dir / f"{nb.stem}.failed.ipynb"
+            os.replace(tmp, failed)
+            raise ReportError(
+                f"{nb.name}: a cell ran longer than {QUICK_CELL_TIMEOUT} s in the {profile} profile and was "
+                f"stopped; the partly executed notebook is {failed}"
+            ) from None
         except papermill.PapermillExecutionError as err:
             failed = out_dir / f"{nb.stem}.failed.ipynb"
             os.replace(tmp, failed)

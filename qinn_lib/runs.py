@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a field of ComparisonConfig (notebook 05's parameters), e.g. -p n_seeds 3")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--status", action="store_true",
+                        help="train nothing; print how many epochs each seed's checkpoint holds")
     args = parser.parse_args(argv)
     unknown = [m for m in args.models if m.lower() not in names]
     if unknown:
@@ -276,6 +278,18 @@ def main(argv: list[str] | None = None) -> int:
     except (TypeError, ValueError) as exc:
         parser.error(str(exc))
     configs = comparison_configs(cfg)
+    if args.status:
+        # Long trainings run for hours in the background; this reads their checkpoints (validated
+        # against the configs and the data, like a resume would) without touching them.
+        prepared: dict[tuple, PreparedData] = {}
+        for model in args.models:
+            label = names[model.lower()]
+            for run_cfg in configs[label]:
+                key = (run_cfg.n_events, run_cfg.data_seed, run_cfg.dtype, run_cfg.device)
+                if key not in prepared:
+                    prepared[key] = prepare_data(*key)
+                print(f"[{label}] seed {run_cfg.seed}: {completed_epochs(run_cfg, prepared[key])}/{run_cfg.epochs} epochs")
+        return 0
     for model in args.models:
         label = names[model.lower()]
         ens = train_ensemble(label, configs[label], progress=not args.no_progress)

@@ -86,42 +86,53 @@ def plot_depth_scan(results: list[dict]):
     return fig
 
 
+def figure_png(fig, *, dpi: int = 100) -> bytes:
+    """``fig`` rendered to PNG bytes (and closed), for an ``ipywidgets.Image``."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def depth_panel(x: torch.Tensor, *, max_depth: int = 16, steps: int = 150, seed: int = 0):
     """Interactive panel: sliders for the model-circuit and ISP depth; on change it redraws the
-    circuit and runs a quick invertibility fit. Returns the ipywidgets container."""
+    circuit, and the "fit" button runs a quick invertibility fit. Returns the ipywidgets container.
+
+    The figures go into ``ipywidgets.Image`` widgets as PNG bytes rather than through
+    ``display()`` inside an ``Output`` widget: headless execution (papermill/nbclient) of a cell
+    that displays a figure into an ``Output`` widget with the inline backend hung intermittently
+    on a loaded machine, and the PNG route also keeps the drawn circuit in the saved widget state.
+    """
     import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
 
     from .circuits import draw
+    from .qinn import QINN
 
     layers = w.IntSlider(value=min(4, max_depth), min=1, max=max_depth, description="layers")
     isp = w.IntSlider(value=4, min=1, max=max_depth, description="ISP layers")
     n_steps = w.IntSlider(value=steps, min=10, max=max(10, 4 * steps), step=10, description="fit steps")
     run = w.Button(description="fit", button_style="primary")
-    out_circuit, out_fit = w.Output(), w.Output()
+    circuit = w.Image(format="png")
+    fit_text = w.HTML("press <b>fit</b> to train this depth on the invertibility loss")
+    fit_plot = w.Image(format="png")
 
     def redraw(*_):
-        from .qinn import QINN
-
-        with out_circuit:
-            out_circuit.clear_output(wait=True)
-            fig = draw(QINN(x.shape[1], layers.value, isp.value, seed=seed), "forward", max_layers=layers.value)
-            display(fig)
-            plt.close(fig)
+        model = QINN(x.shape[1], layers.value, isp.value, seed=seed)
+        circuit.value = figure_png(draw(model, "forward", max_layers=layers.value))
 
     def fit(*_):
-        with out_fit:
-            out_fit.clear_output(wait=True)
-            res = invertibility_fit(x, layers.value, isp.value, steps=n_steps.value, seed=seed)
-            print(f"{layers.value} layers, {isp.value} ISP layers: final MSE {res['final_mse']:.3e} "
-                  f"after {n_steps.value} steps ({res['seconds']:.1f} s)")
-            fig = plot_depth_scan([res])
-            display(fig)
-            plt.close(fig)
+        fit_text.value = f"fitting {layers.value} layers, {isp.value} ISP layers ..."
+        res = invertibility_fit(x, layers.value, isp.value, steps=n_steps.value, seed=seed)
+        fit_text.value = (f"{layers.value} layers, {isp.value} ISP layers: final MSE {res['final_mse']:.3e} "
+                          f"after {n_steps.value} steps ({res['seconds']:.1f} s)")
+        fit_plot.value = figure_png(plot_depth_scan([res]))
 
     layers.observe(redraw, names="value")
     isp.observe(redraw, names="value")
     run.on_click(fit)
     redraw()
-    return w.VBox([w.HBox([layers, isp, n_steps, run]), out_circuit, out_fit])
+    return w.VBox([w.HBox([layers, isp, n_steps, run]), circuit, fit_text, fit_plot])

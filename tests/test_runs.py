@@ -72,6 +72,24 @@ def test_invertibility_fit_learns():
     assert res["spread_after"].shape == (5,)
 
 
+def test_depth_panel_draws_the_circuit_and_fits_on_click():
+    # No kernel needed: the panel's figures are PNG bytes in Image widgets, so the widget tree can be
+    # driven directly (slider change -> redraw, button click -> fit).
+    import ipywidgets as w
+
+    x = torch.rand(64, 5, dtype=torch.float64) * np.pi
+    panel = widgets.depth_panel(x, max_depth=3, steps=10, seed=0)
+    (layers, _isp, _steps, run), circuit, text, fit_plot = panel.children[0].children, *panel.children[1:]
+    assert isinstance(circuit, w.Image) and bytes(circuit.value).startswith(b"\x89PNG")
+    assert bytes(fit_plot.value) == b""
+    first = bytes(circuit.value)
+    layers.value = 1
+    assert bytes(circuit.value).startswith(b"\x89PNG") and bytes(circuit.value) != first, "changing the depth redraws"
+    run.click()
+    assert bytes(fit_plot.value).startswith(b"\x89PNG")
+    assert "1 layers" in text.value and "final MSE" in text.value
+
+
 def test_hist_with_ratio_counts_events_outside_the_range():
     ref = np.random.default_rng(0).normal(size=10_000)
     inside_only = ref[np.abs(ref) < 1]
@@ -141,7 +159,11 @@ def test_runs_cli_rejects_unknown_models_and_parameters(capsys):
 
 
 def test_runs_cli_trains_a_quick_ensemble(isolated_dirs, capsys):
-    assert runs.main(["2k", "-p", "profile", "quick", "-p", "n_events", "1000", "-p", "epochs", "1",
-                      "--no-progress"]) == 0
+    quick = ["-p", "profile", "quick", "-p", "n_events", "1000", "-p", "epochs", "1"]
+    assert runs.main(["2k", "--status", *quick]) == 0
+    assert "[INN 2k] seed 1234: 0/1 epochs" in capsys.readouterr().out
+    assert runs.main(["2k", *quick, "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "[INN 2k] 1 run(s) ready" in out and str(isolated_dirs / "runs") in out
+    assert runs.main(["2k", "--status", *quick]) == 0
+    assert "[INN 2k] seed 1234: 1/1 epochs" in capsys.readouterr().out
