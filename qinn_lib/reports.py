@@ -204,20 +204,14 @@ def run(profile: str = "quick", only: list[str] | None = None,
                 cwd=str(paths.notebooks_dir()), progress_bar=progress, log_output=False,
                 execution_timeout=QUICK_CELL_TIMEOUT if profile == "quick" else None,
             )
-        except CellTimeoutError:
+        except (CellTimeoutError, papermill.PapermillExecutionError) as err:
             failed = out_dir / f"{nb.stem}.failed.ipynb"
             os.replace(tmp, failed)
-            raise ReportError(
-                f"{nb.name}: a cell ran longer than {QUICK_CELL_TIMEOUT} s in the {profile} profile and was "
-                f"stopped; the partly executed notebook is {failed}"
-            ) from None
-        except papermill.PapermillExecutionError as err:
-            failed = out_dir / f"{nb.stem}.failed.ipynb"
-            os.replace(tmp, failed)
-            raise ReportError(
-                f"{nb.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
-                f"the partly executed notebook is {failed}"
-            ) from None
+            if isinstance(err, CellTimeoutError):
+                what = f": a cell ran longer than {QUICK_CELL_TIMEOUT} s in the {profile} profile and was stopped"
+            else:
+                what = f" failed in cell {err.exec_count} ({err.ename}: {err.evalue})"
+            raise ReportError(f"{nb.name}{what}; the partly executed notebook is {failed}") from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -80,19 +80,26 @@ def test_cli_reports_errors_without_traceback(capsys):
     assert "sead" in err and "seed" in err and "Traceback" not in err
 
 
-def test_failing_cell_names_the_notebook(tmp_path, monkeypatch):
-    """A cell that raises makes the run fail loudly and keeps the partly executed notebook."""
+def _one_cell_quick_run(tmp_path, monkeypatch, source: str) -> Path:
+    """A stand-in notebook 01 (valid parameters cell + ``source``) run in the quick profile into
+    ``tmp_path/out``; returns that directory."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     params = nbformat.v4.new_code_cell('profile = "paper"\nn_events = 100\nseed = 1\nlhe_file = ""')
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("raise RuntimeError('boom in cell two')")]
+    nb.cells = [params, nbformat.v4.new_code_cell(source)]
     (tmp_path / "nb").mkdir()
     nbformat.write(nb, tmp_path / "nb" / "01_data_exploration.ipynb")
     monkeypatch.setattr(paths, "notebooks_dir", lambda: tmp_path / "nb")
     monkeypatch.setattr(paths, "reports_dir", lambda profile: tmp_path / "out")
+    reports.run("quick", progress=False, log=lambda *a: None)
+    return tmp_path / "out"
+
+
+def test_failing_cell_names_the_notebook(tmp_path, monkeypatch):
+    """A cell that raises makes the run fail loudly and keeps the partly executed notebook."""
     with pytest.raises(reports.ReportError, match=r"01_data_exploration.ipynb failed.*boom in cell two"):
-        reports.run("quick", progress=False, log=lambda *a: None)
+        _one_cell_quick_run(tmp_path, monkeypatch, "raise RuntimeError('boom in cell two')")
     assert (tmp_path / "out" / "01_data_exploration.failed.ipynb").is_file()
     assert not (tmp_path / "out" / "01_data_exploration.ipynb").exists()
 
@@ -100,18 +107,9 @@ def test_failing_cell_names_the_notebook(tmp_path, monkeypatch):
 def test_stuck_quick_cell_is_stopped_and_named(tmp_path, monkeypatch):
     """A quick-profile cell that exceeds the cell time limit fails the run with the notebook's name
     (rather than hanging CI) and keeps the partly executed notebook."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell('profile = "paper"\nn_events = 100\nseed = 1\nlhe_file = ""')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("import time\ntime.sleep(60)")]
-    (tmp_path / "nb").mkdir()
-    nbformat.write(nb, tmp_path / "nb" / "01_data_exploration.ipynb")
-    monkeypatch.setattr(paths, "notebooks_dir", lambda: tmp_path / "nb")
-    monkeypatch.setattr(paths, "reports_dir", lambda profile: tmp_path / "out")
     monkeypatch.setattr(reports, "QUICK_CELL_TIMEOUT", 2)
     with pytest.raises(reports.ReportError, match=r"01_data_exploration.ipynb: a cell ran longer than 2 s"):
-        reports.run("quick", progress=False, log=lambda *a: None)
+        _one_cell_quick_run(tmp_path, monkeypatch, "import time\ntime.sleep(60)")
     assert (tmp_path / "out" / "01_data_exploration.failed.ipynb").is_file()
     assert not (tmp_path / "out" / "01_data_exploration.ipynb").exists()
 
