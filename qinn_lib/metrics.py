@@ -53,6 +53,7 @@ __all__ = [
     "jensen_shannon",
     "histogram_edges",
     "observable_distances",
+    "peak_and_tails",
     "test_nll",
     "auc_mann_whitney",
     "auc_standard_error",
@@ -62,6 +63,8 @@ __all__ = [
     "write_results",
     "read_results",
     "summarise",
+    "compare_means",
+    "claim_verdict",
     "format_table",
 ]
 
@@ -78,6 +81,10 @@ METRIC_OBSERVABLES: tuple[str, ...] = (
 JS_BINS = 50
 #: Percentiles of the reference sample that bound the regular bins of :func:`jensen_shannon`.
 JS_PERCENTILES = (0.1, 99.9)
+
+#: Half-width of the M_Z peak window of :func:`peak_and_tails`: ±5 GeV, about two widths Γ_Z
+#: around the PDG mass (qinn_lib.fits.PDG_MZ).
+PEAK_HALF_WIDTH = 5.0
 
 #: Version of the results-file layout written by :func:`write_results`; bump on any change.
 RESULTS_SCHEMA_VERSION = 1
@@ -226,6 +233,45 @@ def observable_distances(truth_features: Any, generated_features: Any, *, bins: 
                   "js": jensen_shannon(obs_t[o], obs_g[o][keep], bins)}
     out["n_dropped"] = int(n_given - keep.sum())
     out["n_generated"] = int(keep.sum())
+    return out
+
+
+def peak_and_tails(truth_mll: Any, generated_mll: Any, *, center: float | None = None,
+                   half_width: float = PEAK_HALF_WIDTH, bins: int = JS_BINS) -> dict[str, float]:
+    """The M_ll distribution judged in two parts, as sec. 4.2 does ("the QINN even outperforms the
+    16k parameter INN at reconstructing the sharp peak of the M_Z distribution, though it does not
+    match the tails ... as well").
+
+    Events are split at ``|M_ll - center| <= half_width`` (default: PDG M_Z ± 5 GeV). Returns
+    ``js_peak`` (JS between the in-window histograms, each sample normalised to its own in-window
+    events: the *shape* of the peak), ``js_tails`` (the same outside the window),
+    ``peak_fraction_truth`` and ``peak_fraction_generated`` (share of events in the window: how
+    much of the sample the model puts into the peak), and ``n_dropped`` (non-finite generated
+    values, dropped). A part in which the generated sample has no events scores JS = 1; a part
+    with fewer than two (distinct) true events has no distribution to compare with and scores NaN.
+    """
+    from .fits import PDG_MZ
+
+    center = PDG_MZ if center is None else float(center)
+    if not half_width > 0:
+        raise ValueError(f"peak_and_tails: half_width must be > 0, got {half_width!r}")
+    truth = _sample_1d(truth_mll, "peak_and_tails(truth_mll)")
+    gen = np.asarray(generated_mll, dtype=np.float64).ravel()
+    finite = np.isfinite(gen)
+    gen = gen[finite]
+    if gen.size == 0:
+        raise ValueError("peak_and_tails(generated_mll): no finite values")
+    in_t = np.abs(truth - center) <= half_width
+    in_g = np.abs(gen - center) <= half_width
+    out: dict[str, float] = {}
+    for part, mask_t, mask_g in (("peak", in_t, in_g), ("tails", ~in_t, ~in_g)):
+        if mask_t.sum() < 2 or np.ptp(truth[mask_t]) == 0:
+            out[f"js_{part}"] = float("nan")  # no true distribution to compare with (e.g. toy data)
+        else:
+            out[f"js_{part}"] = jensen_shannon(truth[mask_t], gen[mask_g], bins) if mask_g.any() else 1.0
+    out["peak_fraction_truth"] = float(in_t.mean())
+    out["peak_fraction_generated"] = float(in_g.mean())
+    out["n_dropped"] = int((~finite).sum())
     return out
 
 
@@ -423,7 +469,9 @@ def evaluate_model(trained: Any, *, seed: int, n_generate: int | None = None, bi
     training time.
 
     Returns a flat dict of scalars (JSON-ready): ``w1/<obs>``, ``js/<obs>`` for every
-    :data:`METRIC_OBSERVABLES`, ``nll``, ``nll_sem``, ``auc``, ``auc_sem``, ``recon_mean``,
+    :data:`METRIC_OBSERVABLES`, ``js/m_ll_peak``, ``js/m_ll_tails`` and ``peak_excess/m_ll``
+    (:func:`peak_and_tails`; the excess is the generated minus the true share of events in the
+    peak window), ``nll``, ``nll_sem``, ``auc``, ``auc_sem``, ``recon_mean``,
     ``recon_median``, ``recon_p95``, ``recon_n_nonfinite``, ``params_total`` (and
     ``params_quantum``/``params_classical`` when the model reports them), ``train_seconds`` (sum
     of the per-epoch times in the history, so also right for a reloaded run; for seeds trained in
@@ -447,6 +495,12 @@ def evaluate_model(trained: Any, *, seed: int, n_generate: int | None = None, bi
         out[f"w1/{o}"] = dist[o]["w1"]
     for o in METRIC_OBSERVABLES:
         out[f"js/{o}"] = dist[o]["js"]
+    from .observables import reconstruct
+
+    parts = peak_and_tails(reconstruct(truth)["m_ll"], reconstruct(generated)["m_ll"])
+    out["js/m_ll_peak"], out["js/m_ll_tails"] = parts["js_peak"], parts["js_tails"]
+    # signed: > 0 means the model puts too many events into the M_Z peak window
+    out["peak_excess/m_ll"] = parts["peak_fraction_generated"] - parts["peak_fraction_truth"]
 
     nll = test_nll(trained.model, trained.data)
     out["nll"], out["nll_sem"] = nll["nll"], nll["nll_sem"]
@@ -634,6 +688,33 @@ def compare_means(a: Mapping[str, Any], b: Mapping[str, Any], *, n_spreads: floa
     significance = diff / spread if spread > 0 else math.copysign(math.inf, diff) if diff else 0.0
     order = "tied" if abs(diff) <= n_spreads * spread else ("b>a" if diff > 0 else "b<a")
     return {"diff": diff, "spread": spread, "significance": significance, "order": order}
+
+
+_ORDER_WORDS = {"b>a": "higher", "b<a": "lower", "tied": "tied"}
+
+
+def claim_verdict(a: Mapping[str, Any], b: Mapping[str, Any], expected: str, *,
+                  n_spreads: float = 2.0) -> dict[str, Any]:
+    """Check a paper statement of the form "metric ``b`` is higher than / lower than / the same as
+    metric ``a``" (``expected`` = ``"b>a"``, ``"b<a"`` or ``"tied"``) against the seed means, with
+    :func:`compare_means`.
+
+    Returns compare_means' fields plus ``verdict``: ``"reproduced"`` when the measured order is the
+    expected one, ``"not reproduced"`` when it is another (``found`` says which: ``"higher"``,
+    ``"lower"`` or ``"tied"``), ``"undecided"`` with a single seed; and
+    ``text``, one line: the difference ``b - a``, in seed spreads, and the verdict.
+    """
+    if expected not in _ORDER_WORDS:
+        raise ValueError(f"claim_verdict: expected must be one of {sorted(_ORDER_WORDS)}, got {expected!r}")
+    c = compare_means(a, b, n_spreads=n_spreads)
+    if c["order"] == "undecided":
+        verdict, found = "undecided", "undecided"
+        text = f"{c['diff']:+.4g} (one seed: no spread) -> undecided"
+    else:
+        found = _ORDER_WORDS[c["order"]]
+        verdict = "reproduced" if c["order"] == expected else "not reproduced"
+        text = f"{c['diff']:+.4g} = {c['significance']:+.1f} seed spreads ({found}) -> {verdict}"
+    return {**c, "verdict": verdict, "found": found, "text": text}
 
 
 def _decimals_for(x: float, sig: int) -> int:

@@ -311,6 +311,8 @@ def render_results(results: dict[str, Any]) -> str:
         lines += [f"**QINN vs classical spline INNs** (notebook 05, seeds {cmp_['seeds']}; mean ± std over seeds; "
                   "NLL in nats/event in physical units, AUC of a classifier two-sample test, JS base 2):",
                   "", cmp_["table"], "", "```", cmp_["conclusion"], "```", ""]
+        if cmp_.get("claims"):  # records written before the claims cell existed have none
+            lines += ["Sec. 4.2's statements (Fig. 7) tested against the seed spread:", "", "```", cmp_["claims"], "```", ""]
     bench = results.get("bench")
     if bench:
         lines += [

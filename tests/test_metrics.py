@@ -138,6 +138,37 @@ def test_observable_distances_see_a_wrong_mass():
     assert out["m_ll"]["w1"] > 10.0 and out["m_ll"]["js"] > 0.05
 
 
+def test_peak_and_tails_separates_the_peak_shape_from_the_tails():
+    rng = np.random.default_rng(4)
+    mz = 91.188
+
+    def sample(n, peak_width, tail_slope):
+        peak = mz + peak_width * rng.standard_cauchy(n)
+        tails = 60.0 + rng.exponential(tail_slope, n)  # broad, mostly outside the window
+        return np.where(rng.random(n) < 0.8, peak, tails)
+
+    truth = sample(40_000, 1.25, 20.0)
+    same = metrics.peak_and_tails(truth, sample(40_000, 1.25, 20.0))
+    wrong_tails = metrics.peak_and_tails(truth, sample(40_000, 1.25, 60.0))
+    wrong_peak = metrics.peak_and_tails(truth, sample(40_000, 3.0, 20.0))
+    assert same["js_peak"] < 0.01 and same["js_tails"] < 0.01
+    assert abs(same["peak_fraction_generated"] - same["peak_fraction_truth"]) < 0.01
+    assert wrong_tails["js_tails"] > 10 * same["js_tails"] and wrong_tails["js_peak"] < 0.01
+    assert wrong_peak["js_peak"] > 10 * same["js_peak"]
+    assert wrong_peak["peak_fraction_generated"] < wrong_peak["peak_fraction_truth"] - 0.05, "a wider peak spills out"
+    # a model with no events outside the window misses the tails completely
+    only_peak = metrics.peak_and_tails(truth, np.full(100, mz))
+    assert only_peak["js_tails"] == 1.0 and only_peak["peak_fraction_generated"] == 1.0
+    with_nan = metrics.peak_and_tails(truth, np.array([mz, np.nan, np.inf, 70.0]))
+    assert with_nan["n_dropped"] == 2 and with_nan["peak_fraction_generated"] == 0.5
+    # toy data far from the Z: no peak to compare, NaN rather than a made-up number
+    assert np.isnan(metrics.peak_and_tails(rng.normal(5, 1, 100), rng.normal(5, 1, 100))["js_peak"])
+    with pytest.raises(ValueError, match="half_width"):
+        metrics.peak_and_tails(truth, truth, half_width=0.0)
+    with pytest.raises(ValueError, match="no finite values"):
+        metrics.peak_and_tails(truth, [np.nan])
+
+
 # -- AUC -------------------------------------------------------------------------------------------
 def test_auc_rank_formula_hand_example():
     pos = [0.9, 0.8, 0.4]
@@ -274,6 +305,7 @@ def test_evaluate_model_on_the_exact_toy_model():
     assert m["n_dropped_observables"] == 0
     for o in metrics.METRIC_OBSERVABLES:
         assert f"w1/{o}" in m and 0.0 <= m[f"js/{o}"] < 0.1
+    assert {"js/m_ll_peak", "js/m_ll_tails", "peak_excess/m_ll"} <= set(m)
     assert m["nll"] == pytest.approx(metrics.test_nll(trained.model, trained.data)["nll"])
     assert abs(m["auc"] - 0.5) < 4 * m["auc_sem"], "the model is the true density"
     assert m["recon_mean"] < 1e-12, "affine round trip is exact"
@@ -372,3 +404,18 @@ def test_compare_means_uses_the_combined_seed_spread():
         metrics.compare_means(a, {"mean": 1.0, "n": 2})
     with pytest.raises(ValueError, match="n_spreads"):
         metrics.compare_means(a, b, n_spreads=0)
+
+
+def test_claim_verdict_reads_the_order_against_the_expectation():
+    a = {"mean": 1.0, "std": 0.1, "n": 3}
+    higher = {"mean": 2.0, "std": 0.1, "n": 3}
+    close = {"mean": 1.1, "std": 0.1, "n": 3}
+    assert metrics.claim_verdict(a, higher, "b>a")["verdict"] == "reproduced"
+    v = metrics.claim_verdict(a, higher, "b<a")
+    assert v["verdict"] == "not reproduced" and v["found"] == "higher" and "+7.1 seed spreads" in v["text"]
+    assert metrics.claim_verdict(a, close, "tied")["verdict"] == "reproduced"
+    assert metrics.claim_verdict(a, close, "b>a")["found"] == "tied"
+    one_seed = metrics.claim_verdict({"mean": 1.0, "std": float("nan"), "n": 1}, higher, "b>a")
+    assert one_seed["verdict"] == "undecided"
+    with pytest.raises(ValueError, match="expected must be one of"):
+        metrics.claim_verdict(a, higher, "bigger")

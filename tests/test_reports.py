@@ -169,6 +169,12 @@ def test_results_are_recorded_and_rendered_into_the_readme(tmp_path, monkeypatch
     text = (tmp_path / "README.md").read_text()
     assert "old text 99.9" not in text and text.startswith("intro") and text.endswith("outro\n")
     assert "1.23 %" in text and "15.0 min" in text and "300 + 1763 = 2063" in text
+    reports.record("05_qinn_vs_inn", {"seeds": [1, 2, 3], "table": "| t |", "conclusion": "nll: QINN better than INN 2k",
+                                      "claims": "peak: -> reproduced", "rows": []}, "paper")
+    reports.update_readme("paper")
+    text = (tmp_path / "README.md").read_text()
+    assert "1.23 %" in text, "the other sections stay"
+    assert "nll: QINN better than INN 2k" in text and "Sec. 4.2's statements" in text and "peak: -> reproduced" in text
 
 
 def test_readme_without_markers_is_an_error(tmp_path, monkeypatch):
