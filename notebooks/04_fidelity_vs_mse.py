@@ -100,26 +100,20 @@ print(table)
 # Sec. 4.1 makes two statements: with the $M_Z$ MMD on, (1) both losses perform similarly on
 # $M_Z$, and (2) the fidelity loss creates significant artefacts in $\Delta R_{\ell\ell}$. The cell
 # below tests both on the JS divergence to the test split: a difference counts when it exceeds two
-# combined seed spreads (`metrics.compare_means`).
+# combined seed spreads (`metrics.claim_verdict`).
 
 # %%
 by_label = {row["label"]: row["metrics"] for row in rows}
-claims = {"m_ll": "similar for both losses", "delta_r": "worse with the fidelity loss"}
+# For JS, higher is worse: "b>a" (fidelity above MSE) means the fidelity loss does worse.
+outcome = {"higher": "worse with the fidelity loss", "lower": "worse with the MSE loss", "tied": "similar for both losses"}
 verdicts = {}
-for obs, claim in claims.items():
-    c = metrics.compare_means(by_label["QINN (MSE)"][f"js/{obs}"], by_label["QINN (fidelity)"][f"js/{obs}"])
-    print(f"JS({obs}): MSE {by_label['QINN (MSE)'][f'js/{obs}']['mean']:.4f}, "
-          f"fidelity {by_label['QINN (fidelity)'][f'js/{obs}']['mean']:.4f}; fidelity - MSE = {c['diff']:+.4f}"
-          + (f" = {c['significance']:+.1f} x the seed spread" if c["order"] != "undecided" else " (one seed: no spread)"))
-    expected = "tied" if obs == "m_ll" else "b>a"
-    if c["order"] == "undecided":
-        verdicts[obs] = "undecided with a single seed (run the paper profile)"
-    elif c["order"] == expected:
-        verdicts[obs] = f"reproduced ({claim})"
-    else:
-        found = {"tied": "similar for both losses", "b>a": "worse with the fidelity loss",
-                 "b<a": "worse with the MSE loss"}[c["order"]]
-        verdicts[obs] = f"not reproduced: {found}"
+for obs, expected in (("m_ll", "tied"), ("delta_r", "b>a")):
+    mse, fid = by_label["QINN (MSE)"][f"js/{obs}"], by_label["QINN (fidelity)"][f"js/{obs}"]
+    v = metrics.claim_verdict(mse, fid, expected)
+    print(f"JS({obs}): MSE {mse['mean']:.4f}, fidelity {fid['mean']:.4f}; fidelity - MSE = {v['text']}")
+    claim = outcome[{"tied": "tied", "b>a": "higher"}[expected]]
+    verdicts[obs] = {"reproduced": f"reproduced ({claim})", "undecided": "undecided with a single seed (run the paper profile)",
+                     "not reproduced": f"not reproduced: {outcome.get(v['found'])}"}[v["verdict"]]
     print(f"  paper: {obs} {claim} -> {verdicts[obs]}")
 verdict = f"M_Z: {verdicts['m_ll']}; Delta R: {verdicts['delta_r']}"
 
