@@ -114,7 +114,7 @@ plt.show()
 # is better), classifier two-sample AUC (0.5 = indistinguishable), mean ± std over seeds.
 # `js/m_ll_peak` and `js/m_ll_tails` split $M_{\ell\ell}$ at $M_Z \pm 5$ GeV and compare the shapes
 # inside and outside that window; `peak_excess/m_ll` is the generated minus the true share of
-# events inside it (`metrics.peak_and_tails`).
+# events inside it, `peak_share_error/m_ll` its size (`metrics.peak_and_tails`).
 
 # %%
 records = [r for e in ensembles.values() for r in e.records]
@@ -149,14 +149,16 @@ print(conclusion)
 # Sec. 4.2 reads Fig. 7 as: the 2k INN is "nowhere as expressive as the QINN"; the QINN "arguably
 # even outperforms" the 6k INN; it "outperforms the 16k parameter INN at reconstructing the sharp
 # peak of the $M_Z$ distribution, though it does not match the tails ... as well". Each is a
-# statement about $M_{\ell\ell}$; here each is one comparison of seed means (lower JS is better;
-# a difference counts above two combined seed spreads).
+# statement about $M_{\ell\ell}$; here each is one comparison of seed means (lower is better; a
+# difference counts above two combined seed spreads). A histogram's peak can be wrong in shape or
+# in height, so the peak statement is tested on both.
 
 # %%
 statements = [  # (paper's words, metric, INN size, expected order of INN vs QINN)
     ("the 2k INN is nowhere near as expressive as the QINN (M_ll)", "js/m_ll", "2k", "b>a"),
     ("the QINN arguably outperforms the 6k INN (M_ll)", "js/m_ll", "6k", "b>a"),
-    ("the QINN outperforms the 16k INN at the M_Z peak", "js/m_ll_peak", "16k", "b>a"),
+    ("the QINN outperforms the 16k INN at the M_Z peak (its shape)", "js/m_ll_peak", "16k", "b>a"),
+    ("the QINN outperforms the 16k INN at the M_Z peak (its height: share of events)", "peak_share_error/m_ll", "16k", "b>a"),
     ("the 16k INN matches the M_ll tails better than the QINN", "js/m_ll_tails", "16k", "b<a"),
 ]
 claim_lines = []

@@ -471,7 +471,7 @@ def evaluate_model(trained: Any, *, seed: int, n_generate: int | None = None, bi
     Returns a flat dict of scalars (JSON-ready): ``w1/<obs>``, ``js/<obs>`` for every
     :data:`METRIC_OBSERVABLES`, ``js/m_ll_peak``, ``js/m_ll_tails`` and ``peak_excess/m_ll``
     (:func:`peak_and_tails`; the excess is the generated minus the true share of events in the
-    peak window), ``nll``, ``nll_sem``, ``auc``, ``auc_sem``, ``recon_mean``,
+    peak window), ``peak_share_error/m_ll`` (its absolute value), ``nll``, ``nll_sem``, ``auc``, ``auc_sem``, ``recon_mean``,
     ``recon_median``, ``recon_p95``, ``recon_n_nonfinite``, ``params_total`` (and
     ``params_quantum``/``params_classical`` when the model reports them), ``train_seconds`` (sum
     of the per-epoch times in the history, so also right for a reloaded run; for seeds trained in
@@ -501,6 +501,8 @@ def evaluate_model(trained: Any, *, seed: int, n_generate: int | None = None, bi
     out["js/m_ll_peak"], out["js/m_ll_tails"] = parts["js_peak"], parts["js_tails"]
     # signed: > 0 means the model puts too many events into the M_Z peak window
     out["peak_excess/m_ll"] = parts["peak_fraction_generated"] - parts["peak_fraction_truth"]
+    # its size, for "which model gets the peak height right" (seed means of a signed excess could cancel)
+    out["peak_share_error/m_ll"] = abs(out["peak_excess/m_ll"])
 
     nll = test_nll(trained.model, trained.data)
     out["nll"], out["nll_sem"] = nll["nll"], nll["nll_sem"]

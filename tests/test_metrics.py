@@ -305,7 +305,8 @@ def test_evaluate_model_on_the_exact_toy_model():
     assert m["n_dropped_observables"] == 0
     for o in metrics.METRIC_OBSERVABLES:
         assert f"w1/{o}" in m and 0.0 <= m[f"js/{o}"] < 0.1
-    assert {"js/m_ll_peak", "js/m_ll_tails", "peak_excess/m_ll"} <= set(m)
+    assert {"js/m_ll_peak", "js/m_ll_tails", "peak_excess/m_ll", "peak_share_error/m_ll"} <= set(m)
+    assert m["peak_share_error/m_ll"] == abs(m["peak_excess/m_ll"]) or np.isnan(m["peak_excess/m_ll"])
     assert m["nll"] == pytest.approx(metrics.test_nll(trained.model, trained.data)["nll"])
     assert abs(m["auc"] - 0.5) < 4 * m["auc_sem"], "the model is the true density"
     assert m["recon_mean"] < 1e-12, "affine round trip is exact"
