@@ -191,6 +191,36 @@ def jensen_shannon(a: Any, b: Any, bins: int = JS_BINS) -> float:
     return float(min(max(0.5 * (kl_p + kl_q), 0.0), 1.0))
 
 
+def _observable_samples(truth_features: Any, generated_features: Any,
+                        observables: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
+    """Reconstruct ``observables`` for the truth and the generated events, for comparison.
+
+    Returns ``(truth_obs, generated_obs, n_dropped)``. Generated rows with a NaN/inf feature, or
+    whose reconstruction of any requested observable overflows (sinh(eta) of a finite but huge
+    eta), are dropped from *every* observable, so all distances compare the same events.
+    """
+    from .observables import N_FEATURES, OBSERVABLE_LABELS, check_features, reconstruct
+
+    unknown = [o for o in observables if o not in OBSERVABLE_LABELS]
+    if unknown:
+        raise ValueError(f"observable_distances: unknown observable(s) {unknown}; known: {sorted(OBSERVABLE_LABELS)}")
+    truth = check_features(truth_features, "observable_distances(truth_features)")
+    gen = np.asarray(generated_features, dtype=np.float64)
+    if gen.ndim != 2 or gen.shape[1] != N_FEATURES:
+        raise ValueError(f"observable_distances(generated_features): expected shape (N, {N_FEATURES}), got {gen.shape}")
+    n_given = len(gen)
+    gen = gen[np.all(np.isfinite(gen), axis=1)]
+    obs_t = reconstruct(truth)
+    obs_g = reconstruct(gen) if len(gen) else {}
+    keep = np.ones(len(gen), dtype=bool)
+    for o in observables if len(gen) else ():
+        keep &= np.isfinite(obs_g[o])
+    if not keep.any():
+        raise ValueError(f"observable_distances: none of the {n_given} generated events is finite")
+    return ({o: obs_t[o] for o in observables}, {o: obs_g[o][keep] for o in observables},
+            int(n_given - keep.sum()))
+
+
 def observable_distances(truth_features: Any, generated_features: Any, *, bins: int = JS_BINS,
                          observables: Sequence[str] = METRIC_OBSERVABLES) -> dict[str, Any]:
     """W1 and JS between true and generated events for every observable.
@@ -207,32 +237,16 @@ def observable_distances(truth_features: Any, generated_features: Any, *, bins: 
     rows dropped because a feature or one of the requested observables is NaN/inf) and
     ``"n_generated"`` (rows used).
     """
-    from .observables import N_FEATURES, OBSERVABLE_LABELS, check_features, reconstruct
+    obs_t, obs_g, n_dropped = _observable_samples(truth_features, generated_features, observables)
+    return _distances(obs_t, obs_g, n_dropped, bins)
 
-    unknown = [o for o in observables if o not in OBSERVABLE_LABELS]
-    if unknown:
-        raise ValueError(f"observable_distances: unknown observable(s) {unknown}; known: {sorted(OBSERVABLE_LABELS)}")
-    truth = check_features(truth_features, "observable_distances(truth_features)")
-    gen = np.asarray(generated_features, dtype=np.float64)
-    if gen.ndim != 2 or gen.shape[1] != N_FEATURES:
-        raise ValueError(f"observable_distances(generated_features): expected shape (N, {N_FEATURES}), got {gen.shape}")
-    n_given = len(gen)
-    gen = gen[np.all(np.isfinite(gen), axis=1)]
-    obs_t = reconstruct(truth)
-    obs_g = reconstruct(gen) if len(gen) else {}
-    # Finite but extreme generated features can still overflow an observable (sinh(eta) of a huge
-    # eta): such rows are dropped from every observable, so all distances use the same events.
-    keep = np.ones(len(gen), dtype=bool)
-    for o in observables if len(gen) else ():
-        keep &= np.isfinite(obs_g[o])
-    if not keep.any():
-        raise ValueError(f"observable_distances: none of the {n_given} generated events is finite")
-    out: dict[str, Any] = {}
-    for o in observables:
-        out[o] = {"w1": wasserstein_1d(obs_t[o], obs_g[o][keep]),
-                  "js": jensen_shannon(obs_t[o], obs_g[o][keep], bins)}
-    out["n_dropped"] = int(n_given - keep.sum())
-    out["n_generated"] = int(keep.sum())
+
+def _distances(obs_t: Mapping[str, np.ndarray], obs_g: Mapping[str, np.ndarray], n_dropped: int,
+               bins: int) -> dict[str, Any]:
+    out: dict[str, Any] = {o: {"w1": wasserstein_1d(obs_t[o], obs_g[o]), "js": jensen_shannon(obs_t[o], obs_g[o], bins)}
+                           for o in obs_t}
+    out["n_dropped"] = n_dropped
+    out["n_generated"] = int(len(next(iter(obs_g.values()))))
     return out
 
 
@@ -489,15 +503,15 @@ def evaluate_model(trained: Any, *, seed: int, n_generate: int | None = None, bi
     out: dict[str, float] = {"n_test": int(len(truth)), "n_generated": int(len(generated)),
                              "n_generated_nonfinite": int(n - len(generated))}
 
-    dist = observable_distances(truth, generated, bins=bins)
+    # One reconstruction serves the distances and the peak/tail split, on the same kept events.
+    obs_t, obs_g, n_dropped = _observable_samples(truth, generated, METRIC_OBSERVABLES)
+    dist = _distances(obs_t, obs_g, n_dropped, bins)
     out["n_dropped_observables"] = dist["n_dropped"]
     for o in METRIC_OBSERVABLES:
         out[f"w1/{o}"] = dist[o]["w1"]
     for o in METRIC_OBSERVABLES:
         out[f"js/{o}"] = dist[o]["js"]
-    from .observables import reconstruct
-
-    parts = peak_and_tails(reconstruct(truth)["m_ll"], reconstruct(generated)["m_ll"])
+    parts = peak_and_tails(obs_t["m_ll"], obs_g["m_ll"])
     out["js/m_ll_peak"], out["js/m_ll_tails"] = parts["js_peak"], parts["js_tails"]
     # signed: > 0 means the model puts too many events into the M_Z peak window
     out["peak_excess/m_ll"] = parts["peak_fraction_generated"] - parts["peak_fraction_truth"]

@@ -316,6 +316,21 @@ def test_evaluate_model_on_the_exact_toy_model():
     assert metrics.evaluate_model(trained, seed=3) == m, "seeded: deterministic"
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_evaluate_model_peak_metrics_use_the_kept_events():
+    trained = toy_trained()
+    gen = trained.generate(1_000, seed=4)
+    # eta_lp - eta_lm = 2e155: Delta R and M_ll overflow, so this row is dropped from every metric
+    dirty = np.vstack([gen, [[40.0, 40.0, 1.0, 1e155, -1e155]]])
+    m = metrics.evaluate_model(trained, seed=3, generated=dirty)
+    assert m["n_dropped_observables"] == 1 and m["n_generated"] == 1_001
+    from qinn_lib.observables import reconstruct
+
+    ref = metrics.peak_and_tails(reconstruct(np.asarray(trained.data.sample.test))["m_ll"], reconstruct(gen)["m_ll"])
+    assert m["peak_excess/m_ll"] == ref["peak_fraction_generated"] - ref["peak_fraction_truth"]
+    assert m["js/m_ll"] == metrics.observable_distances(trained.data.sample.test, gen)["m_ll"]["js"]
+
+
 # -- results files and tables ----------------------------------------------------------------------
 def record(label, seed, metrics_, data_fp="d" * 16, cfg=None):
     return {"label": label, "config": dict(cfg or {"size": label}), "config_fingerprint": f"c{seed}",
