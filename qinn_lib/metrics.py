@@ -643,9 +643,10 @@ def summarise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     Returns one row per label (in order of first appearance)::
 
         {"label": str, "n_seeds": int, "seeds": [int, ...],
-         "metrics": {name: {"mean": float, "std": float, "n": int}}}
+         "metrics": {name: {"mean": float, "std": float, "n": int, "values": [float, ...]}}}
 
-    ``std`` is the sample standard deviation (ddof = 1) over the seeds, NaN for a single seed.
+    ``std`` is the sample standard deviation (ddof = 1) over the seeds, NaN for a single seed;
+    ``values`` are the per-seed values, in the order of ``seeds``.
     Nested metric dicts are flattened with '/'. Raises ``ValueError`` when one label holds two
     records with the same seed, or records whose configurations differ in anything but the seed
     (they would not be replicas of one model).
@@ -677,7 +678,7 @@ def summarise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for name, vs in values.items():
             arr = np.asarray(vs, dtype=np.float64)
             std = float(arr.std(ddof=1)) if arr.size > 1 else float("nan")
-            stats[name] = {"mean": float(arr.mean()), "std": std, "n": int(arr.size)}
+            stats[name] = {"mean": float(arr.mean()), "std": std, "n": int(arr.size), "values": [float(v) for v in vs]}
         rows.append({"label": label, "n_seeds": len(recs), "seeds": seeds, "metrics": stats})
     return rows
 
@@ -690,6 +691,11 @@ def compare_means(a: Mapping[str, Any], b: Mapping[str, Any], *, n_spreads: floa
     ``significance = diff / spread`` and ``order``: ``"b>a"`` or ``"b<a"`` when ``|diff|`` exceeds
     ``n_spreads`` spreads, ``"tied"`` when it does not, and ``"undecided"`` when either side has a
     single seed (no spread, so no difference can be called real).
+
+    When both sides carry their per-seed ``values`` (as :func:`summarise` gives them), also
+    ``pairs`` (number of seed pairs (a_i, b_j)), ``pairs_b_lower`` and ``pairs_b_higher``: how
+    often b's seed is below / above a's. This does not change ``order``; it shows a reader whether
+    a "tied" hides two sets of seeds that never overlap (one side's spread can be large).
     """
     for name, m in (("a", a), ("b", b)):
         missing = {"mean", "std", "n"} - set(m)
@@ -698,12 +704,17 @@ def compare_means(a: Mapping[str, Any], b: Mapping[str, Any], *, n_spreads: floa
     if not n_spreads > 0:
         raise ValueError(f"compare_means: n_spreads must be > 0, got {n_spreads!r}")
     diff = float(b["mean"]) - float(a["mean"])
+    pairs: dict[str, int] = {}
+    if "values" in a and "values" in b:
+        va, vb = np.asarray(a["values"], dtype=np.float64), np.asarray(b["values"], dtype=np.float64)
+        pairs = {"pairs": int(va.size * vb.size), "pairs_b_lower": int((vb[None, :] < va[:, None]).sum()),
+                 "pairs_b_higher": int((vb[None, :] > va[:, None]).sum())}
     if int(a["n"]) < 2 or int(b["n"]) < 2:
-        return {"diff": diff, "spread": float("nan"), "significance": float("nan"), "order": "undecided"}
+        return {"diff": diff, "spread": float("nan"), "significance": float("nan"), "order": "undecided", **pairs}
     spread = math.hypot(float(a["std"]), float(b["std"]))
     significance = diff / spread if spread > 0 else math.copysign(math.inf, diff) if diff else 0.0
     order = "tied" if abs(diff) <= n_spreads * spread else ("b>a" if diff > 0 else "b<a")
-    return {"diff": diff, "spread": spread, "significance": significance, "order": order}
+    return {"diff": diff, "spread": spread, "significance": significance, "order": order, **pairs}
 
 
 _ORDER_WORDS = {"b>a": "higher", "b<a": "lower", "tied": "tied"}

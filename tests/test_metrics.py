@@ -386,6 +386,7 @@ def test_summarise_mean_and_std_over_seeds():
     assert q["metrics"]["w1/m_ll"]["std"] == pytest.approx(math.sqrt(7.0))  # deviations -2, -1, 3
     assert "flag" not in q["metrics"] and "mae" not in q["metrics"]
     assert i["metrics"]["auc"]["n"] == 1 and math.isnan(i["metrics"]["auc"]["std"])
+    assert q["metrics"]["w1/m_ll"]["values"] == [1.0, 2.0, 6.0] and i["metrics"]["auc"]["values"] == [0.51234]
     with pytest.raises(ValueError, match="several records with seed"):
         metrics.summarise(recs + [record("INN", 1, {"auc": 0.5})])
     with pytest.raises(ValueError, match=r"differ in \['size'\]"):
@@ -416,6 +417,15 @@ def test_compare_means_uses_the_combined_seed_spread():
     assert metrics.compare_means(a, {"mean": 1.9, "std": 0.4, "n": 3})["order"] == "tied"  # 1.8 spreads
     single = metrics.compare_means(a, {"mean": 9.0, "std": float("nan"), "n": 1})
     assert single["order"] == "undecided" and math.isnan(single["spread"])
+    assert "pairs" not in out  # no per-seed values given
+    # A large spread on one side makes this "tied", yet every b seed lies below every a seed.
+    wide = {"mean": 2.0, "std": 1.0, "n": 3, "values": [1.0, 2.0, 3.0]}
+    tight = {"mean": 0.5, "std": 0.1, "n": 3, "values": [0.4, 0.5, 0.6]}
+    c = metrics.compare_means(wide, tight)
+    assert c["order"] == "tied" and (c["pairs"], c["pairs_b_lower"], c["pairs_b_higher"]) == (9, 9, 0)
+    c = metrics.compare_means(tight, {"mean": 0.5, "std": 0.1, "n": 3, "values": [0.45, 0.5, 0.7]})
+    assert (c["pairs_b_lower"], c["pairs_b_higher"], c["pairs"]) == (3, 5, 9)  # the pair 0.5, 0.5 counts as neither
+    assert metrics.compare_means({**tight, "n": 1, "values": [0.5]}, wide)["pairs_b_higher"] == 3
     with pytest.raises(ValueError, match=r"b lacks \['std'\]"):
         metrics.compare_means(a, {"mean": 1.0, "n": 2})
     with pytest.raises(ValueError, match="n_spreads"):
