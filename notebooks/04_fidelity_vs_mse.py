@@ -111,7 +111,7 @@ for obs, expected in (("m_ll", "tied"), ("delta_r", "b>a")):
     mse, fid = by_label["QINN (MSE)"][f"js/{obs}"], by_label["QINN (fidelity)"][f"js/{obs}"]
     v = metrics.claim_verdict(mse, fid, expected)
     print(f"JS({obs}): MSE {mse['mean']:.4f}, fidelity {fid['mean']:.4f}; fidelity - MSE = {v['text']}")
-    claim = outcome[{"tied": "tied", "b>a": "higher"}[expected]]
+    claim = outcome[v["expected_word"]]
     verdicts[obs] = {"reproduced": f"reproduced ({claim})", "undecided": "undecided with a single seed (run the paper profile)",
                      "not reproduced": f"not reproduced: {outcome.get(v['found'])}"}[v["verdict"]]
     print(f"  paper: {obs} {claim} -> {verdicts[obs]}")

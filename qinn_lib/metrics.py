@@ -238,16 +238,12 @@ def observable_distances(truth_features: Any, generated_features: Any, *, bins: 
     ``"n_generated"`` (rows used).
     """
     obs_t, obs_g, n_dropped = _observable_samples(truth_features, generated_features, observables)
-    return _distances(obs_t, obs_g, n_dropped, bins)
+    n_used = len(np.asarray(generated_features)) - n_dropped
+    return {**_distances(obs_t, obs_g, bins), "n_dropped": n_dropped, "n_generated": int(n_used)}
 
 
-def _distances(obs_t: Mapping[str, np.ndarray], obs_g: Mapping[str, np.ndarray], n_dropped: int,
-               bins: int) -> dict[str, Any]:
-    out: dict[str, Any] = {o: {"w1": wasserstein_1d(obs_t[o], obs_g[o]), "js": jensen_shannon(obs_t[o], obs_g[o], bins)}
-                           for o in obs_t}
-    out["n_dropped"] = n_dropped
-    out["n_generated"] = int(len(next(iter(obs_g.values()))))
-    return out
+def _distances(obs_t: Mapping[str, np.ndarray], obs_g: Mapping[str, np.ndarray], bins: int) -> dict[str, dict[str, float]]:
+    return {o: {"w1": wasserstein_1d(obs_t[o], obs_g[o]), "js": jensen_shannon(obs_t[o], obs_g[o], bins)} for o in obs_t}
 
 
 def peak_and_tails(truth_mll: Any, generated_mll: Any, *, center: float | None = None,
@@ -504,9 +500,8 @@ def evaluate_model(trained: Any, *, seed: int, n_generate: int | None = None, bi
                              "n_generated_nonfinite": int(n - len(generated))}
 
     # One reconstruction serves the distances and the peak/tail split, on the same kept events.
-    obs_t, obs_g, n_dropped = _observable_samples(truth, generated, METRIC_OBSERVABLES)
-    dist = _distances(obs_t, obs_g, n_dropped, bins)
-    out["n_dropped_observables"] = dist["n_dropped"]
+    obs_t, obs_g, out["n_dropped_observables"] = _observable_samples(truth, generated, METRIC_OBSERVABLES)
+    dist = _distances(obs_t, obs_g, bins)
     for o in METRIC_OBSERVABLES:
         out[f"w1/{o}"] = dist[o]["w1"]
     for o in METRIC_OBSERVABLES:
@@ -728,7 +723,8 @@ def claim_verdict(a: Mapping[str, Any], b: Mapping[str, Any], expected: str, *,
 
     Returns compare_means' fields plus ``verdict``: ``"reproduced"`` when the measured order is the
     expected one, ``"not reproduced"`` when it is another (``found`` says which: ``"higher"``,
-    ``"lower"`` or ``"tied"``), ``"undecided"`` with a single seed; and
+    ``"lower"`` or ``"tied"``; ``expected_word`` is the expected order in the same words),
+    ``"undecided"`` with a single seed; and
     ``text``, one line: the difference ``b - a``, in seed spreads, and the verdict.
     """
     if expected not in _ORDER_WORDS:
@@ -741,7 +737,7 @@ def claim_verdict(a: Mapping[str, Any], b: Mapping[str, Any], expected: str, *,
         found = _ORDER_WORDS[c["order"]]
         verdict = "reproduced" if c["order"] == expected else "not reproduced"
         text = f"{c['diff']:+.4g} = {c['significance']:+.1f} seed spreads ({found}) -> {verdict}"
-    return {**c, "verdict": verdict, "found": found, "text": text}
+    return {**c, "verdict": verdict, "found": found, "expected_word": _ORDER_WORDS[expected], "text": text}
 
 
 def _decimals_for(x: float, sig: int) -> int:
