@@ -62,13 +62,15 @@ print(f"profile {cfg.profile}: seeds {train_seeds}, {qinn_config('mse', cfg.seed
 # %% [markdown]
 # ## Train both
 # Each run is checkpointed; runs that already exist (for instance the MSE runs of notebook 05, or
-# notebook 03's seed) are reloaded, not retrained.
+# notebook 03's seed) are reloaded, not retrained. The others are trained as Dask jobs
+# (`qinn_lib.cluster`): one single-threaded worker per core by default, or your cluster if
+# `QINN_DASK_SCHEDULER` names one.
 
 # %%
-ensembles = {
-    "QINN (MSE)": runs.train_ensemble("QINN (MSE)", [qinn_config("mse", s) for s in train_seeds]),
-    "QINN (fidelity)": runs.train_ensemble("QINN (fidelity)", [qinn_config("fidelity", s) for s in train_seeds]),
-}
+ensembles = runs.train_ensembles({
+    "QINN (MSE)": [qinn_config("mse", s) for s in train_seeds],
+    "QINN (fidelity)": [qinn_config("fidelity", s) for s in train_seeds],
+})
 truth = observables.reconstruct(ensembles["QINN (MSE)"].runs[0].data.sample.test)
 
 # %% [markdown]

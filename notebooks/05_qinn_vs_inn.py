@@ -56,13 +56,12 @@ print(f"profile {cfg.profile}: seeds {train_seeds}, {model_configs['QINN'][0].ep
 # The seeds of each INN size are trained together, in lockstep (`qinn_lib.inn.INNStack`): each seed
 # is still its own run (own shuffling, latent draws, Adam state, checkpoint), but the spline of all
 # seeds is evaluated in one call per block, which makes a seed 2–2.5× cheaper (`python -m qinn_lib.bench`).
-# In the paper profile that is still hours per INN size on a 2-core CPU; an interrupted run resumes.
-# To use several cores, train the ensembles beforehand, one process each, e.g.
-# `python -m qinn_lib.runs 16k & python -m qinn_lib.runs 6k & python -m qinn_lib.runs 2k qinn`;
-# this cell then reloads them.
+# Every unfinished run of every model goes to the Dask cluster in one batch, longest first
+# (`qinn_lib.cluster`: one single-threaded worker per core by default, or your cluster if
+# `QINN_DASK_SCHEDULER` names one); an interrupted run resumes from its checkpoint.
 
 # %%
-ensembles = {label: runs.train_ensemble(label, cfgs) for label, cfgs in model_configs.items()}
+ensembles = runs.train_ensembles(model_configs)
 truth = observables.reconstruct(ensembles["QINN"].runs[0].data.sample.test)
 
 # %% [markdown]

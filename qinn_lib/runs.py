@@ -44,6 +44,8 @@ class PreparedData:
     val: torch.Tensor
     test: torch.Tensor
 
+    key: tuple = ()  #: (n_events, data_seed, dtype, device) it was prepared with
+
     @property
     def fingerprint(self) -> str:
         return self.sample.fingerprint
@@ -55,7 +57,8 @@ def prepare_data(n_events: int, data_seed: int, dtype: str = "float32", device: 
     sample = load_events(n_events=n_events, seed=data_seed, progress=progress)
     scaler = AngleScaler.fit(sample.train)
     as_tensor = lambda a: torch.as_tensor(scaler.transform(a), dtype=DTYPES[dtype], device=device)  # noqa: E731
-    return PreparedData(sample, scaler, as_tensor(sample.train), as_tensor(sample.val), as_tensor(sample.test))
+    return PreparedData(sample, scaler, as_tensor(sample.train), as_tensor(sample.val), as_tensor(sample.test),
+                        key=(n_events, data_seed, dtype, device))
 
 
 def run_dir_for(cfg: RunConfig, data_fingerprint: str) -> Path:
@@ -211,53 +214,51 @@ class Ensemble:
 
 
 def train_ensemble(label: str, configs: list[RunConfig], *, progress: bool = True,
-                   data: PreparedData | None = None, log=print) -> Ensemble:
+                   data: PreparedData | None = None, log=print, client: Any = None) -> Ensemble:
     """Train (or reload) one run per config, then evaluate each with :func:`metrics.evaluate_model`.
-    The configs must differ only in their seed; QINN or INN is chosen by the config's kind."""
-    from . import metrics, observables
+    The configs must differ only in their seed; QINN or INN is chosen by the config's kind.
 
-    trainer = {"qinn": train_qinn, "inn": train_inn}
-    runs, records, generated = [], [], []
-    key = None
-    if len(configs) > 1 and all(cfg.kind == "inn" for cfg in configs):
-        # Unfinished INN seeds train together (INNStack: ~2-3x less time per seed); those at the
-        # same epoch form one stack. Finished runs are simply reloaded by the loop below.
-        c0 = configs[0]
-        key = (c0.n_events, c0.data_seed, c0.dtype, c0.device)
-        if data is None:
-            data = prepare_data(*key)
-        pending: dict[int, list[RunConfig]] = {}
+    Unfinished runs train on the Dask cluster (:func:`qinn_lib.cluster.train_runs`: one job per
+    run, INN seeds in lockstep), finished ones are reloaded from their checkpoints."""
+    return train_ensembles({label: configs}, progress=progress, data=data, log=log, client=client)[label]
+
+
+def train_ensembles(configs_by_label: dict[str, list[RunConfig]], *, progress: bool = True,
+                    data: PreparedData | None = None, log=print, client: Any = None) -> dict[str, Ensemble]:
+    """:func:`train_ensemble` for several models at once: every unfinished run of every model is
+    submitted to the cluster in ONE batch (longest first), so both cores stay busy until the last
+    run, instead of idling at the end of each model's ensemble. Returns ``{label: Ensemble}``."""
+    from . import cluster, metrics, observables
+
+    for label, configs in configs_by_label.items():
         for cfg in configs:
-            done = completed_epochs(cfg, data)
-            if done < cfg.epochs:
-                pending.setdefault(done, []).append(cfg)
-        for group in pending.values():
-            if len(group) > 1:
-                log(f"[{label}] training seeds {[c.seed for c in group]} in lockstep")
-                train_inn_lockstep(group, progress=progress, data=data)
-    for cfg in configs:
-        if cfg.kind not in trainer:
-            raise ValueError(f"train_ensemble: cannot train a {cfg.kind!r} config ({type(cfg).__name__})")
-        wanted = (cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device)
-        if data is None or (key is not None and key != wanted):
-            data = prepare_data(*wanted)
-        key = wanted
-        trained = trainer[cfg.kind](cfg, progress=progress, data=data)
-        eval_seed = cfg.seed + EVAL_SEED_OFFSET
-        sample = trained.generate(len(data.sample.test), seed=eval_seed)  # once: for metrics and plots
-        values = metrics.evaluate_model(trained, seed=eval_seed, generated=sample)
-        records.append(metrics.make_record(label, trained, values, eval_seed=eval_seed))
-        generated.append(observables.reconstruct(sample))
-        runs.append(trained)
-        log(f"[{label}] seed {cfg.seed}: {values['train_epochs']} epochs, {values['train_seconds'] / 60:.1f} min; "
-            f"test NLL {values['nll']:.3f}, classifier AUC {values['auc']:.3f}")
-    return Ensemble(label, runs, records, generated)
+            if cfg.kind not in ("qinn", "inn"):
+                raise ValueError(f"train_ensemble: cannot train a {cfg.kind!r} config ({type(cfg).__name__}) "
+                                 f"for {label!r}")
+    flat = [cfg for configs in configs_by_label.values() for cfg in configs]
+    trained_all = cluster.train_runs(flat, client=client, log=log, data=data)
+    out: dict[str, Ensemble] = {}
+    it = iter(trained_all)
+    for label, configs in configs_by_label.items():
+        runs_, records, generated = [], [], []
+        for cfg in configs:
+            trained = next(it)
+            eval_seed = cfg.seed + EVAL_SEED_OFFSET
+            sample = trained.generate(len(trained.data.sample.test), seed=eval_seed)  # once: metrics and plots
+            values = metrics.evaluate_model(trained, seed=eval_seed, generated=sample)
+            records.append(metrics.make_record(label, trained, values, eval_seed=eval_seed))
+            generated.append(observables.reconstruct(sample))
+            runs_.append(trained)
+            log(f"[{label}] seed {cfg.seed}: {values['train_epochs']} epochs, {values['train_seconds'] / 60:.1f} min; "
+                f"test NLL {values['nll']:.3f}, classifier AUC {values['auc']:.3f}")
+        out[label] = Ensemble(label, runs_, records, generated)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m qinn_lib.runs MODEL [...]``: train (or resume) notebook 05's ensembles ahead of
-    the report, one model per process, so that a machine with several cores trains several
-    ensembles at once; the notebook then reloads the finished runs."""
+    the report, as Dask jobs on every core (or on the cluster named by QINN_DASK_SCHEDULER); the
+    notebook then reloads the finished runs."""
     labels = ["QINN"] + [f"INN {size}" for size in INN_SIZES]
     names = {label.replace("INN ", "").lower(): label for label in labels}
     parser = argparse.ArgumentParser(prog="python -m qinn_lib.runs", description=main.__doc__.split("\n")[0])
@@ -290,9 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                     prepared[key] = prepare_data(*key)
                 print(f"[{label}] seed {run_cfg.seed}: {completed_epochs(run_cfg, prepared[key])}/{run_cfg.epochs} epochs")
         return 0
-    for model in args.models:
-        label = names[model.lower()]
-        ens = train_ensemble(label, configs[label], progress=not args.no_progress)
+    # All requested models in one Dask batch: both cores stay busy until the last run.
+    wanted = {names[m.lower()]: configs[names[m.lower()]] for m in args.models}
+    for label, ens in train_ensembles(wanted, progress=not args.no_progress).items():
         print(f"[{label}] {len(ens.runs)} run(s) ready: " + ", ".join(str(r.run_dir) for r in ens.runs))
     return 0
 
