@@ -41,23 +41,16 @@ lambda_mz = 0.375
 import matplotlib.pyplot as plt
 
 from qinn_lib import metrics, observables, plots, reports, runs
-from qinn_lib.config import FidelityVsMSEConfig, QINNRunConfig
+from qinn_lib.config import FidelityVsMSEConfig
 from qinn_lib.profiles import budget
 
 cfg = FidelityVsMSEConfig(profile=profile, seed=seed, n_seeds=n_seeds, n_events=n_events,
                           data_seed=data_seed, epochs=epochs, lambda_mz=lambda_mz)
 plots.style()
 train_seeds = runs.seeds(cfg.seed, budget(cfg.profile, "n_seeds", cfg.n_seeds))
-
-
-def qinn_config(loss: str, s: int) -> QINNRunConfig:
-    return runs.effective_config(QINNRunConfig(
-        profile=cfg.profile, seed=s, n_events=cfg.n_events, data_seed=cfg.data_seed, epochs=cfg.epochs,
-        lambda_mz=cfg.lambda_mz, invertibility=loss))
-
-
-print(f"profile {cfg.profile}: seeds {train_seeds}, {qinn_config('mse', cfg.seed).epochs} epochs, "
-      f"{qinn_config('mse', cfg.seed).n_events} events")
+model_configs = runs.fidelity_vs_mse_configs(cfg)  # {"QINN (MSE)": [...], "QINN (fidelity)": [...]}, a config per seed
+first = model_configs["QINN (MSE)"][0]
+print(f"profile {cfg.profile}: seeds {train_seeds}, {first.epochs} epochs, {first.n_events} events")
 
 # %% [markdown]
 # ## Train both
@@ -67,10 +60,7 @@ print(f"profile {cfg.profile}: seeds {train_seeds}, {qinn_config('mse', cfg.seed
 # `QINN_DASK_SCHEDULER` names one.
 
 # %%
-ensembles = runs.train_ensembles({
-    "QINN (MSE)": [qinn_config("mse", s) for s in train_seeds],
-    "QINN (fidelity)": [qinn_config("fidelity", s) for s in train_seeds],
-})
+ensembles = runs.train_ensembles(model_configs)
 truth = observables.reconstruct(ensembles["QINN (MSE)"].runs[0].data.sample.test)
 
 # %% [markdown]

@@ -168,7 +168,8 @@ class TrainJob:
     def label(self) -> str:
         c = self.configs[0]
         name = c.kind + (f"-{c.size}" if hasattr(c, "size") else "")
-        return f"{name}-seeds-{'-'.join(str(x.seed) for x in self.configs)}"
+        extra = f"-{c.invertibility}" if hasattr(c, "invertibility") else ""
+        return f"{name}{extra}-seeds-{'-'.join(str(x.seed) for x in self.configs)}"
 
 
 def estimated_cost(job: TrainJob) -> float:

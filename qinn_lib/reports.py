@@ -155,11 +155,38 @@ def _drop_redundant_injection(path: Path, source: Path) -> None:
         atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
+def notebook_config(notebook: Path, params: dict[str, Any]) -> RunConfig:
+    """The run configuration a notebook will build from ``params`` (its declared defaults with
+    ``params`` on top), as checked by :func:`check_parameters`."""
+    values = {name: params[name] if name in params else _literal(default)
+              for name, default in declared_parameters(notebook).items()}
+    return config_class(notebook)(**values)
+
+
+def pretrain_runs(plan: list[tuple[Path, dict[str, Any]]], *, log=print) -> None:
+    """Train every run that the planned notebooks will ask for, in ONE Dask batch (longest first,
+    both cores busy until the last run; :mod:`qinn_lib.cluster`), before any notebook executes.
+    The notebooks then reload the finished checkpoints. Without this, each notebook would train
+    its own runs and leave a core idle at the end of every ensemble."""
+    from . import cluster, runs
+
+    configs = []
+    for nb, params in plan:
+        for run_cfgs in runs.planned_runs(notebook_config(nb, params)).values():
+            configs.extend(run_cfgs)
+    if not configs:
+        return
+    start = time.perf_counter()
+    cluster.train_runs(configs, log=lambda msg: log(f"[qinn] {msg}"))
+    log(f"[qinn] every run of the planned notebooks is trained ({time.perf_counter() - start:.1f} s)")
+
+
 def run(profile: str = "quick", only: list[str] | None = None,
         parameters: dict[str, dict[str, Any]] | None = None, *, progress: bool = True,
-        log=print) -> list[Path]:
+        log=print, pretrain: bool = True) -> list[Path]:
     """Execute the notebooks in order. ``only`` selects notebooks by number or stem prefix
     (``["01", "03"]``); ``parameters`` maps a notebook stem or number to overrides.
+    ``pretrain``: first train every run the notebooks need, in one Dask batch (:func:`pretrain_runs`).
     Returns the executed report paths."""
     import papermill
     from nbclient.exceptions import CellTimeoutError
@@ -187,6 +214,8 @@ def run(profile: str = "quick", only: list[str] | None = None,
                 overrides.update(values)
         plan.append((nb, check_parameters(nb, overrides, profile)))
 
+    if pretrain:
+        pretrain_runs(plan, log=log)
     out_dir = paths.reports_dir(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import paths
-from .config import INN_SIZES, ComparisonConfig, INNRunConfig, QINNRunConfig, RunConfig
+from .config import INN_SIZES, ComparisonConfig, FidelityVsMSEConfig, INNRunConfig, QINNRunConfig, RunConfig
 from .data import EventSample, load_events
 from .preprocessing import AngleScaler
 from .profiles import budget
@@ -196,6 +196,37 @@ def comparison_configs(cfg: ComparisonConfig) -> dict[str, list[RunConfig]]:
     for size in INN_SIZES:
         out[f"INN {size}"] = [effective_config(INNRunConfig(size=size, seed=s, **common)) for s in train_seeds]
     return out
+
+
+def fidelity_vs_mse_configs(cfg: FidelityVsMSEConfig) -> dict[str, list[RunConfig]]:
+    """The run configurations of notebook 04: the QINN with the MSE and with the fidelity
+    invertibility loss, same seeds and hyperparameters, already profile-capped."""
+    train_seeds = seeds(cfg.seed, budget(cfg.profile, "n_seeds", cfg.n_seeds))
+
+    def one(loss: str, s: int) -> RunConfig:
+        return effective_config(QINNRunConfig(profile=cfg.profile, seed=s, n_events=cfg.n_events,
+                                              data_seed=cfg.data_seed, epochs=cfg.epochs,
+                                              lambda_mz=cfg.lambda_mz, invertibility=loss))
+
+    return {"QINN (MSE)": [one("mse", s) for s in train_seeds],
+            "QINN (fidelity)": [one("fidelity", s) for s in train_seeds]}
+
+
+#: What each notebook configuration trains, ``{label: [run configs]}`` (see :func:`planned_runs`).
+#: Notebooks that train models register their configuration class here.
+RUN_PLANS: dict[type, Any] = {
+    QINNRunConfig: lambda cfg: {"QINN": [effective_config(cfg)]},
+    FidelityVsMSEConfig: fidelity_vs_mse_configs,
+    ComparisonConfig: comparison_configs,
+}
+
+
+def planned_runs(cfg: RunConfig) -> dict[str, list[RunConfig]]:
+    """The training runs a notebook with configuration ``cfg`` will ask for (``{}`` if none), so
+    that ``python -m qinn_lib.reports`` can train the runs of every notebook in one Dask batch
+    before executing any of them."""
+    plan = RUN_PLANS.get(type(cfg))
+    return plan(cfg) if plan is not None else {}
 
 
 #: Offset between a run's training seed and the seed of the events it generates for evaluation,
