@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 __all__ = ["ClusterError", "SCHEDULER_ENV", "get_client", "close_default_client", "map_jobs",
-           "TrainJob", "plan_training", "train_runs", "estimated_cost"]
+           "TrainJob", "group_jobs", "plan_training", "pack_jobs", "train_runs", "estimated_cost"]
 
 #: Environment variable naming a Dask scheduler address for every multi-run job.
 SCHEDULER_ENV = "QINN_DASK_SCHEDULER"
@@ -184,14 +184,12 @@ def _identity(cfg: Any) -> tuple:
     return (type(cfg).__name__, tuple(sorted((k, repr(v)) for k, v in cfg.to_dict().items() if k != "seed")))
 
 
-def plan_training(configs: Iterable[Any], *, lockstep: bool = True) -> list[TrainJob]:
-    """Group ``configs`` into jobs, longest first. INN configs that differ only in their seed and
-    whose checkpoints are at the same epoch train as one lockstep stack (INNStack: 2-3x less time
-    per seed); everything else is one job per run. Finished runs get no job."""
-    from . import runs
-
-    configs = list(configs)
-    data: dict[tuple, Any] = {}
+def group_jobs(configs: Iterable[Any], *, lockstep: bool = True,
+               completed: Callable[[Any], int] | None = None) -> list[TrainJob]:
+    """Group ``configs`` into jobs, longest first (by :func:`estimated_cost`). INN configs that
+    differ only in their seed and have completed the same number of epochs (``completed(cfg)``,
+    0 when not given) train as one lockstep stack (INNStack: 2-3x less time per seed); everything
+    else is one job per run. A run asked for twice gets one job; finished runs get none."""
     groups: dict[tuple, list[Any]] = {}
     singles: list[TrainJob] = []
     seen: set[tuple] = set()
@@ -200,10 +198,7 @@ def plan_training(configs: Iterable[Any], *, lockstep: bool = True) -> list[Trai
         if ident in seen:  # the same run asked for twice (e.g. notebook 04's MSE runs in 05)
             continue
         seen.add(ident)
-        key = (cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device)
-        if key not in data:
-            data[key] = runs.prepare_data(*key)
-        done = runs.completed_epochs(cfg, data[key])
+        done = completed(cfg) if completed is not None else 0
         if done >= cfg.epochs:
             continue
         if lockstep and cfg.kind == "inn":
@@ -212,6 +207,34 @@ def plan_training(configs: Iterable[Any], *, lockstep: bool = True) -> list[Trai
             singles.append(TrainJob((cfg,)))
     jobs = singles + [TrainJob(tuple(g)) for g in groups.values()]
     return sorted(jobs, key=estimated_cost, reverse=True)
+
+
+def plan_training(configs: Iterable[Any], *, lockstep: bool = True) -> list[TrainJob]:
+    """:func:`group_jobs` with each run's progress read from its checkpoint (validated like a
+    resume), so finished runs are skipped and partly trained INN seeds stack by epoch."""
+    from . import runs
+
+    data: dict[tuple, Any] = {}
+
+    def completed(cfg: Any) -> int:
+        key = (cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device)
+        if key not in data:
+            data[key] = runs.prepare_data(*key)
+        return runs.completed_epochs(cfg, data[key])
+
+    return group_jobs(configs, lockstep=lockstep, completed=completed)
+
+
+def pack_jobs(costs: Sequence[float], n_workers: int) -> float:
+    """Wall time of running jobs of the given costs, in the given (queue) order, on ``n_workers``
+    workers that each take the next job when free: what the scheduler does with our queue."""
+    if n_workers < 1:
+        raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+    free = [0.0] * n_workers
+    for c in costs:
+        i = free.index(min(free))
+        free[i] += c
+    return max(free, default=0.0)
 
 
 #: Settings a training job takes from the process that submits it, not from the worker's own

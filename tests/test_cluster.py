@@ -55,6 +55,14 @@ def test_plan_groups_inn_seeds_in_lockstep_and_skips_duplicates(dirs):
     assert [len(j.configs) for j in cluster.plan_training(cfgs, lockstep=False)].count(1) == 4
 
 
+def test_pack_jobs_is_the_greedy_queue():
+    assert cluster.pack_jobs([5, 4, 3, 3, 1], 2) == 8  # [5, 3] and [4, 3, 1]
+    assert cluster.pack_jobs([], 2) == 0
+    assert cluster.pack_jobs([2, 2, 2], 1) == 6
+    with pytest.raises(ValueError, match="n_workers"):
+        cluster.pack_jobs([1], 0)
+
+
 def test_dask_results_equal_serial_and_come_back_in_order(dirs, local_cluster, monkeypatch):
     cfgs = [_qinn(11), _qinn(12), _inn(13), _inn(14)]
     trained = cluster.train_runs(cfgs, client=local_cluster, log=None)
