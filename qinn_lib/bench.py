@@ -225,6 +225,33 @@ class _Unconstrained(torch.nn.Module):
         pass
 
 
+def project_paper_profile(step_ms: dict[str, float], *, n_workers: int = 2,
+                          compile_seconds: float = 0.0) -> dict[str, float]:
+    """Projected wall time of training every run of the paper profile (notebooks 03-05, default
+    parameters) from measured per-seed ms/step: ``step_ms`` maps ``"qinn"`` and ``"inn 2k"`` /
+    ``"inn 6k"`` / ``"inn 16k"`` (per seed, in lockstep) to milliseconds. The runs are grouped
+    into Dask jobs exactly as :mod:`qinn_lib.cluster` groups them and packed onto ``n_workers``
+    single-threaded workers in the same queue order; each job adds ``compile_seconds``. Training
+    steps only: validation, data and evaluation come on top (the report run measures those)."""
+    from . import cluster, runs
+    from .config import ComparisonConfig, FidelityVsMSEConfig, QINNRunConfig
+
+    configs = []
+    for nb_cfg in (QINNRunConfig(), FidelityVsMSEConfig(), ComparisonConfig()):
+        for cfgs in runs.planned_runs(nb_cfg).values():
+            configs.extend(cfgs)
+    jobs = cluster.group_jobs(configs)
+    costs = []
+    for job in jobs:
+        c = job.configs[0]
+        key = c.kind + (f" {c.size}" if c.kind == "inn" else "")
+        steps = c.epochs * (int(c.n_events * 0.375) // c.batch_size)
+        costs.append(steps * step_ms[key] * len(job.configs) / 1e3 + compile_seconds)
+    wall = cluster.pack_jobs(costs, n_workers)
+    return {"jobs": len(jobs), "runs": sum(len(j.configs) for j in jobs), "core_hours": sum(costs) / 3600,
+            "wall_minutes": wall / 60, "n_workers": n_workers}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qinn_lib.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size", type=int, default=128)
