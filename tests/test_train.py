@@ -21,6 +21,7 @@ from qinn_lib.train import (
     load_trained,
     make_optimizer,
     make_scheduler,
+    save_checkpoint,
     train,
 )
 
@@ -231,7 +232,8 @@ def test_checkpoint_loads_with_weights_only_and_holds_the_record(tmp_path):
     assert raw["extra_state"] == {"scaler": {"lo": [0.0, 1.0], "hi": [2.0, 3.0]}}
     assert raw["epoch"] == 3 and len(raw["history"]) == 3
     assert set(raw["model"]) == {"log_scale", "shift", "inv_bias"}
-    assert [p.name for p in result.checkpoint.parent.iterdir()] == [CHECKPOINT_NAME]  # no temp files
+    # no temp files: the checkpoint, its sha256 and the run folder's lock file
+    assert sorted(p.name for p in result.checkpoint.parent.iterdir()) == [".lock", CHECKPOINT_NAME, CHECKPOINT_NAME + ".sha256"]
 
 
 def test_load_trained_restores_weights(tmp_path):
@@ -262,7 +264,7 @@ def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", real_save)
     assert path.read_bytes() == before
     assert load_checkpoint(path)["epoch"] == 1
-    assert sorted(p.name for p in path.parent.iterdir()) == [CHECKPOINT_NAME]
+    assert sorted(p.name for p in path.parent.iterdir()) == [".lock", CHECKPOINT_NAME, CHECKPOINT_NAME + ".sha256"]
 
 
 def test_missing_checkpoint_names_the_file(tmp_path):
@@ -293,7 +295,7 @@ def test_wrong_format_version(tmp_path):
     _, result = run(tmp_path, stop_after_epoch=1)
     ckpt = torch.load(result.checkpoint, weights_only=True)
     ckpt["format_version"] = FORMAT_VERSION + 1
-    torch.save(ckpt, result.checkpoint)
+    save_checkpoint(result.checkpoint, ckpt)  # (a consistent file of another version, with its sha256)
     with pytest.raises(CheckpointError, match=f"{result.checkpoint}.*format version {FORMAT_VERSION + 1}"):
         load_checkpoint(result.checkpoint)
 
