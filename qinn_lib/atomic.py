@@ -28,12 +28,15 @@ _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 class WriteError(QinnError, OSError):
-    """A file or folder cannot be written; the message names it (``errno`` is kept)."""
+    """A file or folder cannot be written; the message names it (``errno`` and ``strerror`` are kept)."""
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno N] strerror"
+        return str(self.args[0]) if self.args else super().__str__()
 
 
 def _write_error(message: str, exc: OSError, tail: str = "") -> WriteError:
     err = WriteError(f"{message}: {exc.strerror or exc}{tail}")
-    err.errno = exc.errno
+    err.errno, err.strerror = exc.errno, exc.strerror
     return err
 
 

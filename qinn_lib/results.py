@@ -243,9 +243,13 @@ def data_fingerprints(results: dict[str, Any], folder: Path) -> dict[str, str]:
             records = json.loads(models.read_text(encoding="utf-8")).get("records", [])
         except (OSError, ValueError, AttributeError):
             continue  # not ours to judge here; metrics.read_results names its problems
-        for rec in records if isinstance(records, list) else []:
-            if isinstance(rec, dict) and isinstance(rec.get("data_fingerprint"), str):
-                found[f"{models.name} ({rec.get('label')}, seed {rec.get('seed')})"] = rec["data_fingerprint"]
+        per_record = {f"{models.name} ({rec.get('label')}, seed {rec.get('seed')})": rec["data_fingerprint"]
+                      for rec in (records if isinstance(records, list) else [])
+                      if isinstance(rec, dict) and isinstance(rec.get("data_fingerprint"), str)}
+        if len(set(per_record.values())) == 1:  # the usual case: name the file once
+            found[models.name] = next(iter(per_record.values()))
+        else:
+            found.update(per_record)
     return found
 
 
