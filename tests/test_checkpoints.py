@@ -238,3 +238,32 @@ def test_save_then_load_round_trip_keeps_one_hash(tmp_path):
         save_checkpoint(path, {"epoch": epoch})
         assert len(checkpoints.digest_path(path).read_text().splitlines()) == 1
     assert torch.load(path, weights_only=True) == {"epoch": 2}
+
+
+def test_a_lock_left_by_a_killed_trainer_does_not_block(tmp_path):
+    """kill -9 of a training process: the kernel releases its lock, so the run simply resumes."""
+    import signal
+    import subprocess
+    import sys
+
+    run(tmp_path, stop_after_epoch=1)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time, filelock; "
+                               f"lock = filelock.FileLock({str(tmp_path / 'run' / '.lock')!r}); lock.acquire(); "
+                               "print('locked', flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunFolderLocked):
+            run(tmp_path)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert run(tmp_path)[1].epochs_run == 2
+
+
+def test_an_unreadable_sha256_file_is_named(tmp_path):
+    _, result = run(tmp_path, stop_after_epoch=1)
+    checkpoints.digest_path(result.checkpoint).write_text("not a hash\n")
+    with pytest.raises(CheckpointError, match=r"the checksum file checkpoint.pt.sha256 beside checkpoint .* is unreadable"):
+        load_checkpoint(result.checkpoint)

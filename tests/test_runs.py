@@ -196,3 +196,13 @@ def test_runs_cli_trains_a_quick_ensemble(isolated_dirs, capsys):
     assert "[INN 2k] 1 run(s) ready" in out and str(isolated_dirs / "runs") in out
     assert runs.main(["2k", "--status", *quick]) == 0
     assert "[INN 2k] seed 1234: 1/1 epochs" in capsys.readouterr().out
+
+
+def test_runs_cli_ctrl_c_is_one_line_and_130(isolated_dirs, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "train_ensemble", interrupted)
+    assert runs.main(["2k", "-p", "profile", "quick", "-p", "n_events", "1000"]) == 130
+    assert capsys.readouterr().err == ("python -m qinn_lib.runs: interrupted; every finished epoch is in its run's "
+                                       "checkpoint: run the same command again to resume\n")
