@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,14 +255,19 @@ class QINNRunConfig(RunConfig):
 
 def _check_batch_fits(cfg: Any) -> None:
     """Refuse, before any data is generated, a batch larger than the training split: the last
-    incomplete batch of an epoch is dropped (qinn_lib.train), so no step could be taken."""
+    incomplete batch of an epoch is dropped (qinn_lib.train), so no step could be taken. Configs
+    without a batch size (notebooks 04, 05) train QINNRunConfig/INNRunConfig runs of Table 1's."""
     from .data import split_sizes
 
     n_train = split_sizes(cfg.n_events)[0]
-    if n_train < cfg.batch_size:
+    batch_size = getattr(cfg, "batch_size", QINNRunConfig.batch_size)
+    if n_train < batch_size:
+        what = (f"batch_size ({batch_size}) exceeds" if hasattr(cfg, "batch_size")
+                else f"n_events is too small: its runs' batch of {batch_size} exceeds")
         raise ConfigError(
-            f"{type(cfg).__name__}.batch_size ({cfg.batch_size}) exceeds the {n_train} training events of "
-            f"n_events={cfg.n_events} (the training split is 37.5 %); lower batch_size or raise n_events"
+            f"{type(cfg).__name__}.{what} the {n_train} training events of n_events={cfg.n_events} "
+            "(the training split is 37.5 %); " + ("lower batch_size or raise n_events" if hasattr(cfg, "batch_size")
+                                                  else f"use n_events >= {math.ceil(batch_size / 0.375)}")
         )
 
 
@@ -333,6 +339,9 @@ class FidelityVsMSEConfig(RunConfig):
     epochs: int = _spec(200, lo=1, hi=100_000)
     lambda_mz: float = _spec(0.375, lo=0.0, hi=1e6, doc="the M_Z MMD whose interplay with the fidelity loss sec. 4.1 discusses")
 
+    def validate(self) -> None:
+        _check_batch_fits(self)
+
 
 @dataclass(frozen=True)
 class ComparisonConfig(RunConfig):
@@ -346,3 +355,6 @@ class ComparisonConfig(RunConfig):
     n_events: int = _spec(100_000, lo=100, hi=10_000_000)
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
     epochs: int = _spec(200, lo=1, hi=100_000)
+
+    def validate(self) -> None:
+        _check_batch_fits(self)

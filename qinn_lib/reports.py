@@ -25,7 +25,7 @@ from . import paths
 from .atomic import atomic_write_text, check_writable, create_sibling_temp
 from .config import ConfigError, DataConfig, QINNRunConfig, RunConfig
 from .errors import QinnError, add_debug_option, run_cli
-from .profiles import check_profile
+from .profiles import check_profile, effective_config
 from .results import (  # noqa: F401  (record, results_path: the notebooks' entry points)
     RESULTS_FILE,
     ResultsError,
@@ -122,7 +122,7 @@ def check_parameters(notebook: Path, overrides: dict[str, Any], profile: str) ->
     for name, default in declared.items():
         values[name] = params[name] if name in params else _literal(default)
     try:
-        cls(**values)
+        effective_config(cls(**values))  # as the notebook will run it: profile caps applied
     except ConfigError as err:
         raise ConfigError(f"{notebook.name}: {err}") from None
     return params

@@ -103,8 +103,8 @@ def _check_value(value: Any, spec: Any, where: str) -> None:
         "dict": lambda v: isinstance(v, dict),
     }[spec]
     if not ok(value):
-        raise ResultsError(f"{where} must be {'a number' if spec == _NUMBER else f'of type {spec}'}, "
-                           f"got {value!r} ({_type_name(value)})")
+        wanted = {"int": "an integer", _NUMBER: "a number", "str": "a string", "list": "a list", "dict": "an object"}[spec]
+        raise ResultsError(f"{where} must be {wanted}, got {value!r} ({_type_name(value)})")
 
 
 def check_section_values(values: Any, schema: dict[str, Any], where: str) -> None:
@@ -130,6 +130,14 @@ def check_section(section: str, values: Any, path: Path, profile: str = "paper")
                            f"record it again with `{how_to_remake(section, profile)}`") from None
 
 
+def _restore_hint(path: Path) -> str:
+    try:
+        name = path.relative_to(paths.repo_root())
+    except ValueError:
+        name = path
+    return f"restore it (git checkout {name}) or delete it and record the results again"
+
+
 def _read(path: Path) -> dict[str, Any]:
     """The parsed file (``{}`` if it does not exist), checked to be a results object of a version
     this code reads; sections are not checked here."""
@@ -140,11 +148,9 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ResultsError(f"{path}: not valid JSON ({err}); restore it (git checkout {path.name}) or "
-                           "delete it and record the results again") from None
+        raise ResultsError(f"{path}: not valid JSON ({err}); {_restore_hint(path)}") from None
     if not isinstance(data, dict):
-        raise ResultsError(f"{path} must hold a JSON object of sections, got {_type_name(data)}; restore it "
-                           f"(git checkout {path.name}) or delete it and record the results again")
+        raise ResultsError(f"{path} must hold a JSON object of sections, got {_type_name(data)}; {_restore_hint(path)}")
     version = data.get(_VERSION_KEY, RESULTS_SCHEMA_VERSION)
     if isinstance(version, bool) or not isinstance(version, int):
         raise ResultsError(f"{path}: {_VERSION_KEY} must be an integer, got {version!r}")

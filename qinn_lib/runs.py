@@ -23,19 +23,9 @@ from .config import INN_SIZES, ComparisonConfig, INNRunConfig, QINNRunConfig, Ru
 from .data import EventSample, load_events
 from .errors import add_debug_option, run_cli
 from .preprocessing import AngleScaler
-from .profiles import budget
+from .profiles import budget, effective_config  # noqa: F401  (effective_config: the notebooks call runs.effective_config)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def effective_config(cfg: RunConfig) -> RunConfig:
-    """Apply the profile's caps (qinn_lib.profiles) to the counts of ``cfg``: the quick profile
-    trains on fewer events for fewer epochs, the paper profile keeps Table 1."""
-    changes = {}
-    for name in ("n_events", "epochs"):
-        if hasattr(cfg, name):
-            changes[name] = budget(cfg.profile, name, getattr(cfg, name))
-    return cfg.replace(**changes)
 
 
 @dataclass

@@ -344,3 +344,13 @@ def test_wrong_parameter_type_through_papermill_directly_names_the_parameter(tmp
                                    cwd=str(paths.notebooks_dir()), progress_bar=False)
     assert info.value.ename == "ConfigError"
     assert "DataConfig.n_events must be an integer, got 'many'" in info.value.evalue
+
+
+def test_parameters_are_checked_as_the_profile_will_run_them():
+    """batch_size 5000 fits the paper's 37,500 training events but not the quick profile's 3,000:
+    refused before notebook 01 spends a minute generating events (it failed in notebook 03's cell 3)."""
+    with pytest.raises(ConfigError, match=r"03_isp_training.ipynb: QINNRunConfig.batch_size \(5000\) exceeds the 3000 "
+                                          r"training events of n_events=8000"):
+        reports.run("quick", parameters={"03": {"batch_size": 5000}})
+    with pytest.raises(ConfigError, match=r"05_qinn_vs_inn.ipynb: ComparisonConfig.n_events is too small.*n_events >= 342"):
+        reports.run("quick", parameters={"05": {"n_events": 300}})
