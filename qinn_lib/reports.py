@@ -175,7 +175,7 @@ def run(profile: str = "quick", only: list[str] | None = None,
     (``["01", "03"]``); ``parameters`` maps a notebook stem or number to overrides.
     Returns the executed report paths."""
     import papermill
-    from nbclient.exceptions import CellTimeoutError
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     check_profile(profile)
     notebooks = discover_notebooks()
@@ -232,8 +232,10 @@ def run(profile: str = "quick", only: list[str] | None = None,
                 what = f": a cell ran longer than {QUICK_CELL_TIMEOUT} s in the {profile} profile and was stopped"
             elif isinstance(err, papermill.PapermillExecutionError):
                 what = f" failed in cell {err.exec_count} ({err.ename}: {err.evalue})"
-            elif isinstance(err, Exception):
+            elif isinstance(err, DeadKernelError):
                 what = f": execution stopped ({type(err).__name__}: {err}; was the kernel killed, e.g. out of memory?)"
+            elif isinstance(err, Exception):
+                what = f": execution stopped ({type(err).__name__}: {err})"
             else:  # KeyboardInterrupt, SystemExit: say what was kept, then let it through
                 log(f"[qinn] {nb.name} interrupted; {where}")
                 raise

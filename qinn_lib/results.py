@@ -88,6 +88,16 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+#: Schema type -> (its name in an error message, its test). bool is no number here.
+_TYPES = {
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    _NUMBER: ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "list": ("a list", lambda v: isinstance(v, list)),
+    "dict": ("an object", lambda v: isinstance(v, dict)),
+}
+
+
 def _check_value(value: Any, spec: Any, where: str) -> None:
     if isinstance(spec, dict):
         if not isinstance(value, dict):
@@ -95,15 +105,8 @@ def _check_value(value: Any, spec: Any, where: str) -> None:
         for row_name, row in value.items():
             check_section_values(row, spec, f"{where}[{row_name!r}]")
         return
-    ok = {
-        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        _NUMBER: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        "str": lambda v: isinstance(v, str),
-        "list": lambda v: isinstance(v, list),
-        "dict": lambda v: isinstance(v, dict),
-    }[spec]
+    wanted, ok = _TYPES[spec]
     if not ok(value):
-        wanted = {"int": "an integer", _NUMBER: "a number", "str": "a string", "list": "a list", "dict": "an object"}[spec]
         raise ResultsError(f"{where} must be {wanted}, got {value!r} ({_type_name(value)})")
 
 
