@@ -25,6 +25,7 @@ import time
 import torch
 
 from .config import QINNRunConfig
+from .errors import add_debug_option, run_cli
 from .losses import QINNObjective
 from .train import make_optimizer, tune_allocator
 
@@ -263,23 +264,30 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed classical-INN steps per size and mode (0 skips the INN benchmark)")
     parser.add_argument("--record", action="store_true",
                         help="store the numbers in figures/results.json for the README's results table")
+    add_debug_option(parser)
     args = parser.parse_args(argv)
     if args.inn_repeats < 0:
         parser.error("--inn-repeats must be >= 0")
-    for name in ("batch_size", "repeats", "reference_repeats"):
+    for name in ("batch_size", "repeats", "reference_repeats", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    out = run(args.batch_size, args.repeats, args.reference_repeats, threads=args.threads)
-    inn = (run_inn(batch_size=args.batch_size, repeats=args.inn_repeats, threads=args.threads)
-           if args.inn_repeats else None)
-    if args.record:
-        from .reports import record
 
-        path = record("bench", out, "paper")
-        if inn is not None:
-            record("bench_inn", inn, "paper")
-        print(f"recorded in {path} (README: python -m qinn_lib.reports --update-readme)")
-    return 0
+    def body() -> int:
+        from .results import check_recordable, record
+
+        if args.record:  # before minutes of timing, not after
+            check_recordable("paper")
+        out = run(args.batch_size, args.repeats, args.reference_repeats, threads=args.threads)
+        inn = (run_inn(batch_size=args.batch_size, repeats=args.inn_repeats, threads=args.threads)
+               if args.inn_repeats else None)
+        if args.record:
+            path = record("bench", out, "paper")
+            if inn is not None:
+                record("bench_inn", inn, "paper")
+            print(f"recorded in {path} (README: python -m qinn_lib.reports --update-readme)")
+        return 0
+
+    return run_cli(body, prog=parser.prog, debug=args.debug, interrupted="nothing was recorded")
 
 
 if __name__ == "__main__":

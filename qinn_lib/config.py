@@ -14,19 +14,29 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
+from .errors import QinnError
 from .paths import PROFILES
 
 
-class ConfigError(ValueError):
+class ConfigError(QinnError, ValueError):
     """A run configuration is invalid; the message names the parameter."""
 
 
+#: A decimal integer as typed on a command line: ``10``, ``-3``, ``010`` (= 10), ``100_000``.
+_INT_TEXT = re.compile(r"[+-]?\d+(_\d+)*")
+
+
 def _spec(default: Any, *, lo: float | None = None, hi: float | None = None,
-          choices: tuple | None = None, doc: str = "") -> Any:
-    meta = {"lo": lo, "hi": hi, "choices": choices, "doc": doc}
+          choices: tuple | None = None, doc: str = "", path: bool = False) -> Any:
+    # path=True: a file name; command-line text is resolved against the shell's working directory
+    # (a notebook kernel runs in notebooks/, so a relative name would silently point elsewhere).
+    meta = {"lo": lo, "hi": hi, "choices": choices, "doc": doc, "path": path}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda d=tuple(default): d, metadata=meta)
     return field(default=default, metadata=meta)
@@ -113,6 +123,60 @@ class RunConfig:
             )
 
     @classmethod
+    def parse_text(cls, name: str, text: str, *, where: str = "") -> Any:
+        """The value of field ``name`` from command-line ``text`` (``-p NAME VALUE``), parsed
+        strictly by the field's type -- never as YAML, whose ``1e-3`` is a string, ``010`` octal 8
+        and ``1:30`` sexagesimal 90. Integers: decimal (``010`` is 10) or a float literal of an
+        integer (``1e5``); numbers: Python float syntax; lists: comma-separated numbers (brackets
+        optional); strings: the text itself; file names (``path`` fields): made absolute against
+        the current directory and required to exist. Raises :class:`ConfigError` naming the
+        parameter (with a "did you mean" for an unknown name)."""
+        cls.check_names([name], where=where)
+        f = next(f for f in dataclasses.fields(cls) if f.name == name)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        label = f"{where + ': ' if where else ''}{cls.__name__}.{name}"
+        text = str(text)
+        s = text.strip()
+        if isinstance(default, bool):
+            words = {"true": True, "false": False}
+            if s.lower() not in words:
+                raise ConfigError(f"{label} must be true or false, got {text!r}")
+            return words[s.lower()]
+        if isinstance(default, int):
+            if _INT_TEXT.fullmatch(s):
+                return int(s)
+            try:
+                value = float(s)
+            except ValueError:
+                value = None
+            if value is not None and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{label} must be an integer, got {text!r}")
+        if isinstance(default, float):
+            try:
+                return float(s)
+            except ValueError:
+                raise ConfigError(f"{label} must be a number, got {text!r}") from None
+        if isinstance(default, tuple):
+            inner = s[1:-1] if s[:1] + s[-1:] in ("[]", "()") else s
+            try:
+                return tuple(float(v) for v in inner.split(","))
+            except ValueError:
+                raise ConfigError(f"{label} must be comma-separated numbers (e.g. 0.1,0.4), got {text!r}") from None
+        if f.metadata.get("path") and s:
+            path = Path(s).expanduser().resolve()
+            if not path.is_file():
+                raise ConfigError(f"{label}: file {path} does not exist")
+            return str(path)
+        return text
+
+    @classmethod
+    def from_text(cls, values: dict[str, str], *, where: str = "") -> dict[str, Any]:
+        """:meth:`parse_text` of every ``name: text`` pair (the values, not yet a config)."""
+        cls.check_names(values, where=where)
+        return {name: cls.parse_text(name, text, where=where) for name, text in values.items()}
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any], *, where: str = "") -> "RunConfig":
         cls.check_names(values, where=where)
         return cls(**values)
@@ -143,7 +207,7 @@ class DataConfig(RunConfig):
     profile: str = _spec("paper", choices=PROFILES, doc="quick caps counts (see qinn_lib.profiles)")
     n_events: int = _spec(100_000, lo=100, hi=10_000_000, doc="events after cuts (paper: 100k)")
     seed: int = _spec(1234, lo=1, hi=900_000_000, doc="Pythia random seed (0 would mean: seed from the clock)")
-    lhe_file: str = _spec("", doc="optional MadGraph LHE file used instead of Pythia")
+    lhe_file: str = _spec("", doc="optional MadGraph LHE file used instead of Pythia", path=True)
 
 
 @dataclass(frozen=True)
@@ -186,6 +250,25 @@ class QINNRunConfig(RunConfig):
                 f"{type(self).__name__}.final_factor ({self.final_factor}) must not exceed "
                 f"start_factor ({self.start_factor}) in a one-cycle schedule"
             )
+        _check_batch_fits(self)
+
+
+def _check_batch_fits(cfg: Any) -> None:
+    """Refuse, before any data is generated, a batch larger than the training split: the last
+    incomplete batch of an epoch is dropped (qinn_lib.train), so no step could be taken. Configs
+    without a batch size (notebooks 04, 05) train QINNRunConfig/INNRunConfig runs of Table 1's."""
+    from .data import split_sizes
+
+    n_train = split_sizes(cfg.n_events)[0]
+    batch_size = getattr(cfg, "batch_size", QINNRunConfig.batch_size)
+    if n_train < batch_size:
+        what = (f"batch_size ({batch_size}) exceeds" if hasattr(cfg, "batch_size")
+                else f"n_events is too small: its runs' batch of {batch_size} exceeds")
+        raise ConfigError(
+            f"{type(cfg).__name__}.{what} the {n_train} training events of n_events={cfg.n_events} "
+            "(the training split is 37.5 %); " + ("lower batch_size or raise n_events" if hasattr(cfg, "batch_size")
+                                                  else f"use n_events >= {math.ceil(batch_size / 0.375)}")
+        )
 
 
 #: Table 1, INN column: spline bins / coupling blocks / layers per subnet / hidden width per size.
@@ -256,6 +339,9 @@ class FidelityVsMSEConfig(RunConfig):
     epochs: int = _spec(200, lo=1, hi=100_000)
     lambda_mz: float = _spec(0.375, lo=0.0, hi=1e6, doc="the M_Z MMD whose interplay with the fidelity loss sec. 4.1 discusses")
 
+    def validate(self) -> None:
+        _check_batch_fits(self)
+
 
 @dataclass(frozen=True)
 class ComparisonConfig(RunConfig):
@@ -269,3 +355,6 @@ class ComparisonConfig(RunConfig):
     n_events: int = _spec(100_000, lo=100, hi=10_000_000)
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
     epochs: int = _spec(200, lo=1, hi=100_000)
+
+    def validate(self) -> None:
+        _check_batch_fits(self)

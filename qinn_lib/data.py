@@ -43,7 +43,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from . import paths
-from .atomic import atomic_write
+from .atomic import atomic_write, check_writable
+from .errors import QinnError, add_debug_option, run_cli
 from .observables import FEATURES, N_FEATURES, features_from_momenta
 
 #: Fractions of (train, validation, test), sec. 4 of the paper.
@@ -89,7 +90,7 @@ _MAX_FAILED_NEXT = 100    # consecutive Pythia::next() failures before giving up
 _CACHE_FORMAT = 1
 
 
-class DataError(ValueError):
+class DataError(QinnError, ValueError):
     """A data file (cache, LHE, user array) is missing, corrupted or unusable; names the file."""
 
 
@@ -320,13 +321,13 @@ def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
 
 
 def _ensure_dir(folder: Path) -> None:
+    """Check, before generating anything, that the cache can be written (a read-only cache is fine
+    as long as it already holds the sample)."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        check_writable(folder, "event cache folder",
+                       "pass cache_dir=... (or --cache-dir, or set QINN_DATA_DIR) to a writable folder")
     except OSError as exc:
-        raise DataError(
-            f"cannot create the event cache folder {folder}: {exc}; pass cache_dir=... "
-            "(or --cache-dir, or set QINN_DATA_DIR) to a writable folder"
-        ) from exc
+        raise DataError(str(exc)) from None
 
 
 def _write_cache(npz: Path, js: Path, features: np.ndarray, meta: dict, fp: str) -> None:
@@ -376,13 +377,13 @@ def load_events(n_events: int = 100_000, seed: int = 1234, *, cache_dir: str | o
     """
     n_events, seed = _check_n_seed(n_events, seed)
     npz, js = cache_paths(n_events, seed, cache_dir)
-    _ensure_dir(npz.parent)
     if npz.exists() and not regenerate:
         t0 = time.perf_counter()
         sample = _read_cache(npz, js, n_events, seed)
         sample.meta.update(cache_file=str(npz), loaded_from_cache=True,
                            load_seconds=time.perf_counter() - t0)
         return sample
+    _ensure_dir(npz.parent)
     features, meta = generate_events(n_events, seed, progress=progress)
     sample = EventSample.from_array(features, meta)
     _write_cache(npz, js, features, meta, sample.fingerprint)
@@ -407,7 +408,7 @@ def read_lhe(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"LHE file {path} does not exist")
+        raise DataError(f"LHE file {path} " + ("is a folder" if path.is_dir() else "does not exist"))
     t0 = time.perf_counter()
     mom: list[tuple[float, ...]] = []
     flav: list[int] = []
@@ -628,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cache folder (default: data/ in the repository, or $QINN_DATA_DIR)")
     parser.add_argument("--regenerate", action="store_true", help="regenerate even if a cache exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_debug_option(parser)
     args = parser.parse_args(argv)
     if args.lhe is not None:
         clash = [flag for flag, v in (("--n-events", args.n_events), ("--seed", args.seed),
@@ -635,7 +637,8 @@ def main(argv: list[str] | None = None) -> int:
                  if v not in (None, False)]
         if clash:
             parser.error(f"--lhe reads events from a file; {', '.join(clash)} do(es) not apply")
-    try:
+
+    def body() -> int:
         if args.lhe is not None:
             sample = load_lhe_events(args.lhe)
         else:
@@ -644,11 +647,12 @@ def main(argv: list[str] | None = None) -> int:
                 1234 if args.seed is None else args.seed,
                 cache_dir=args.cache_dir, progress=not args.no_progress, regenerate=args.regenerate,
             )
-    except DataError as exc:
-        parser.exit(1, f"{parser.prog}: error: {exc}\n")
-    for line in _summary(sample):
-        print(line)
-    return 0
+        for line in _summary(sample):
+            print(line)
+        return 0
+
+    return run_cli(body, prog=parser.prog, debug=args.debug,
+                   interrupted="nothing was cached (the cache is written only once generation is complete)")
 
 
 if __name__ == "__main__":

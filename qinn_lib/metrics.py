@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_write_text
+from .results import ResultsError
 
 __all__ = [
     "METRIC_OBSERVABLES",
@@ -556,14 +557,14 @@ def make_record(label: str, trained: Any, metrics: Mapping[str, Any], *, eval_se
 
 def _check_record(rec: Any, where: str) -> None:
     if not isinstance(rec, Mapping):
-        raise ValueError(f"{where} is not a dict (got {type(rec).__name__})")
+        raise ResultsError(f"{where} is not a dict (got {type(rec).__name__})")
     missing = [k for k in _RECORD_KEYS if k not in rec]
     if missing:
-        raise ValueError(f"{where} lacks key(s) {missing}; a record needs {list(_RECORD_KEYS)}")
+        raise ResultsError(f"{where} lacks key(s) {missing}; a record needs {list(_RECORD_KEYS)}")
     if not isinstance(rec["metrics"], Mapping):
-        raise ValueError(f"{where}: 'metrics' must be a dict, got {type(rec['metrics']).__name__}")
+        raise ResultsError(f"{where}: 'metrics' must be a dict, got {type(rec['metrics']).__name__}")
     if not isinstance(rec["config"], Mapping):
-        raise ValueError(f"{where}: 'config' must be a dict, got {type(rec['config']).__name__}")
+        raise ResultsError(f"{where}: 'config' must be a dict, got {type(rec['config']).__name__}")
 
 
 def write_results(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> Path:
@@ -584,33 +585,33 @@ def write_results(path: str | os.PathLike, records: Iterable[Mapping[str, Any]])
 def read_results(path: str | os.PathLike, *, require_same_data: bool = True) -> list[dict[str, Any]]:
     """Records of a results file written by :func:`write_results`.
 
-    Raises ``ValueError`` (naming the file) for unreadable JSON, a schema version other than
-    :data:`RESULTS_SCHEMA_VERSION`, malformed records, and -- with ``require_same_data`` -- records
+    Raises :class:`~qinn_lib.results.ResultsError` (a ``ValueError`` naming the file) for unreadable
+    JSON, a schema version other than :data:`RESULTS_SCHEMA_VERSION`, malformed records, and -- with ``require_same_data`` -- records
     whose models were trained on different data (different data fingerprints).
     """
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"results file {path} is not valid JSON: {exc}") from None
+        raise ResultsError(f"results file {path} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise ValueError(f"results file {path}: expected a JSON object, got {type(doc).__name__}")
+        raise ResultsError(f"results file {path}: expected a JSON object, got {type(doc).__name__}")
     version = doc.get("schema_version")
     if version != RESULTS_SCHEMA_VERSION:
-        raise ValueError(
+        raise ResultsError(
             f"results file {path} has schema_version {version!r}, but this code reads version "
             f"{RESULTS_SCHEMA_VERSION}; re-run the evaluation to regenerate it"
         )
     records = doc.get("records")
     if not isinstance(records, list):
-        raise ValueError(f"results file {path}: 'records' must be a list")
+        raise ResultsError(f"results file {path}: 'records' must be a list")
     for i, r in enumerate(records):
         _check_record(r, f"results file {path}: record {i}")
     if require_same_data and records:
         first = records[0]
         for r in records[1:]:
             if r["data_fingerprint"] != first["data_fingerprint"]:
-                raise ValueError(
+                raise ResultsError(
                     f"results file {path}: comparing models trained on different data: "
                     f"{first['label']!r} (seed {first['seed']}) has data fingerprint "
                     f"{first['data_fingerprint']}, {r['label']!r} (seed {r['seed']}) has "

@@ -3,7 +3,8 @@ papermill and nbval start kernels in different working directories, so a relativ
 scatter figures around the tree.
 
 Environment overrides (useful on clusters or read-only checkouts):
-``QINN_DATA_DIR`` for the event cache, ``QINN_RUNS_DIR`` for checkpoints.
+``QINN_DATA_DIR`` for the event cache, ``QINN_RUNS_DIR`` for checkpoints (a relative value is
+relative to the repository root; an empty one means unset).
 """
 
 from __future__ import annotations
@@ -32,14 +33,26 @@ def _check_profile(profile: str) -> str:
     return profile
 
 
+def _env_dir(name: str, default: Path) -> Path:
+    """``$name`` if set and not empty, else ``default``. A relative value is taken relative to the
+    repository root, like every other path here: a notebook kernel runs in ``notebooks/``, so
+    resolving it against the current directory would make a report and ``python -m qinn_lib.runs``
+    use two different folders (and retrain what the other trained)."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else repo_root() / path
+
+
 def data_dir() -> Path:
     """Cache of generated events (git-ignored)."""
-    return Path(os.environ.get("QINN_DATA_DIR", repo_root() / "data"))
+    return _env_dir("QINN_DATA_DIR", repo_root() / "data")
 
 
 def runs_dir() -> Path:
     """Checkpoints and training logs (git-ignored)."""
-    return Path(os.environ.get("QINN_RUNS_DIR", repo_root() / "build" / "runs"))
+    return _env_dir("QINN_RUNS_DIR", repo_root() / "build" / "runs")
 
 
 def notebooks_dir() -> Path:

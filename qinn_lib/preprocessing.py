@@ -32,6 +32,9 @@ from .observables import FEATURES
 if TYPE_CHECKING:
     import torch
 
+#: The range the training split is mapped onto (sec. 3): the input domain of every model here.
+SCALED_RANGE: tuple[float, float] = (0.0, math.pi)
+
 
 class _ClassOrInstanceMethod:
     """Descriptor: ``Cls.fit(x)`` builds a new instance, ``obj.fit(x)`` fits ``obj`` in place."""

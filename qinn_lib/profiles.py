@@ -6,6 +6,8 @@ Notebooks keep the paper's values in their ``parameters`` cell and pass every co
 
 from __future__ import annotations
 
+from typing import Any
+
 from .paths import PROFILES
 
 #: Upper bounds applied in the quick profile. Chosen so that all notebooks together run in a few
@@ -34,3 +36,14 @@ def budget(profile: str, name: str, paper_value: int) -> int:
     if paper_value < 1:
         raise ValueError(f"{name} must be >= 1, got {paper_value}")
     return paper_value if profile == "paper" else min(paper_value, QUICK_CAPS[name])
+
+
+def effective_config(cfg: Any) -> Any:
+    """Apply the profile's caps to the counts of the run config ``cfg``: the quick profile trains
+    on fewer events for fewer epochs, the paper profile keeps Table 1. (The capped config validates
+    itself again, e.g. a batch larger than the capped training split is refused.)"""
+    changes = {}
+    for name in ("n_events", "epochs"):
+        if hasattr(cfg, name):
+            changes[name] = budget(cfg.profile, name, getattr(cfg, name))
+    return cfg.replace(**changes)

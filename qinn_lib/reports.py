@@ -17,18 +17,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import paths
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, check_writable, create_sibling_temp
 from .config import ConfigError, DataConfig, QINNRunConfig, RunConfig
-from .profiles import check_profile
+from .errors import QinnError, add_debug_option, run_cli
+from .profiles import check_profile, effective_config
+from .results import (  # noqa: F401  (record, results_path: the notebooks' entry points)
+    RESULTS_FILE,
+    ResultsError,
+    check_recordable,
+    data_fingerprints,
+    load_results,
+    locked,
+    record,
+    results_lock,
+    results_path,
+)
 
 #: Notebook stem -> the dataclass whose fields are its papermill parameters.
 NOTEBOOK_CONFIGS: dict[str, type[RunConfig]] = {
@@ -42,7 +50,7 @@ KERNEL_NAME = "python3"
 QUICK_CELL_TIMEOUT = 1200
 
 
-class ReportError(RuntimeError):
+class ReportError(QinnError, RuntimeError):
     """A notebook failed or was asked for something it cannot do; the message names it."""
 
 
@@ -63,8 +71,8 @@ _register_optional_configs()
 
 
 def discover_notebooks() -> list[Path]:
-    """The ordered source notebooks ``notebooks/NN_*.ipynb``."""
-    found = sorted(p for p in paths.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    """The ordered source notebooks ``notebooks/NN_*.ipynb`` (not a kept ``NN_*.failed.ipynb``)."""
+    found = sorted(p for p in paths.notebooks_dir().glob("[0-9][0-9]_*.ipynb") if "." not in p.stem)
     return found
 
 
@@ -103,13 +111,18 @@ def check_parameters(notebook: Path, overrides: dict[str, Any], profile: str) ->
             f"{notebook.name}: the parameters cell does not match {cls.__name__}"
             f" (missing: {missing}, not in the dataclass: {extra})"
         )
+    if "profile" in overrides:
+        raise ConfigError(
+            f"{notebook.name}: 'profile' is not a notebook parameter here; the runner's profile "
+            f"({profile!r}) decides it: use --profile quick|paper (run(profile=...))"
+        )
     cls.check_names(overrides, where=notebook.name)
     params = {"profile": profile, **overrides}
     values = {}
     for name, default in declared.items():
         values[name] = params[name] if name in params else _literal(default)
     try:
-        cls(**values)
+        effective_config(cls(**values))  # as the notebook will run it: profile caps applied
     except ConfigError as err:
         raise ConfigError(f"{notebook.name}: {err}") from None
     return params
@@ -189,7 +202,7 @@ def run(profile: str = "quick", only: list[str] | None = None,
     ``pretrain``: first train every run the notebooks need, in one Dask batch (:func:`pretrain_runs`).
     Returns the executed report paths."""
     import papermill
-    from nbclient.exceptions import CellTimeoutError
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     check_profile(profile)
     notebooks = discover_notebooks()
@@ -214,36 +227,48 @@ def run(profile: str = "quick", only: list[str] | None = None,
                 overrides.update(values)
         plan.append((nb, check_parameters(nb, overrides, profile)))
 
+    # Everything the notebooks write must be writable before the first one computes anything.
+    out_dir = paths.reports_dir(profile)
+    check_writable(out_dir, "reports folder")
+    check_recordable(profile)  # the figures folder is writable and its results file readable
+    check_writable(paths.runs_dir(), "runs folder", "set QINN_RUNS_DIR to a writable folder")
+    check_writable(paths.data_dir(), "event cache folder", "set QINN_DATA_DIR to a writable folder")
     if pretrain:
         pretrain_runs(plan, log=log)
-    out_dir = paths.reports_dir(profile)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for nb, params in plan:
         out = out_dir / nb.name
         log(f"[qinn] {profile}: running {nb.name} with {params}")
         start = time.perf_counter()
         # Execute into a temporary file and move it into place: in the paper profile the output
-        # is the source notebook itself, which must never be left half-written.
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{nb.stem}.", suffix=".ipynb")
+        # is the source notebook itself, which must never be left half-written. (The temporary
+        # has the mode of the notebook it replaces: see qinn_lib.atomic.)
+        fd, tmp = create_sibling_temp(out, suffix=".ipynb")
         os.close(fd)
+        failed = out_dir / f"{nb.stem}.failed.ipynb"
         try:
             papermill.execute_notebook(
-                str(nb), tmp, parameters=params, kernel_name=KERNEL_NAME,
+                str(nb), str(tmp), parameters=params, kernel_name=KERNEL_NAME,
                 cwd=str(paths.notebooks_dir()), progress_bar=progress, log_output=False,
                 execution_timeout=QUICK_CELL_TIMEOUT if profile == "quick" else None,
             )
-        except (CellTimeoutError, papermill.PapermillExecutionError) as err:
-            failed = out_dir / f"{nb.stem}.failed.ipynb"
-            os.replace(tmp, failed)
+        except BaseException as err:
+            # Whatever stopped it (a failing cell, a stuck cell, a dead kernel, Ctrl-C), papermill
+            # has saved the cells executed so far: keep them, never over the report itself.
+            kept = _keep_partial(tmp, failed)
+            where = f"the partly executed notebook is {failed}" if kept else "no cell had run"
             if isinstance(err, CellTimeoutError):
                 what = f": a cell ran longer than {QUICK_CELL_TIMEOUT} s in the {profile} profile and was stopped"
-            else:
+            elif isinstance(err, papermill.PapermillExecutionError):
                 what = f" failed in cell {err.exec_count} ({err.ename}: {err.evalue})"
-            raise ReportError(f"{nb.name}{what}; the partly executed notebook is {failed}") from None
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            elif isinstance(err, DeadKernelError):
+                what = f": execution stopped ({type(err).__name__}: {err}; was the kernel killed, e.g. out of memory?)"
+            elif isinstance(err, Exception):
+                what = f": execution stopped ({type(err).__name__}: {err})"
+            else:  # KeyboardInterrupt, SystemExit: say what was kept, then let it through
+                log(f"[qinn] {nb.name} interrupted; {where}")
+                raise
+            raise ReportError(f"{nb.name}{what}; {where}") from None
         strip_widget_state(Path(tmp))
         if profile == "paper":
             _drop_redundant_injection(Path(tmp), nb)
@@ -259,36 +284,21 @@ def run(profile: str = "quick", only: list[str] | None = None,
     return written
 
 
-# -- machine-readable results and the README's results section --------------------------------------
-RESULTS_FILE = "results.json"
+def _keep_partial(tmp: Path, failed: Path) -> bool:
+    """Move papermill's partly written output ``tmp`` to ``failed``; drop it if nothing was written."""
+    try:
+        if tmp.stat().st_size == 0:
+            tmp.unlink()
+            return False
+        os.replace(tmp, failed)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+# -- the README's results section (the results file itself: qinn_lib.results) -----------------------
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
-
-
-def results_path(profile: str) -> Path:
-    """``figures/results.json`` (paper) or ``figures/quick/results.json``: what the notebooks measured."""
-    return paths.figures_dir(profile) / RESULTS_FILE
-
-
-def load_results(profile: str) -> dict[str, Any]:
-    path = results_path(profile)
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ReportError(f"{path}: not valid JSON ({err}); delete it and re-run the notebooks") from None
-
-
-def record(section: str, values: dict[str, Any], profile: str) -> Path:
-    """Store ``values`` (plain JSON types) under ``section`` in the profile's results file. Notebooks
-    call this with what they measured; :func:`render_results` turns it into the README table."""
-    path = results_path(profile)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = load_results(profile)
-    data[section] = values
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
-    return path
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -375,24 +385,59 @@ def render_results(results: dict[str, Any]) -> str:
 
 
 def update_readme(profile: str = "paper") -> Path:
-    """Replace the README's results block with :func:`render_results` of the profile's results."""
+    """Replace the README's results block with :func:`render_results` of the profile's results.
+
+    Refuses (the README left untouched) if the results file is missing, a folder, empty, invalid
+    (:class:`~qinn_lib.results.ResultsError` names the section and key), or mixes results of
+    different event samples."""
     readme = paths.repo_root() / "README.md"
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise ReportError(f"{readme}: missing the {README_START} / {README_END} markers")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    body = render_results(load_results(profile))
-    note = (f"<!-- generated by `python -m qinn_lib.reports --update-readme` from "
-            f"{results_path(profile).relative_to(paths.repo_root())}; do not edit by hand -->")
-    atomic_write_text(readme, f"{head}{README_START}\n{note}\n\n{body}\n{README_END}{tail}")
+    source = results_path(profile)
+    if not source.is_file():
+        what = "is a folder" if source.is_dir() else "does not exist"
+        raise ReportError(f"{source} {what}, so there are no results to show; {readme.name} was left unchanged. "
+                          f"Record them with `python -m qinn_lib.reports --profile {profile}`")
+    with locked(results_lock(profile), f"updating {readme} from {source}"):
+        results = load_results(profile)
+        if not results:
+            raise ReportError(f"{source} holds no results; {readme.name} was left unchanged. Record them with "
+                              f"`python -m qinn_lib.reports --profile {profile}`")
+        found = data_fingerprints(results, source.parent)
+        if len(set(found.values())) > 1:
+            listed = ", ".join(f"{where}: {fp}" for where, fp in found.items())
+            raise ReportError(f"{source}: the README would mix results of different event samples ({listed}); "
+                              f"{readme.name} was left unchanged. Re-run the odd ones with the same n_events and "
+                              "data_seed as the others")
+        try:
+            text = readme.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ReportError(f"cannot read {readme}: {err.strerror or err}") from None
+        if README_START not in text or README_END not in text:
+            raise ReportError(f"{readme}: missing the {README_START} / {README_END} markers")
+        head, rest = text.split(README_START, 1)
+        _, tail = rest.split(README_END, 1)
+        body = render_results(results)
+        note = (f"<!-- generated by `python -m qinn_lib.reports --update-readme` from "
+                f"{source.relative_to(paths.repo_root())}; do not edit by hand -->")
+        atomic_write_text(readme, f"{head}{README_START}\n{note}\n\n{body}\n{README_END}{tail}")
     return readme
 
 
-def _parse_assignments(items: list[list[str]]) -> dict[str, dict[str, Any]]:
+def parse_parameters(items: list[list[str]], notebooks: list[Path] | None = None) -> dict[str, dict[str, Any]]:
+    """``-p NOTEBOOK NAME VALUE`` triples -> typed overrides per notebook stem. Each VALUE is parsed
+    by the type of NAME in that notebook's config dataclass (:meth:`RunConfig.parse_text`: no
+    YAML, so ``1e-3`` is a float, ``010`` is 10 and ``1:30`` an error)."""
+    notebooks = discover_notebooks() if notebooks is None else notebooks
     out: dict[str, dict[str, Any]] = {}
     for target, name, value in items:
-        out.setdefault(target, {})[name] = yaml.safe_load(value)
+        matched = [nb for nb in notebooks if nb.stem.startswith(target)]
+        if not matched:
+            raise ReportError(f"-p {target} {name} {value}: no notebook matches {target!r}; have "
+                              f"{[nb.stem for nb in notebooks]}")
+        for nb in matched:
+            if name == "profile":
+                raise ConfigError(f"-p {target} profile {value}: the profile is not a notebook parameter; "
+                                  f"choose it with --profile {value}")
+            out.setdefault(nb.stem, {})[name] = config_class(nb).parse_text(name, value, where=nb.name)
     return out
 
 
@@ -406,13 +451,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 01 03)")
     parser.add_argument("-p", "--parameter", nargs=3, action="append", default=[],
                         metavar=("NOTEBOOK", "NAME", "VALUE"),
-                        help="override a parameter, e.g. -p 03 epochs 50 (VALUE is parsed as YAML)")
+                        help="override a parameter, e.g. -p 03 epochs 50 (VALUE is parsed by the "
+                             "parameter's type: integer, number, text, or comma-separated numbers)")
     parser.add_argument("--list", action="store_true", help="list notebooks and their parameters")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--update-readme", action="store_true",
                         help="only regenerate the README's results section from figures/results.json (paper profile)")
+    add_debug_option(parser)
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         if args.update_readme:  # the README shows the paper profile's results, whatever --profile says
             print(f"[qinn] updated {update_readme('paper')} from {results_path('paper')}")
             return 0
@@ -423,16 +471,17 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"    {name} = {default}")
             return 0
         start = time.perf_counter()
-        written = run(args.profile, args.only, _parse_assignments(args.parameter),
+        written = run(args.profile, args.only, parse_parameters(args.parameter),
                       progress=not args.no_progress)
         if args.profile == "paper":
             update_readme("paper")
-    except (ConfigError, ReportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"[qinn] {len(written)} notebook(s) executed in {time.perf_counter() - start:.1f} s "
-          f"(profile {args.profile}); figures in {paths.figures_dir(args.profile)}")
-    return 0
+        print(f"[qinn] {len(written)} notebook(s) executed in {time.perf_counter() - start:.1f} s "
+              f"(profile {args.profile}); figures in {paths.figures_dir(args.profile)}")
+        return 0
+
+    return run_cli(body, prog=parser.prog, debug=args.debug,
+                   interrupted="the notebooks finished before are kept and the one running was kept as "
+                               "NN_name.failed.ipynb (see above); no finished report was overwritten")
 
 
 if __name__ == "__main__":

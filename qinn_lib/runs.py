@@ -18,22 +18,14 @@ import numpy as np
 import torch
 
 from . import paths
+from .atomic import check_writable
 from .config import INN_SIZES, ComparisonConfig, FidelityVsMSEConfig, INNRunConfig, QINNRunConfig, RunConfig
 from .data import EventSample, load_events
+from .errors import add_debug_option, run_cli
 from .preprocessing import AngleScaler
-from .profiles import budget
+from .profiles import budget, effective_config  # noqa: F401  (effective_config: the notebooks call runs.effective_config)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def effective_config(cfg: RunConfig) -> RunConfig:
-    """Apply the profile's caps (qinn_lib.profiles) to the counts of ``cfg``: the quick profile
-    trains on fewer events for fewer epochs, the paper profile keeps Table 1."""
-    changes = {}
-    for name in ("n_events", "epochs"):
-        if hasattr(cfg, name):
-            changes[name] = budget(cfg.profile, name, getattr(cfg, name))
-    return cfg.replace(**changes)
 
 
 @dataclass
@@ -299,34 +291,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--status", action="store_true",
                         help="train nothing; print how many epochs each seed's checkpoint holds")
+    add_debug_option(parser)
     args = parser.parse_args(argv)
     unknown = [m for m in args.models if m.lower() not in names]
     if unknown:
         parser.error(f"unknown model(s) {unknown}; choose from {sorted(names)}")
-    import yaml
 
-    try:
-        cfg = ComparisonConfig(**{k: yaml.safe_load(v) for k, v in args.parameter})
-    except (TypeError, ValueError) as exc:
-        parser.error(str(exc))
-    configs = comparison_configs(cfg)
-    if args.status:
-        # Long trainings run for hours in the background; this reads their checkpoints (validated
-        # against the configs and the data, like a resume would) without touching them.
-        prepared: dict[tuple, PreparedData] = {}
-        for model in args.models:
-            label = names[model.lower()]
-            for run_cfg in configs[label]:
-                key = (run_cfg.n_events, run_cfg.data_seed, run_cfg.dtype, run_cfg.device)
-                if key not in prepared:
-                    prepared[key] = prepare_data(*key)
-                print(f"[{label}] seed {run_cfg.seed}: {completed_epochs(run_cfg, prepared[key])}/{run_cfg.epochs} epochs")
+    def body() -> int:
+        # -p values are parsed by their field's type (no YAML), unknown names get "did you mean".
+        cfg = ComparisonConfig.from_dict(ComparisonConfig.from_text(dict(args.parameter), where="-p"))
+        configs = comparison_configs(cfg)
+        if args.status:
+            # Long trainings run for hours in the background; this reads their checkpoints (validated
+            # against the configs and the data, like a resume would) without touching them.
+            prepared: dict[tuple, PreparedData] = {}
+            for model in args.models:
+                label = names[model.lower()]
+                for run_cfg in configs[label]:
+                    key = (run_cfg.n_events, run_cfg.data_seed, run_cfg.dtype, run_cfg.device)
+                    if key not in prepared:
+                        prepared[key] = prepare_data(*key)
+                    print(f"[{label}] seed {run_cfg.seed}: {completed_epochs(run_cfg, prepared[key])}/{run_cfg.epochs} epochs")
+            return 0
+        check_writable(paths.runs_dir(), "runs folder", "set QINN_RUNS_DIR to a writable folder")
+        check_writable(paths.data_dir(), "event cache folder", "set QINN_DATA_DIR to a writable folder")
+        # All requested models in one Dask batch: both cores stay busy until the last run.
+        wanted = {names[m.lower()]: configs[names[m.lower()]] for m in args.models}
+        for label, ens in train_ensembles(wanted, progress=not args.no_progress).items():
+            print(f"[{label}] {len(ens.runs)} run(s) ready: " + ", ".join(str(r.run_dir) for r in ens.runs))
         return 0
-    # All requested models in one Dask batch: both cores stay busy until the last run.
-    wanted = {names[m.lower()]: configs[names[m.lower()]] for m in args.models}
-    for label, ens in train_ensembles(wanted, progress=not args.no_progress).items():
-        print(f"[{label}] {len(ens.runs)} run(s) ready: " + ", ".join(str(r.run_dir) for r in ens.runs))
-    return 0
+
+    return run_cli(body, prog=parser.prog, debug=args.debug,
+                   interrupted="every finished epoch is in its run's checkpoint: run the same command again to resume")
 
 
 if __name__ == "__main__":

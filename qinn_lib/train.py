@@ -32,6 +32,8 @@ fsync, ``os.replace``), holds only tensors and plain Python types, and is always
 ``torch.load(..., weights_only=True)``. Resuming is strict: the stored configuration must equal the
 requested one in every field except ``profile`` (``epochs`` included, so a finished run cannot be
 silently extended; train a new run directory for that), and the data fingerprint must match.
+
+The checkpoint files, their sha256 and the run folder's lock are :mod:`qinn_lib.checkpoints`.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ import contextlib
 import math
 import os
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -48,13 +49,28 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .atomic import atomic_write
+from .checkpoints import (  # noqa: F401  (re-exported: the checkpoint API has always been train's)
+    CHECKPOINT_NAME,
+    FORMAT_VERSION,
+    CheckpointError,
+    RunFolderLocked,
+    _check_plain,
+    _load_model_state,
+    claimed,
+    load_checkpoint,
+    load_trained,
+    save_checkpoint,
+)
+from .errors import QinnError
+from .preprocessing import SCALED_RANGE
 
 __all__ = [
     "CHECKPOINT_NAME",
     "FORMAT_VERSION",
     "CheckpointError",
+    "RunFolderLocked",
     "TrainingDiverged",
+    "TrainingInputError",
     "TrainResult",
     "train",
     "train_lockstep",
@@ -66,15 +82,12 @@ __all__ = [
     "load_trained",
 ]
 
-CHECKPOINT_NAME = "checkpoint.pt"
-#: Bumped whenever the checkpoint layout changes; older files are refused with a clear message.
-FORMAT_VERSION = 1
-#: Config fields that may differ between a checkpoint and the run that resumes it.
-_IGNORED_CFG_FIELDS = frozenset({"profile"})
-_REQUIRED_KEYS = (
-    "format_version", "model", "optimizer", "scheduler", "epoch", "history", "cfg", "cfg_kind",
-    "data_fingerprint", "extra_state", "steps_per_epoch",
-)
+#: Validation events may lie outside the training range (the scaler is fitted on the training
+#: split; a small sample's tails reach further): they must lie within [0, pi] widened by this
+#: fraction of its width on each side. Unscaled features (pT in GeV) are far outside.
+VAL_DOMAIN_MARGIN = 1.0
+#: Training events are the scaler's fitting sample: [0, pi] up to float rounding.
+TRAIN_DOMAIN_TOLERANCE = 1e-4
 
 #: Batches per epoch whose update may be skipped for a non-finite gradient (with a finite loss)
 #: before the run counts as diverged: 1 % of the epoch's batches, at least 1.
@@ -86,11 +99,11 @@ _STREAM_OBJECTIVE = 1
 _STREAM_VALIDATION = 2
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable, or belongs to a different run; the message names the file."""
+class TrainingInputError(QinnError, ValueError):
+    """Training or validation data unusable by the models (shape, size, NaN, outside [0, pi])."""
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(QinnError, RuntimeError):
     """A batch loss became NaN/inf or exceeded ``cfg.max_loss``; the last good checkpoint is untouched."""
 
 
@@ -187,129 +200,41 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, total_steps: int)
     )
 
 
-# -- checkpoints ---------------------------------------------------------------------------------
-def _check_plain(obj: Any, where: str) -> None:
-    """Refuse anything ``torch.load(weights_only=True)`` could not read back."""
-    # Exact types: a str/int subclass (e.g. torch.__version__, a TorchVersion) pickles as its own
-    # class, which weights_only loading refuses.
-    if obj is None or type(obj) in (bool, int, float, str) or isinstance(obj, torch.Tensor):
-        return
-    if type(obj) in (list, tuple):
-        for i, v in enumerate(obj):
-            _check_plain(v, f"{where}[{i}]")
-        return
-    if type(obj) in (dict, OrderedDict):  # state_dicts are OrderedDicts (allowed by weights_only)
-        for k, v in obj.items():
-            if type(k) not in (str, int):
-                raise TypeError(f"checkpoint entry {where} has a key of type {type(k).__name__}; use str or int keys")
-            _check_plain(v, f"{where}[{k!r}]")
-        return
-    raise TypeError(
-        f"checkpoint entry {where} has type {type(obj).__module__}.{type(obj).__name__}; only tensors, "
-        "dicts, lists and plain numbers/strings can be stored (convert numpy arrays with .tolist() or "
-        "torch.as_tensor)"
-    )
-
-
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically: a temp file in the same folder, flushed and fsynced,
-    then ``os.replace``. A crash (or an exception) mid-write leaves the previous file intact."""
-    path = Path(path)
-    _check_plain(state, "checkpoint")
-    return atomic_write(path, lambda fh: torch.save(state, fh))
-
-
-def _cfg_differences(stored: dict[str, Any], expected: dict[str, Any]) -> list[str]:
-    diffs = []
-    for name in sorted(set(stored) | set(expected)):
-        if name in _IGNORED_CFG_FIELDS:
-            continue
-        a = stored.get(name, "<absent>")
-        b = expected.get(name, "<absent>")
-        if a != b:
-            diffs.append(f"{name}: checkpoint {a!r} vs requested {b!r}")
-    return diffs
-
-
-def load_checkpoint(path: str | os.PathLike, *, expected_cfg: Any = None,
-                    expected_fingerprint: str | None = None) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`train` (``weights_only=True``) and validate it.
-
-    Raises :class:`CheckpointError` naming ``path`` if the file is missing, unreadable or truncated,
-    of another format version, lacks entries, was written for a different configuration (every
-    field except ``profile`` must match; the message lists each differing field with both values),
-    or for different data (``expected_fingerprint``).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, garbage bytes, disallowed pickle globals, ...
-        raise CheckpointError(
-            f"checkpoint {path} is corrupted or not a plain checkpoint ({type(exc).__name__}: {exc}); "
-            "delete it to start the run afresh"
-        ) from exc
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f"checkpoint {path} does not hold a dict (got {type(ckpt).__name__})")
-    version = ckpt.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {path} has format version {version!r}, this code reads version {FORMAT_VERSION}"
-        )
-    missing = [k for k in _REQUIRED_KEYS if k not in ckpt]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} lacks entries {missing}")
-    if expected_cfg is not None:
-        if ckpt["cfg_kind"] != expected_cfg.kind:
-            raise CheckpointError(
-                f"checkpoint {path} belongs to a {ckpt['cfg_kind']!r} run, not a {expected_cfg.kind!r} run"
-            )
-        diffs = _cfg_differences(ckpt["cfg"], expected_cfg.to_dict())
-        if diffs:
-            raise CheckpointError(
-                f"checkpoint {path} was written with a different configuration: " + "; ".join(diffs)
-                + ". Use another run directory, or delete the checkpoint to retrain"
-            )
-    if expected_fingerprint is not None and ckpt["data_fingerprint"] != expected_fingerprint:
-        raise CheckpointError(
-            f"checkpoint {path} was trained on different data: fingerprint {ckpt['data_fingerprint']!r} "
-            f"vs requested {expected_fingerprint!r}"
-        )
-    return ckpt
-
-
-def _load_model_state(model: torch.nn.Module, ckpt: dict[str, Any], path: Path) -> None:
-    try:
-        model.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path} does not fit this model: {exc}") from exc
-
-
-def load_trained(model: torch.nn.Module, path: str | os.PathLike, expected_cfg: Any = None,
-                 expected_fingerprint: str | None = None) -> dict[str, Any]:
-    """Load the weights stored at ``path`` into ``model`` (validated as in :func:`load_checkpoint`)
-    and return the checkpoint dict (history, cfg, extra_state, ...)."""
-    path = Path(path)
-    ckpt = load_checkpoint(path, expected_cfg=expected_cfg, expected_fingerprint=expected_fingerprint)
-    _load_model_state(model, ckpt, path)
-    return ckpt
-
-
 # -- the loop ------------------------------------------------------------------------------------
 def _check_data(name: str, x: torch.Tensor, batch_size: int | None = None) -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != 2 or not x.is_floating_point():
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a 2-D floating-point tensor (events, features), got {shape}")
+        raise TrainingInputError(f"{name} must be a 2-D floating-point tensor (events, features), got {shape}")
     if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
+        raise TrainingInputError(f"{name} is empty")
     if batch_size is not None and x.shape[0] < batch_size:
-        raise ValueError(
+        raise TrainingInputError(
             f"{name} has {x.shape[0]} events, fewer than batch_size={batch_size}; the last incomplete "
             "batch is dropped, so no step could be taken"
         )
     if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or inf")
+        raise TrainingInputError(f"{name} contains NaN or inf")
+
+
+def _check_domain(name: str, x: torch.Tensor, margin: float) -> None:
+    """The models take features scaled to [0, pi] (qinn_lib.preprocessing, sec. 3): the QINN
+    encodes each as a rotation angle, which is one-to-one only on [0, pi]. Unscaled features (pT
+    in GeV) would train silently to nonsense, so refuse them, naming the features out of range."""
+    from .observables import FEATURES
+
+    lo, hi = SCALED_RANGE
+    pad = margin * (hi - lo)
+    x_min, x_max = x.detach().amin(dim=0).tolist(), x.detach().amax(dim=0).tolist()
+    out = [j for j in range(x.shape[1]) if x_min[j] < lo - pad or x_max[j] > hi + pad]
+    if out:
+        label = (lambda j: FEATURES[j]) if x.shape[1] == len(FEATURES) else (lambda j: f"column {j}")
+        spans = ", ".join(f"{label(j)} in [{x_min[j]:.4g}, {x_max[j]:.4g}]" for j in out)
+        raise TrainingInputError(
+            f"{name} is outside the models' input domain [{lo:g}, pi]"
+            + (f" (widened by {pad:.3g} for events outside the training range)" if pad > 1e-3 else "")
+            + f": {spans}. Scale the features first: AngleScaler.fit(train) and .transform(x) "
+            "(qinn_lib.preprocessing), as qinn_lib.runs.prepare_data does"
+        )
 
 
 def _format_terms(terms: dict[str, float]) -> str:
@@ -434,8 +359,6 @@ def train(model: torch.nn.Module, objective: Callable[..., dict[str, torch.Tenso
     t_start = time.perf_counter()
     bs = int(cfg.batch_size)
     _check_inputs(train_x, val_x, bs, stop_after_epoch)
-    member = _prepare_member(model, cfg, run_dir, extra_state, data_fingerprint, train_x.shape[0] // bs,
-                             resume, label="")
     reuse = getattr(model, "reuse_circuits", None)
 
     # The QINN can build its circuit unitaries once per step and share them between the forward
@@ -443,11 +366,14 @@ def train(model: torch.nn.Module, objective: Callable[..., dict[str, torch.Tenso
     def context():
         return reuse() if reuse is not None else contextlib.nullcontext()
 
-    (result,) = _fit(
-        [member], lambda xs, gens: [objective(model, xs[0], gens[0])],
-        lambda xs, gens: [objective.evaluate(model, xs[0], gens[0])], context,
-        train_x, val_x, data_fingerprint=data_fingerprint, progress=progress,
-        stop_after_epoch=stop_after_epoch, threads=threads, t_start=t_start)
+    with claimed([Path(run_dir)], [cfg], data_fingerprint, resume):
+        member = _prepare_member(model, cfg, run_dir, extra_state, data_fingerprint, train_x.shape[0] // bs,
+                                 resume, label="")
+        (result,) = _fit(
+            [member], lambda xs, gens: [objective(model, xs[0], gens[0])],
+            lambda xs, gens: [objective.evaluate(model, xs[0], gens[0])], context,
+            train_x, val_x, data_fingerprint=data_fingerprint, progress=progress,
+            stop_after_epoch=stop_after_epoch, threads=threads, t_start=t_start)
     return result
 
 
@@ -493,30 +419,33 @@ def train_lockstep(stack: torch.nn.Module, objective: Any, train_x: torch.Tensor
         raise ValueError("train_lockstep: run_dirs must be distinct")
     bs = int(cfgs[0].batch_size)
     _check_inputs(train_x, val_x, bs, stop_after_epoch)
-    members = [_prepare_member(m, cfg, d, extra_state, data_fingerprint, train_x.shape[0] // bs, resume,
-                               label=f"seed {cfg.seed}: ")
-               for m, cfg, d in zip(members_in, cfgs, run_dirs)]
-    starts = {m.cfg.seed: m.start_epoch for m in members}
-    if len(set(starts.values())) != 1:
-        raise CheckpointError(
-            f"train_lockstep: the members' checkpoints are at different epochs {starts} (seed: epoch); "
-            "a stack resumes only from one common epoch. Finish them one by one with train(), or "
-            "delete the checkpoints to restart them together"
-        )
-    chunked = getattr(objective, "evaluate_stacked_chunks", None)
-    return _fit(members, lambda xs, gens: objective.stacked(stack, xs, gens),
-                lambda xs, gens: objective.evaluate_stacked(stack, xs, gens), contextlib.nullcontext,
-                train_x, val_x, data_fingerprint=data_fingerprint, progress=progress,
-                stop_after_epoch=stop_after_epoch, threads=threads, t_start=t_start,
-                extra_checkpoint={"lockstep_seeds": seeds} if len(members) > 1 else None,
-                val_all=(lambda chunks, gens: chunked(stack, chunks, gens)) if chunked is not None else None)
+    with claimed(run_dirs, cfgs, data_fingerprint, resume):
+        members = [_prepare_member(m, cfg, d, extra_state, data_fingerprint, train_x.shape[0] // bs, resume,
+                                   label=f"seed {cfg.seed}: ")
+                   for m, cfg, d in zip(members_in, cfgs, run_dirs)]
+        starts = {m.cfg.seed: m.start_epoch for m in members}
+        if len(set(starts.values())) != 1:
+            raise CheckpointError(
+                f"train_lockstep: the members' checkpoints are at different epochs {starts} (seed: epoch); "
+                "a stack resumes only from one common epoch. Finish them one by one with train(), or "
+                "delete the checkpoints to restart them together"
+            )
+        chunked = getattr(objective, "evaluate_stacked_chunks", None)
+        return _fit(members, lambda xs, gens: objective.stacked(stack, xs, gens),
+                    lambda xs, gens: objective.evaluate_stacked(stack, xs, gens), contextlib.nullcontext,
+                    train_x, val_x, data_fingerprint=data_fingerprint, progress=progress,
+                    stop_after_epoch=stop_after_epoch, threads=threads, t_start=t_start,
+                    extra_checkpoint={"lockstep_seeds": seeds} if len(members) > 1 else None,
+                    val_all=(lambda chunks, gens: chunked(stack, chunks, gens)) if chunked is not None else None)
 
 
 def _check_inputs(train_x: torch.Tensor, val_x: torch.Tensor, bs: int, stop_after_epoch: int | None) -> None:
     _check_data("train_x", train_x, bs)
     _check_data("val_x", val_x)
     if val_x.shape[1] != train_x.shape[1]:
-        raise ValueError(f"val_x has {val_x.shape[1]} features but train_x has {train_x.shape[1]}")
+        raise TrainingInputError(f"val_x has {val_x.shape[1]} features but train_x has {train_x.shape[1]}")
+    _check_domain("train_x", train_x, TRAIN_DOMAIN_TOLERANCE / math.pi)
+    _check_domain("val_x", val_x, VAL_DOMAIN_MARGIN)
     if stop_after_epoch is not None and stop_after_epoch < 1:
         raise ValueError(f"stop_after_epoch must be >= 1, got {stop_after_epoch}")
 

@@ -54,3 +54,56 @@ def test_budget():
         budget("full", "epochs", 10)
     with pytest.raises(KeyError, match="no quick-profile cap"):
         budget("quick", "layers", 10)
+
+
+# -- -p NAME VALUE: strict parsing by the field's type (not YAML) -------------------------------------
+@pytest.mark.parametrize("name,text,value", [
+    ("max_lr", "1e-3", 1e-3),          # YAML: the string '1e-3', then "not a number"
+    ("epochs", "010", 10),             # YAML 1.1: octal 8
+    ("epochs", "1e3", 1000),           # an integer written as a float literal
+    ("n_events", "100_000", 100_000),
+    ("lambda_mz", "2", 2.0),
+    ("invertibility", "fidelity", "fidelity"),
+    ("mmd_widths", "0.1,0.4", (0.1, 0.4)),
+    ("mmd_widths", "[0.1, 0.4, 1]", (0.1, 0.4, 1.0)),
+])
+def test_parse_text_by_field_type(name, text, value):
+    parsed = QINNRunConfig.parse_text(name, text)
+    assert parsed == value and type(parsed) is type(value)
+    assert getattr(QINNRunConfig(**{name: parsed}), name) == value
+
+
+@pytest.mark.parametrize("name,text,match", [
+    ("epochs", "1:30", r"QINNRunConfig.epochs must be an integer, got '1:30'"),  # YAML: sexagesimal 90
+    ("epochs", "2.5", "epochs must be an integer"),
+    ("epochs", "ten", "epochs must be an integer"),
+    ("max_lr", "fast", r"max_lr must be a number, got 'fast'"),
+    ("mmd_widths", "0.1;0.4", "mmd_widths must be comma-separated numbers"),
+    ("epoch", "3", r"'epoch' \(did you mean 'epochs'\?\)"),
+])
+def test_parse_text_errors_name_the_parameter(name, text, match):
+    with pytest.raises(ConfigError, match=match):
+        QINNRunConfig.parse_text(name, text, where="03_isp_training.ipynb")
+
+
+def test_path_parameter_is_resolved_against_the_current_directory(tmp_path, monkeypatch):
+    from qinn_lib.config import DataConfig
+
+    (tmp_path / "mine.lhe").write_text("<LesHouchesEvents/>")
+    monkeypatch.chdir(tmp_path)
+    assert DataConfig.parse_text("lhe_file", "mine.lhe") == str(tmp_path / "mine.lhe")
+    with pytest.raises(ConfigError, match=rf"DataConfig.lhe_file: file {tmp_path / 'absent.lhe'} does not exist"):
+        DataConfig.parse_text("lhe_file", "absent.lhe")
+    assert DataConfig.parse_text("lhe_file", "") == ""
+
+
+def test_batch_larger_than_the_training_split_is_refused_before_any_data():
+    with pytest.raises(ConfigError, match=r"batch_size \(128\) exceeds the 75 training events of n_events=200"):
+        QINNRunConfig(n_events=200)
+    from qinn_lib.config import INNRunConfig
+
+    with pytest.raises(ConfigError, match="INNRunConfig.batch_size"):
+        INNRunConfig(n_events=1000, batch_size=512)
+    QINNRunConfig(n_events=1000, batch_size=375)  # exactly one batch is fine
+    with pytest.raises(ConfigError, match="batch_size must be >= 2"):
+        QINNRunConfig.from_dict(QINNRunConfig.from_text({"batch_size": "0"}))

@@ -351,10 +351,43 @@ def test_cli_bad_arguments(argv, pattern, capsys):
 
 
 def test_cli_data_error_is_a_clean_exit(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--lhe", str(tmp_path / "absent.lhe")])
-    assert exit_info.value.code == 1
-    assert "absent.lhe" in capsys.readouterr().err
+    assert main(["--lhe", str(tmp_path / "absent.lhe")]) == 2  # a user error: exit 2, one line
+    err = capsys.readouterr().err
+    assert err == f"python -m qinn_lib.data: error: LHE file {tmp_path / 'absent.lhe'} does not exist\n"
+    assert main(["--lhe", str(tmp_path)]) == 2
+    assert f"LHE file {tmp_path} is a folder" in capsys.readouterr().err
+
+
+def test_lhe_event_missing_a_lepton_is_skipped_with_a_warning(tmp_path):
+    one_lepton = [(-11, 1, 30.0, 40.0, 10.0), (2, 1, -10.0, -40.0, 20.0)]  # the l- is missing
+    path = _write(tmp_path, "missing.lhe", [EE, one_lepton, MUMU])
+    with pytest.warns(UserWarning, match=r"missing\.lhe: 1 of 3 events have no final-state l\+ l- pair"):
+        x, meta = read_lhe(path)
+    assert len(x) == 2 and meta["n_no_lepton_pair"] == 1
+
+
+def test_cli_truncated_cache_is_one_line(tmp_path, capsys):
+    from qinn_lib.data import cache_paths
+
+    features = np.tile(np.array([[40.0, 30.0, 2.0, 0.5, -0.5]]), (200, 1))
+    npz, js = cache_paths(200, 5, tmp_path)
+    data._write_cache(npz, js, features, {"generator": "test"}, EventSample.from_array(features).fingerprint)
+    npz.write_bytes(npz.read_bytes()[:300])
+    assert main(["--n-events", "200", "--seed", "5", "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"event cache {npz} is corrupted or truncated" in err and "--regenerate" in err
+
+
+def test_unwritable_cache_is_found_before_generating(tmp_path, monkeypatch):
+    import qinn_lib.data as data_mod
+
+    def must_not_run(*a, **k):
+        raise AssertionError("events were generated before the cache folder was checked")
+
+    monkeypatch.setattr(data_mod, "generate_events", must_not_run)
+    (tmp_path / "cache").write_text("a file")
+    with pytest.raises(DataError, match=r"cannot write in the event cache folder .*cache/sub: Not a directory; pass cache_dir"):
+        load_events(200, 5, cache_dir=tmp_path / "cache" / "sub")
 
 
 def test_cli_module_entry_point_without_traceback():

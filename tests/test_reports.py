@@ -80,14 +80,15 @@ def test_cli_reports_errors_without_traceback(capsys):
     assert "sead" in err and "seed" in err and "Traceback" not in err
 
 
-def _one_cell_quick_run(tmp_path, monkeypatch, source: str) -> Path:
+def _one_cell_quick_run(tmp_path, monkeypatch, source: str | list[str]) -> Path:
     """A stand-in notebook 01 (valid parameters cell + ``source``) run in the quick profile into
     ``tmp_path/out``; returns that directory."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     params = nbformat.v4.new_code_cell('profile = "paper"\nn_events = 100\nseed = 1\nlhe_file = ""')
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(source)]
+    sources = [source] if isinstance(source, str) else source
+    nb.cells = [params, *(nbformat.v4.new_code_cell(s) for s in sources)]
     (tmp_path / "nb").mkdir()
     nbformat.write(nb, tmp_path / "nb" / "01_data_exploration.ipynb")
     monkeypatch.setattr(paths, "notebooks_dir", lambda: tmp_path / "nb")
@@ -196,3 +197,160 @@ def test_inn_benchmark_is_rendered_from_its_record():
                 "speedup_per_seed": 2.34, "paper_hours_3_seeds_single": 5.35,
                 "paper_hours_3_seeds_lockstep": 2.29}}}})
     assert "| 16k | 15,960 | 110 | 47 | 2.34× | 5.3 h → 2.3 h |" in text
+
+
+# -- reliability (issue 12) ---------------------------------------------------------------------------
+def test_a_killed_kernel_keeps_the_partial_notebook_and_the_existing_report(tmp_path, monkeypatch):
+    """The kernel dies mid-report (out of memory, kill -9): the cells run so far are kept as
+    NN.failed.ipynb and the report from the last good run is not overwritten."""
+    (tmp_path / "out").mkdir()
+    report = tmp_path / "out" / "01_data_exploration.ipynb"
+    report.write_text("the last good report")
+    with pytest.raises(reports.ReportError, match=r"01_data_exploration.ipynb: execution stopped \(DeadKernelError.*"
+                                                  r"kernel killed.*the partly executed notebook is .*01_data_exploration.failed.ipynb"):
+        _one_cell_quick_run(tmp_path, monkeypatch, ["print('first result')",
+                                                    "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"])
+    assert report.read_text() == "the last good report"
+    failed = nbformat.read(tmp_path / "out" / "01_data_exploration.failed.ipynb", as_version=4)
+    assert "first result" in json.dumps([cell.get("outputs") for cell in failed.cells])
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")], "no temporary left behind"
+
+
+def test_ctrl_c_keeps_the_partial_notebook_and_exits_130(tmp_path, monkeypatch, capsys):
+    import papermill
+
+    def interrupted(source, output, **kwargs):
+        Path(output).write_text('{"cells": [], "partial": true}')  # papermill saves as it goes
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    monkeypatch.setattr(paths, "reports_dir", lambda profile: tmp_path / "out")
+    monkeypatch.setattr(paths, "figures_dir", lambda profile="paper": tmp_path / "figures")
+    assert reports.main(["--only", "01", "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("python -m qinn_lib.reports: interrupted; ") and "Traceback" not in err
+    assert json.loads((tmp_path / "out" / "01_data_exploration.failed.ipynb").read_text())["partial"]
+    assert not (tmp_path / "out" / "01_data_exploration.ipynb").exists()
+
+
+def test_a_kept_failed_notebook_is_not_taken_for_a_notebook(tmp_path, monkeypatch):
+    (tmp_path / "01_data_exploration.ipynb").write_text("{}")
+    (tmp_path / "01_data_exploration.failed.ipynb").write_text("{}")
+    monkeypatch.setattr(paths, "notebooks_dir", lambda: tmp_path)
+    assert [nb.name for nb in reports.discover_notebooks()] == ["01_data_exploration.ipynb"]
+
+
+def test_profile_is_not_a_notebook_parameter(capsys):
+    with pytest.raises(ConfigError, match=r"'profile' is not a notebook parameter.*--profile"):
+        reports.run("quick", only=["03"], parameters={"03": {"profile": "paper"}})
+    assert reports.main(["--only", "03", "-p", "03", "profile", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("python -m qinn_lib.reports: error: -p 03 profile paper: the profile is not a notebook "
+                   "parameter; choose it with --profile paper\n")
+
+
+def test_cli_parameters_are_parsed_by_the_field_type(capsys):
+    assert reports.parse_parameters([["03", "max_lr", "1e-3"], ["03", "epochs", "010"]]) == \
+        {"03_isp_training": {"max_lr": 0.001, "epochs": 10}}
+    assert reports.parse_parameters([["01", "seed", "7"]])["01_data_exploration"]["seed"] == 7
+    assert reports.main(["--only", "03", "-p", "03", "epochs", "1:30"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "QINNRunConfig.epochs must be an integer, got '1:30'" in err
+
+
+def test_unwritable_output_folders_are_found_before_any_notebook_runs(tmp_path, monkeypatch):
+    (tmp_path / "figures").write_text("a file where the figures folder should be")
+    real_notebooks = paths.notebooks_dir()
+    monkeypatch.setattr(paths, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(paths, "notebooks_dir", lambda: real_notebooks)
+    with pytest.raises(OSError, match=rf"cannot write in the figures folder {tmp_path / 'figures' / 'quick'}: Not a directory"):
+        reports.run("quick", only=["01"], progress=False, log=lambda *a: None)
+    assert not (tmp_path / "build" / "reports" / "quick" / "01_data_exploration.ipynb").exists()
+
+
+def test_runs_dir_that_is_a_file_is_found_before_any_notebook_runs(tmp_path, monkeypatch):
+    (tmp_path / "runs").write_text("not a folder")
+    monkeypatch.setenv("QINN_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(paths, "reports_dir", lambda profile: tmp_path / "out")
+    monkeypatch.setattr(paths, "figures_dir", lambda profile="paper": tmp_path / "figures")
+    with pytest.raises(OSError, match=rf"the runs folder {tmp_path / 'runs'} is a file, not a folder; set QINN_RUNS_DIR"):
+        reports.run("quick", only=["01"], progress=False, log=lambda *a: None)
+    assert not (tmp_path / "out" / "01_data_exploration.ipynb").exists()
+
+
+def _readme(tmp_path):
+    (tmp_path / "README.md").write_text("intro\n<!-- results:start -->\nthe results 42\n<!-- results:end -->\noutro\n")
+    return tmp_path / "README.md"
+
+
+@pytest.mark.parametrize("state", ["missing", "folder", "empty"])
+def test_update_readme_without_results_leaves_the_readme_untouched(tmp_path, monkeypatch, capsys, state):
+    readme = _readme(tmp_path)
+    before = readme.read_text()
+    monkeypatch.setattr(paths, "repo_root", lambda: tmp_path)
+    results_json = tmp_path / "figures" / "results.json"
+    if state == "folder":
+        results_json.mkdir(parents=True)
+    elif state == "empty":
+        results_json.parent.mkdir()
+        results_json.write_text("{}")
+    match = {"missing": "does not exist", "folder": "is a folder", "empty": "holds no results"}[state]
+    with pytest.raises(reports.ReportError, match=rf"{match}.*README.md was left unchanged"):
+        reports.update_readme("paper")
+    assert reports.main(["--update-readme"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert readme.read_text() == before
+
+
+def test_update_readme_refuses_results_of_different_event_samples(tmp_path, monkeypatch):
+    readme = _readme(tmp_path)
+    before = readme.read_text()
+    monkeypatch.setattr(paths, "repo_root", lambda: tmp_path)
+    from test_results import section_from_schema
+
+    data = section_from_schema("01_data_exploration") | {"fingerprint": "aaaa"}
+    training = section_from_schema("03_isp_training") | {"data_fingerprint": "bbbb"}
+    reports.record("01_data_exploration", data, "paper")
+    reports.record("03_isp_training", training, "paper")
+    with pytest.raises(reports.ReportError, match=r"mix results of different event samples \(section '01_data_exploration': "
+                                                  r"aaaa, section '03_isp_training': bbbb\)"):
+        reports.update_readme("paper")
+    assert readme.read_text() == before
+    reports.record("03_isp_training", training | {"data_fingerprint": "aaaa"}, "paper")
+    reports.update_readme("paper")
+    assert "the results 42" not in readme.read_text()
+
+
+def test_update_readme_with_an_older_section_names_it(tmp_path, monkeypatch, capsys):
+    readme = _readme(tmp_path)
+    before = readme.read_text()
+    monkeypatch.setattr(paths, "repo_root", lambda: tmp_path)
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "results.json").write_text(json.dumps({"bench": {"batch_size": 128}}))
+    assert reports.main(["--update-readme"]) == 2
+    err = capsys.readouterr().err
+    assert "section 'bench' lacks key 'threads'" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert readme.read_text() == before
+
+
+def test_wrong_parameter_type_through_papermill_directly_names_the_parameter(tmp_path):
+    """Without our runner (papermill's own CLI or a JupyterLab user editing the parameters cell),
+    the notebook's config dataclass still refuses the value, naming it, before any work."""
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        papermill.execute_notebook(str(paths.notebooks_dir() / "01_data_exploration.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"n_events": "many", "profile": "quick"}, kernel_name=reports.KERNEL_NAME,
+                                   cwd=str(paths.notebooks_dir()), progress_bar=False)
+    assert info.value.ename == "ConfigError"
+    assert "DataConfig.n_events must be an integer, got 'many'" in info.value.evalue
+
+
+def test_parameters_are_checked_as_the_profile_will_run_them():
+    """batch_size 5000 fits the paper's 37,500 training events but not the quick profile's 3,000:
+    refused before notebook 01 spends a minute generating events (it failed in notebook 03's cell 3)."""
+    with pytest.raises(ConfigError, match=r"03_isp_training.ipynb: QINNRunConfig.batch_size \(5000\) exceeds the 3000 "
+                                          r"training events of n_events=8000"):
+        reports.run("quick", parameters={"03": {"batch_size": 5000}})
+    with pytest.raises(ConfigError, match=r"05_qinn_vs_inn.ipynb: ComparisonConfig.n_events is too small.*n_events >= 342"):
+        reports.run("quick", parameters={"05": {"n_events": 300}})

@@ -153,9 +153,38 @@ def test_runs_cli_rejects_unknown_models_and_parameters(capsys):
     with pytest.raises(SystemExit):
         runs.main(["32k"])
     assert "unknown model(s) ['32k']" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        runs.main(["16k", "-p", "n_seed", "3"])
-    assert "n_seed" in capsys.readouterr().err
+    # an unknown parameter: "did you mean", one line, exit 2 (was a bare TypeError)
+    assert runs.main(["16k", "-p", "n_seed", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m qinn_lib.runs: error: unknown parameter in -p for ComparisonConfig: "
+                          "'n_seed' (did you mean 'n_seeds'?)") and err.count("\n") == 1
+    # values parsed by type: 1:30 is no integer (YAML made it 90)
+    assert runs.main(["16k", "-p", "epochs", "1:30"]) == 2
+    assert "-p: ComparisonConfig.epochs must be an integer, got '1:30'" in capsys.readouterr().err
+
+
+def test_runs_cli_runs_folder_that_is_a_file(tmp_path, monkeypatch, capsys):
+    (tmp_path / "runs").write_text("not a folder")
+    monkeypatch.setenv("QINN_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("QINN_DATA_DIR", str(tmp_path / "data"))
+    assert runs.main(["2k", "-p", "profile", "quick", "-p", "n_events", "1000", "-p", "epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"python -m qinn_lib.runs: error: the runs folder {tmp_path / 'runs'} is a file, not a folder; "
+                   "set QINN_RUNS_DIR to a writable folder\n")
+    assert not (tmp_path / "data").exists() or not list((tmp_path / "data").iterdir()), "no events were generated"
+
+
+def test_runs_cli_checkpoint_error_is_one_line(isolated_dirs, capsys):
+    quick = ["-p", "profile", "quick", "-p", "n_events", "1000", "-p", "epochs", "1", "--no-progress"]
+    assert runs.main(["2k", *quick]) == 0
+    capsys.readouterr()
+    (ckpt,) = (isolated_dirs / "runs").glob("inn-*/checkpoint.pt")
+    ckpt.write_bytes(ckpt.read_bytes()[:-10])
+    assert runs.main(["2k", *quick]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{ckpt} does not match the sha256" in err and "Traceback" not in err
+    assert runs.main(["2k", *quick, "--debug"]) == 2
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_runs_cli_trains_a_quick_ensemble(isolated_dirs, capsys):
@@ -167,3 +196,13 @@ def test_runs_cli_trains_a_quick_ensemble(isolated_dirs, capsys):
     assert "[INN 2k] 1 run(s) ready" in out and str(isolated_dirs / "runs") in out
     assert runs.main(["2k", "--status", *quick]) == 0
     assert "[INN 2k] seed 1234: 1/1 epochs" in capsys.readouterr().out
+
+
+def test_runs_cli_ctrl_c_is_one_line_and_130(isolated_dirs, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "train_ensembles", interrupted)
+    assert runs.main(["2k", "-p", "profile", "quick", "-p", "n_events", "1000"]) == 130
+    assert capsys.readouterr().err == ("python -m qinn_lib.runs: interrupted; every finished epoch is in its run's "
+                                       "checkpoint: run the same command again to resume\n")

@@ -21,6 +21,7 @@ from qinn_lib.train import (
     load_trained,
     make_optimizer,
     make_scheduler,
+    save_checkpoint,
     train,
 )
 
@@ -231,7 +232,8 @@ def test_checkpoint_loads_with_weights_only_and_holds_the_record(tmp_path):
     assert raw["extra_state"] == {"scaler": {"lo": [0.0, 1.0], "hi": [2.0, 3.0]}}
     assert raw["epoch"] == 3 and len(raw["history"]) == 3
     assert set(raw["model"]) == {"log_scale", "shift", "inv_bias"}
-    assert [p.name for p in result.checkpoint.parent.iterdir()] == [CHECKPOINT_NAME]  # no temp files
+    # no temp files: the checkpoint, its sha256 and the run folder's lock file
+    assert sorted(p.name for p in result.checkpoint.parent.iterdir()) == [".lock", CHECKPOINT_NAME, CHECKPOINT_NAME + ".sha256"]
 
 
 def test_load_trained_restores_weights(tmp_path):
@@ -262,7 +264,7 @@ def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", real_save)
     assert path.read_bytes() == before
     assert load_checkpoint(path)["epoch"] == 1
-    assert sorted(p.name for p in path.parent.iterdir()) == [CHECKPOINT_NAME]
+    assert sorted(p.name for p in path.parent.iterdir()) == [".lock", CHECKPOINT_NAME, CHECKPOINT_NAME + ".sha256"]
 
 
 def test_missing_checkpoint_names_the_file(tmp_path):
@@ -293,7 +295,7 @@ def test_wrong_format_version(tmp_path):
     _, result = run(tmp_path, stop_after_epoch=1)
     ckpt = torch.load(result.checkpoint, weights_only=True)
     ckpt["format_version"] = FORMAT_VERSION + 1
-    torch.save(ckpt, result.checkpoint)
+    save_checkpoint(result.checkpoint, ckpt)  # (a consistent file of another version, with its sha256)
     with pytest.raises(CheckpointError, match=f"{result.checkpoint}.*format version {FORMAT_VERSION + 1}"):
         load_checkpoint(result.checkpoint)
 
@@ -511,3 +513,32 @@ def test_repeated_non_finite_gradients_stop_the_run(tmp_path):
         run(tmp_path, cfg=cfg, objective=NaNGradientObjective(objective_for(cfg), {7, 9}))
     ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
     assert ckpt["epoch"] == 1, "the last good checkpoint (epoch 1) is kept"
+
+
+# -- the models' input domain ------------------------------------------------------------------------
+def test_unscaled_features_are_refused_naming_them(tmp_path):
+    from qinn_lib.train import TrainingInputError
+
+    g = torch.Generator().manual_seed(0)
+    lo, hi = torch.tensor([15.0, 15.0, 0.0, -4.5, -4.5]), torch.tensor([150.0, 150.0, math.pi, 4.5, 4.5])
+    physical = lo + (hi - lo) * torch.rand(120, 5, generator=g)  # pT in GeV: what the issue trained on (loss 16160)
+    cfg = make_cfg()
+    with pytest.raises(TrainingInputError, match=r"train_x is outside the models' input domain \[0, pi\]: pt_lp in "
+                                                 r"\[17.*pt_lm in .*eta_lp in \[-4.*AngleScaler.fit\(train\)"):
+        train(AffineFlow(), objective_for(cfg), physical[:80], physical[80:], cfg, run_dir=tmp_path,
+              data_fingerprint="d", progress=False)
+    assert not (tmp_path / CHECKPOINT_NAME).exists()
+    train_x, val_x = make_data()
+    with pytest.raises(TrainingInputError, match=r"val_x is outside .*widened by 3.14.*pt_lp"):
+        train(AffineFlow(), objective_for(cfg), train_x, physical[80:], cfg, run_dir=tmp_path,
+              data_fingerprint="d", progress=False)
+
+
+def test_validation_events_a_little_outside_the_training_range_are_fine(tmp_path):
+    train_x, val_x = make_data()
+    val_x = val_x.clone()
+    val_x[0, 0], val_x[1, 3] = -0.3, math.pi + 0.5  # tails beyond the training split's min/max
+    train_x[0, 2] = math.pi + 1e-6  # float rounding of the scaler's maximum
+    cfg = make_cfg(epochs=1)
+    assert train(AffineFlow(), objective_for(cfg), train_x, val_x, cfg, run_dir=tmp_path,
+                 data_fingerprint="d", progress=False).epochs_run == 1

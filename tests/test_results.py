@@ -1,0 +1,143 @@
+"""figures/results.json: schema version, per-section schema with errors naming section and key,
+and the file lock that keeps concurrent writers from losing each other's sections."""
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from qinn_lib import paths, reports, results
+from qinn_lib.results import RESULTS_SCHEMA_VERSION, SECTION_SCHEMAS, ResultsError
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "repo_root", lambda: tmp_path)
+    (tmp_path / "figures").mkdir()
+    return tmp_path
+
+
+def _example(spec):
+    """A value of each schema type (a nested schema: one row)."""
+    if isinstance(spec, dict):
+        return {"16k": {k.rstrip("?"): _example(v) for k, v in spec.items()}}
+    return {"int": 3, "number": 1.5, "str": "text", "list": [1, 2], "dict": {}}[spec]
+
+
+def section_from_schema(section):
+    return {key.rstrip("?"): _example(spec) for key, spec in SECTION_SCHEMAS[section].items()}
+
+
+@pytest.mark.parametrize("section", sorted(SECTION_SCHEMAS))
+def test_every_key_the_readme_renders_is_in_the_schema(section):
+    """render_results must not read a key the schema does not guarantee (else an older file fails
+    with a KeyError halfway through the README)."""
+    text = reports.render_results({section: section_from_schema(section)})
+    assert text and "No results recorded yet" not in text
+
+
+def test_record_writes_the_schema_version_and_reads_a_file_written_before_it(repo):
+    path = repo / "figures" / "results.json"
+    path.write_text(json.dumps({"bench": section_from_schema("bench")}))  # the layout before versioning
+    assert set(results.load_results("paper")) == {"bench"}
+    results.record("04_fidelity_vs_mse", section_from_schema("04_fidelity_vs_mse"), "paper")
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == RESULTS_SCHEMA_VERSION and set(data) == {"schema_version", "bench", "04_fidelity_vs_mse"}
+    assert set(results.load_results("paper")) == {"bench", "04_fidelity_vs_mse"}
+
+
+@pytest.mark.parametrize("content, match", [
+    ("[]", r"results.json must hold a JSON object of sections, got list"),
+    ("null", r"results.json must hold a JSON object of sections, got null"),
+    ("{not json", r"results.json: not valid JSON"),
+    ('{"schema_version": 99}', r"schema_version 99, written by a newer qinn"),
+    ('{"schema_version": 0}', r"schema_version 0, an older layout"),
+    ('{"bench": null}', r"section 'bench' must be a JSON object, got null"),
+    ('{"bench": {"batch_size": 128}}', r"section 'bench' lacks key 'threads' .*`python -m qinn_lib.bench --record`"),
+])
+def test_unusable_results_file_names_file_section_and_key(repo, content, match):
+    (repo / "figures" / "results.json").write_text(content)
+    with pytest.raises(ResultsError, match=match):
+        results.load_results("paper")
+
+
+def test_older_section_and_wrong_type_name_section_and_key(repo):
+    old = section_from_schema("03_isp_training")
+    del old["test_nll_sem"]  # written by an older notebook 03
+    (repo / "figures" / "results.json").write_text(json.dumps({"03_isp_training": old}))
+    with pytest.raises(ResultsError, match=r"section '03_isp_training' lacks key 'test_nll_sem' \(written by an older "
+                                           r"version.*`python -m qinn_lib.reports --profile paper --only 03`"):
+        results.load_results("paper")
+    bad = section_from_schema("bench_inn")
+    bad["sizes"]["16k"]["single_ms"] = "fast"
+    with pytest.raises(ResultsError, match=r"section 'bench_inn', key 'sizes'\['16k'\], key 'single_ms' must be a number, got 'fast'"):
+        results.record("bench_inn", bad, "paper")
+    assert not (repo / "figures" / "results.json").read_text().count("bench_inn"), "nothing recorded"
+
+
+def test_numpy_values_are_refused_at_record_naming_the_section(repo):
+    values = section_from_schema("bench")
+    values["batch_size"] = np.int64(128)
+    with pytest.raises(ResultsError, match=r"section 'bench': not plain JSON .*int64.*float\(\)/int\(\)"):
+        results.record("bench", values, "paper")
+
+
+def test_results_file_that_is_a_folder(repo):
+    (repo / "figures" / "results.json").mkdir()
+    with pytest.raises(ResultsError, match=r"results.json is a folder"):
+        results.record("bench", section_from_schema("bench"), "paper")
+
+
+def test_concurrent_writers_keep_every_section(repo, monkeypatch):
+    """Two writers' read-modify-write cycles overlap (the first is slowed down between reading and
+    writing): without the lock the second writer's section is lost."""
+    real_read = results._read
+    first_has_read = threading.Event()
+
+    def slow_read(path):
+        data = real_read(path)
+        if threading.current_thread().name == "slow":
+            first_has_read.set()
+            time.sleep(0.5)
+        return data
+
+    monkeypatch.setattr(results, "_read", slow_read)
+    slow = threading.Thread(name="slow", target=results.record,
+                            args=("bench", section_from_schema("bench"), "paper"))
+    slow.start()
+    assert first_has_read.wait(10)
+    results.record("04_fidelity_vs_mse", section_from_schema("04_fidelity_vs_mse"), "paper")  # waits for the lock
+    slow.join(10)
+    assert set(results.load_results("paper")) == {"bench", "04_fidelity_vs_mse"}
+
+
+def test_lock_timeout_names_the_lock_file(repo, monkeypatch):
+    monkeypatch.setattr(results, "LOCK_TIMEOUT", 0.2)
+    holder = results.results_lock("paper")
+    done = threading.Event()
+
+    def hold():
+        with holder:
+            done.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    time.sleep(0.1)
+    try:
+        with pytest.raises(ResultsError, match=r"another process has held .*\.results\.json\.lock for over 0 s"):
+            results.record("bench", section_from_schema("bench"), "paper")
+    finally:
+        done.set()
+        t.join(10)
+
+
+def test_bench_record_checks_the_results_file_before_timing_anything(repo, monkeypatch, capsys):
+    from qinn_lib import bench
+
+    (repo / "figures" / "results.json").write_text("[]")
+    monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("timed before checking the results file"))
+    assert bench.main(["--record"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "results.json must hold a JSON object of sections, got list" in err
