@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
+from .errors import QinnError
+
 __all__ = ["ClusterError", "SCHEDULER_ENV", "get_client", "close_default_client", "map_jobs",
            "TrainJob", "group_jobs", "plan_training", "pack_jobs", "train_runs", "estimated_cost"]
 
@@ -49,7 +51,7 @@ _lock = threading.Lock()
 _default: dict[str, Any] = {}
 
 
-class ClusterError(RuntimeError):
+class ClusterError(QinnError, RuntimeError):
     """No Dask cluster could be reached or started; the message names the address."""
 
 

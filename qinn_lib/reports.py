@@ -455,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
                              "parameter's type: integer, number, text, or comma-separated numbers)")
     parser.add_argument("--list", action="store_true", help="list notebooks and their parameters")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="train on this Dask scheduler (e.g. tcp://host:8786) instead of one local "
+                             "worker per core; the notebooks inherit it (QINN_DASK_SCHEDULER)")
     parser.add_argument("--update-readme", action="store_true",
                         help="only regenerate the README's results section from figures/results.json (paper profile)")
     add_debug_option(parser)
@@ -470,6 +473,11 @@ def main(argv: list[str] | None = None) -> int:
                 for name, default in declared_parameters(nb).items():
                     print(f"    {name} = {default}")
             return 0
+        if args.scheduler:
+            from . import cluster
+
+            cluster.get_client(args.scheduler)  # fails within seconds, naming the address, before any work
+            os.environ[cluster.SCHEDULER_ENV] = args.scheduler  # inherited by the notebook kernels
         start = time.perf_counter()
         written = run(args.profile, args.only, parse_parameters(args.parameter),
                       progress=not args.no_progress)

@@ -126,3 +126,13 @@ def test_map_jobs_raises_the_job_error_and_keeps_order(local_cluster):
     assert cluster.map_jobs(pow, [(2, 3), (3, 2), (5, 0)], client=local_cluster) == [8, 9, 1]
     with pytest.raises(ZeroDivisionError):
         cluster.map_jobs(divmod, [(1, 1), (1, 0)], client=local_cluster, retries=0)
+
+
+def test_reports_cli_refuses_a_dead_scheduler_before_any_work(capsys):
+    from qinn_lib import reports
+
+    t0 = time.perf_counter()
+    assert reports.main(["--only", "03", "--scheduler", "tcp://127.0.0.1:1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "tcp://127.0.0.1:1" in err and err.count("\n") == 1, err
+    assert time.perf_counter() - t0 < 60
