@@ -133,7 +133,9 @@ print(fourier_text)
 # %% [markdown]
 # The density each model reaches when trained for it alone: the NLL-only QINN and the
 # re-uploading flows against the INNs of notebook 05 (test NLL in nats per event in physical
-# units; lower is better). `fold_fraction` and `density_normalisation` (the model's density
+# units; lower is better). The forward map has the same 200 parameters in every QINN and flow
+# here (180 circuit angles, a, b, c, d); the QINN's other parameters are its ISP, which the NLL
+# does not use. `fold_fraction` and `density_normalisation` (the model's density
 # integrated over the scaling box by Monte Carlo; above 1 it over-counts) say whether each NLL
 # is that of a density.
 
@@ -182,10 +184,12 @@ for mask, name, color in ((signs == majority, "majority sign", plots.COLORS["tra
                           (signs == -majority, "minority sign (folded)", plots.COLORS["QINN"])):
     ax0.hist(err[mask], bins=bins, histtype="step", color=color, label=f"{name}: {mask.sum()} events")
 ax0.set_xscale("log")
+plots.log_axis(ax0.xaxis, percent=True)
 ax0.set_xlabel("‖x̃ − x‖/‖x‖ per test event")
 ax0.set_ylabel("events")
 ax0.set_title(f"baseline, seed {first.cfg.seed}")
-ax0.legend()
+ax0.set_ylim(0, 1.3 * ax0.get_ylim()[1])
+ax0.legend(loc="upper right")
 labels_ff = [r["label"] for r in rows]
 means = [by_label[lab]["fold_fraction"]["mean"] for lab in labels_ff]
 stds = [np.nan_to_num(by_label[lab]["fold_fraction"]["std"]) for lab in labels_ff]
@@ -221,13 +225,17 @@ print(folds_text)
 
 # %%
 fig, ax = plt.subplots(figsize=(6.4, 4.4))
-for lab in labels_ff:
+colors = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
+for k, lab in enumerate(labels_ff):
     mx, my = by_label[lab]["recon_mean"], by_label[lab]["js/m_ll"]
-    ax.errorbar(mx["mean"], my["mean"], xerr=np.nan_to_num(mx["std"]), yerr=np.nan_to_num(my["std"]), fmt="o", ms=5,
-                label=lab)
+    style = dict(fmt="*", ms=12, color="k") if lab == ablations.BASELINE else dict(fmt="os^Dv<>"[k % 7], ms=5,
+                                                                                   color=colors[(2 * k) % 20])
+    ax.errorbar(mx["mean"], my["mean"], xerr=np.nan_to_num(mx["std"]), yerr=np.nan_to_num(my["std"]), label=lab, **style)
 ax.axvline(0.021, color="k", lw=0.8, ls=":", label="paper: < 2.1 %")
 ax.set_xscale("log")
 ax.set_yscale("log")
+plots.log_axis(ax.xaxis, percent=True)
+plots.log_axis(ax.yaxis)
 ax.set_xlabel("reconstruction deviation ‖x̃ − x‖/‖x‖ (mean)")
 ax.set_ylabel(r"JS($M_{\ell\ell}$)")
 ax.legend(fontsize=6, ncol=2)

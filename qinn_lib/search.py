@@ -305,7 +305,7 @@ def plot_front(records: Sequence[dict[str, Any]], *, references: dict[str, dict[
     JS(M_ll) places them). ``baseline``: the Table 1 QINN's summarise-row metrics (mean ± std)."""
     import matplotlib.pyplot as plt
 
-    from .plots import COLORS
+    from .plots import COLORS, log_axis
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     done = [r for r in records if r["values"] is not None]
@@ -335,6 +335,8 @@ def plot_front(records: Sequence[dict[str, Any]], *, references: dict[str, dict[
     ax.axvline(paper_recon, color="k", lw=0.8, ls=":", label=f"paper: < {100 * paper_recon:.1f} %")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    log_axis(ax.xaxis, percent=True)
+    log_axis(ax.yaxis)
     ax.set_xlabel("reconstruction deviation ‖x̃ − x‖/‖x‖ (mean, test)")
     ax.set_ylabel(r"JS($M_{\ell\ell}$) (test)")
     ax.legend(loc="best", fontsize=7)

@@ -133,6 +133,9 @@ def test_plot_front(tmp_path, monkeypatch, client):
     fig = search.plot_front(search.trial_records(study), references=refs, baseline=base)
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert any("Pareto" in s for s in labels) and "INN 2k (exact inverse)" in labels
+    fig.canvas.draw()  # the log axes are labelled even when they span under a decade
+    assert len([t for t in fig.axes[0].get_yticklabels() if t.get_text()]) >= 2
+    assert any(t.get_text().endswith("%") for t in fig.axes[0].get_xticklabels())
     fig.savefig(tmp_path / "front.png")
 
 
