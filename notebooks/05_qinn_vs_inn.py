@@ -178,3 +178,10 @@ print(claims)
 metrics.write_results(reports.results_path(cfg.profile).with_name("models_05.json"), records)
 reports.record("05_qinn_vs_inn", {"seeds": train_seeds, "table": table, "conclusion": conclusion,
                                   "claims": claims, "rows": rows}, cfg.profile)
+
+# %% [markdown]
+# ## Why the gap?
+# Notebook 06 (`06_why_the_gap`) asks whether the gap between these numbers and the paper's is
+# our code or the paper: the function class of single angle encoding, where the forward map folds,
+# the ambiguous normalisation of eq. 20 and the readings of the 2.1 % metric, each tested with seeds,
+# and a search for any QINN of the paper's size that matches the 6k INN.

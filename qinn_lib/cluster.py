@@ -26,17 +26,19 @@ Which cluster (first that applies):
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .errors import QinnError
 
 __all__ = ["ClusterError", "SCHEDULER_ENV", "get_client", "close_default_client", "map_jobs",
-           "TrainJob", "group_jobs", "plan_training", "pack_jobs", "train_runs", "estimated_cost"]
+           "TrainJob", "group_jobs", "plan_training", "pack_jobs", "train_runs", "estimated_cost",
+           "submitter_env", "job_env"]
 
 #: Environment variable naming a Dask scheduler address for every multi-run job.
 SCHEDULER_ENV = "QINN_DASK_SCHEDULER"
@@ -252,6 +254,27 @@ def _job_env() -> dict[str, str]:
     return env
 
 
+def submitter_env() -> dict[str, str]:
+    """The settings (data and runs folders, compile policy) a job must take from the process that
+    submits it; pass them to the job and apply them there with :func:`job_env`."""
+    return _job_env()
+
+
+@contextlib.contextmanager
+def job_env(env: dict[str, str] | None) -> Iterator[None]:
+    """Inside a worker: ``env`` (from :func:`submitter_env`) set for the duration of one job."""
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _run_training_job(kind: str, cfg_dicts: list[dict[str, Any]], env: dict[str, str] | None = None,
                       threads: int = 1) -> dict[str, Any]:
     """Executed in a worker: train (or resume) the job's runs; return a small summary."""
@@ -260,9 +283,7 @@ def _run_training_job(kind: str, cfg_dicts: list[dict[str, Any]], env: dict[str,
     from . import runs
     from .config import INNRunConfig, QINNRunConfig
 
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
-    try:
+    with job_env(env):
         torch.set_num_threads(threads)
         cls = {"qinn": QINNRunConfig, "inn": INNRunConfig}[kind]
         cfgs = [cls(**d) for d in cfg_dicts]
@@ -273,12 +294,6 @@ def _run_training_job(kind: str, cfg_dicts: list[dict[str, Any]], env: dict[str,
             trained = [(runs.train_qinn if kind == "qinn" else runs.train_inn)(cfgs[0], progress=False)]
         return {"run_dirs": [str(t.run_dir) for t in trained], "seconds": time.perf_counter() - t0,
                 "epochs": [len(t.history) for t in trained], "worker_pid": os.getpid()}
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def train_runs(configs: Sequence[Any], *, client: Any = None, lockstep: bool = True,

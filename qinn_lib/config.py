@@ -33,13 +33,21 @@ _INT_TEXT = re.compile(r"[+-]?\d+(_\d+)*")
 
 
 def _spec(default: Any, *, lo: float | None = None, hi: float | None = None,
-          choices: tuple | None = None, doc: str = "", path: bool = False) -> Any:
-    # path=True: a file name; command-line text is resolved against the shell's working directory
-    # (a notebook kernel runs in notebooks/, so a relative name would silently point elsewhere).
-    meta = {"lo": lo, "hi": hi, "choices": choices, "doc": doc, "path": path}
+          choices: tuple | None = None, doc: str = "", path: bool = False, omit_default: bool = False) -> Any:
+    """A config field. ``path=True``: a file name; command-line text is resolved against the
+    shell's working directory (a notebook kernel runs in notebooks/, so a relative name would
+    silently point elsewhere). ``omit_default``: a field added after runs were recorded; while it
+    holds its default it is left out of :meth:`RunConfig.to_dict`, hence out of the fingerprint,
+    the checkpoint's config record and results files, so every earlier run keeps its identity (its
+    run directory, its checkpoint validation, its records)."""
+    meta = {"lo": lo, "hi": hi, "choices": choices, "doc": doc, "path": path, "omit_default": omit_default}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda d=tuple(default): d, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,7 @@ class RunConfig:
     # -- validation -------------------------------------------------------------------------
     def _check_field(self, f: dataclasses.Field, value: Any) -> None:
         name = f"{type(self).__name__}.{f.name}"
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = _default(f)
         if isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ConfigError(f"{name} must be true/false, got {value!r}")
@@ -182,8 +190,14 @@ class RunConfig:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+        """Every field, except ``omit_default`` fields that hold their default (see :func:`_spec`)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("omit_default") and value == _default(f):
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
 
     def replace(self, **changes: Any) -> "RunConfig":
         type(self).check_names(changes)
@@ -225,6 +239,9 @@ class QINNRunConfig(RunConfig):
     max_lr: float = _spec(1e-3, lo=1e-8, hi=1.0)
     start_factor: float = _spec(4e-2, lo=1e-6, hi=1.0, doc="one-cycle: initial LR = max_lr * start_factor")
     final_factor: float = _spec(1e-4, lo=1e-9, hi=1.0, doc="one-cycle: final LR = max_lr * final_factor")
+    # Not stated by the paper; 0.3 is torch's OneCycleLR default, used by every run so far.
+    warmup_fraction: float = _spec(0.3, lo=0.01, hi=0.99, omit_default=True,
+                                   doc="one-cycle: share of the steps spent rising to max_lr")
     beta1: float = _spec(0.9, lo=0.0, hi=0.999999)
     beta2: float = _spec(0.9, lo=0.0, hi=0.999999)
     # architecture
@@ -235,22 +252,37 @@ class QINNRunConfig(RunConfig):
     # losses
     invertibility: str = _spec("mse", choices=("mse", "fidelity"), doc="eq. 20 (mse) or eq. 17-18 (fidelity)")
     lambda_inv: float = _spec(10.0, lo=0.0, hi=1e6)
+    # Eq. 20 writes (x - x~)^2 without saying how the n features combine; "mean" is the reading
+    # used so far (notebook 06 shows that this choice decides the trade-off).
+    mse_reduction: str = _spec("mean", choices=("mean", "sum"), omit_default=True,
+                               doc="eq. 20 over the features: mean, or sum (||x - x~||^2 = n x mean)")
     lambda_mmd_input: float = _spec(1.0, lo=0.0, hi=1e6)
     lambda_mmd_latent: float = _spec(0.5, lo=0.0, hi=1e6)
     lambda_mz: float = _spec(0.375, lo=0.0, hi=1e6)
     mmd_widths: tuple = _spec((0.02, 0.1, 0.4, 1.0, 5.0), lo=1e-9, hi=1e9)
+    # Sec. 2.2 applies MMD "to all training observables": one joint n-dimensional MMD (used so
+    # far) or one 1-d MMD per observable, summed.
+    mmd_mode: str = _spec("joint", choices=("joint", "per_observable"), omit_default=True,
+                          doc="input/latent MMD: joint n-d kernel, or the sum of n 1-d MMDs")
     # numerics and safety
     dtype: str = _spec("float32", choices=("float32", "float64"))
     device: str = _spec("cpu", choices=("cpu", "cuda"))
     max_loss: float = _spec(1e6, lo=1.0, hi=1e30, doc="a batch loss above this (or NaN) stops the run")
 
     def validate(self) -> None:
-        if self.final_factor > self.start_factor:
-            raise ConfigError(
-                f"{type(self).__name__}.final_factor ({self.final_factor}) must not exceed "
-                f"start_factor ({self.start_factor}) in a one-cycle schedule"
-            )
+        _check_one_cycle(self)
         _check_batch_fits(self)
+        if self.mse_reduction != "mean" and self.invertibility != "mse":
+            raise ConfigError(f"{type(self).__name__}.mse_reduction applies to invertibility='mse' only, "
+                              f"got invertibility={self.invertibility!r}")
+
+
+def _check_one_cycle(cfg: Any) -> None:
+    if cfg.final_factor > cfg.start_factor:
+        raise ConfigError(
+            f"{type(cfg).__name__}.final_factor ({cfg.final_factor}) must not exceed "
+            f"start_factor ({cfg.start_factor}) in a one-cycle schedule"
+        )
 
 
 def _check_batch_fits(cfg: Any) -> None:
@@ -303,7 +335,8 @@ class INNRunConfig(RunConfig):
     max_loss: float = _spec(1e6, lo=1.0, hi=1e30)
 
     def validate(self) -> None:
-        QINNRunConfig.validate(self)  # same one-cycle constraint
+        _check_one_cycle(self)
+        _check_batch_fits(self)
 
     @property
     def architecture(self) -> dict[str, int]:
@@ -358,3 +391,54 @@ class ComparisonConfig(RunConfig):
 
     def validate(self) -> None:
         _check_batch_fits(self)
+
+@dataclass(frozen=True)
+class ReuploadingRunConfig(RunConfig):
+    """One NLL-only training of the forward-only data re-uploading flow (notebook 06,
+    :mod:`qinn_lib.reuploading`): the QINN's forward map with the input encoded ``uploads`` times.
+    Optimiser settings are Table 1's (QINN column)."""
+
+    kind: ClassVar[str] = "reuploading"
+    profile: str = _spec("paper", choices=PROFILES)
+    seed: int = _spec(1234, lo=0, hi=2**31 - 1)
+    n_events: int = _spec(100_000, lo=100, hi=10_000_000)
+    data_seed: int = _spec(1234, lo=1, hi=900_000_000)
+    epochs: int = _spec(200, lo=1, hi=100_000)
+    batch_size: int = _spec(128, lo=2, hi=65_536)
+    max_lr: float = _spec(1e-3, lo=1e-8, hi=1.0)
+    start_factor: float = _spec(4e-2, lo=1e-6, hi=1.0)
+    final_factor: float = _spec(1e-4, lo=1e-9, hi=1.0)
+    beta1: float = _spec(0.9, lo=0.0, hi=0.999999)
+    beta2: float = _spec(0.9, lo=0.0, hi=0.999999)
+    n_layers: int = _spec(12, lo=1, hi=200, doc="model-circuit layers in all, split evenly between the uploads")
+    uploads: int = _spec(1, lo=1, hi=12, doc="times the input is encoded (1 = the QINN's forward map)")
+    dtype: str = _spec("float32", choices=("float32", "float64"))
+    device: str = _spec("cpu", choices=("cpu", "cuda"))
+    max_loss: float = _spec(1e6, lo=1.0, hi=1e30)
+
+    def validate(self) -> None:
+        _check_one_cycle(self)
+        _check_batch_fits(self)
+        if self.uploads > self.n_layers:
+            raise ConfigError(f"{type(self).__name__}.uploads ({self.uploads}) must not exceed n_layers "
+                              f"({self.n_layers}): every upload is followed by at least one layer")
+
+
+@dataclass(frozen=True)
+class DiagnosisConfig(RunConfig):
+    """Notebook 06: why our QINN misses the paper (issue 11): the controlled ablations of
+    :mod:`qinn_lib.ablations`, the re-uploading density runs of :mod:`qinn_lib.reuploading` and
+    the budgeted search of :mod:`qinn_lib.search`. Every run uses Table 1's settings unless the
+    ablation or the search changes them."""
+
+    kind: ClassVar[str] = "diagnosis"
+    profile: str = _spec("paper", choices=PROFILES)
+    seed: int = _spec(1234, lo=0, hi=2**31 - 1, doc="first training seed (seeds are seed, seed+1, ...); also seeds the search's sampler")
+    n_seeds: int = _spec(3, lo=1, hi=100, doc="training seeds per ablation and per upload count")
+    n_events: int = _spec(100_000, lo=100, hi=10_000_000)
+    data_seed: int = _spec(1234, lo=1, hi=900_000_000)
+    epochs: int = _spec(200, lo=1, hi=100_000, doc="epochs of every ablation and re-uploading run")
+    ablation_priority: int = _spec(3, lo=1, hi=3, doc="train the ablations of priority <= this (3: all; see qinn_lib.ablations)")
+    max_uploads: int = _spec(3, lo=1, hi=6, doc="re-uploading runs with 1 .. max_uploads uploads")
+    search_trials: int = _spec(40, lo=1, hi=10_000, doc="finished trials of the <= 2.1k-parameter search")
+    search_epochs: int = _spec(200, lo=1, hi=100_000, doc="epochs of every search trial (one seed each)")

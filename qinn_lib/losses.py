@@ -184,11 +184,18 @@ def breit_wigner_mmd(x: torch.Tensor, y: torch.Tensor, widths: Sequence[float] |
 
 
 # -- invertibility (sec. 3.1) --------------------------------------------------------------------
-def mse_invertibility(x: torch.Tensor, x_tilde: torch.Tensor) -> torch.Tensor:
-    """Eq. 20 without its weight: mean over events and features of ``(x - x_tilde)^2``."""
+def mse_invertibility(x: torch.Tensor, x_tilde: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Eq. 20 without its weight. The paper writes ``(x - x_tilde)^2`` without saying how the n
+    features combine: ``reduction="mean"`` (the default, used by every run so far) averages over
+    events and features; ``"sum"`` sums over the features and averages over events,
+    ``mean ||x - x_tilde||^2``, i.e. n times "mean" (with Table 1's lambda = 10 an effective 10 n)."""
     if x.shape != x_tilde.shape:
         raise ValueError(f"x and x_tilde must have the same shape, got {tuple(x.shape)} and {tuple(x_tilde.shape)}")
-    return (x - x_tilde).pow(2).mean()
+    if reduction == "mean":
+        return (x - x_tilde).pow(2).mean()
+    if reduction == "sum":
+        return (x - x_tilde).pow(2).sum(dim=-1).mean()
+    raise ValueError(f"mse_invertibility: reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
 def fidelity_invertibility(fidelity: torch.Tensor) -> torch.Tensor:
@@ -225,6 +232,11 @@ class QINNObjective:
     Terms whose weight is 0 are not computed and do not appear in the returned dict. The same
     kernel widths ``cfg.mmd_widths`` serve every MMD (Table 1 lists one set).
 
+    Two readings of the paper are configurable (notebook 06's ablations): ``cfg.mse_reduction``
+    (eq. 20 averaged or summed over the features, :func:`mse_invertibility`) and ``cfg.mmd_mode``
+    (the latent and input MMDs as one joint n-d MMD, or as the sum of n 1-d MMDs, one per
+    observable). A cfg without these fields gets "mean" and "joint", the readings used so far.
+
     Parameters
     ----------
     cfg : QINNRunConfig (any object with the ``lambda_*``, ``mmd_widths`` and ``invertibility``
@@ -248,6 +260,23 @@ class QINNObjective:
             },
             widths=cfg.mmd_widths, invertibility=cfg.invertibility, scaler=scaler, mass_fn=mass_fn,
         )
+        self.mse_reduction = getattr(cfg, "mse_reduction", "mean")
+        self.mmd_mode = getattr(cfg, "mmd_mode", "joint")
+        if self.mse_reduction not in ("mean", "sum"):
+            raise ValueError(f"mse_reduction must be 'mean' or 'sum', got {self.mse_reduction!r}")
+        if self.mmd_mode not in ("joint", "per_observable"):
+            raise ValueError(f"mmd_mode must be 'joint' or 'per_observable', got {self.mmd_mode!r}")
+
+    #: Readings of eq. 20 and of sec. 2.2's MMD (see the class docstring); INNObjective keeps these.
+    mse_reduction = "mean"
+    mmd_mode = "joint"
+
+    def _feature_mmd(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Gaussian MMD (eq. 9-10) between two samples of the n features: one joint n-d MMD, or
+        (``mmd_mode="per_observable"``) the sum over features of the 1-d MMDs."""
+        if self.mmd_mode == "joint":
+            return gaussian_mmd(a, b, self.widths)
+        return sum(gaussian_mmd(a[:, i], b[:, i], self.widths) for i in range(a.shape[1]))
 
     def _setup(self, *, weights: dict[str, float], widths: Any, invertibility: str, scaler: Any,
                mass_fn: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
@@ -337,7 +366,7 @@ class QINNObjective:
             z_ss = [torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device) for x, g in zip(xs, generators)]
         if w["mmd_latent"] > 0:
             for terms, (z, _), z_s in zip(out, zl, z_ss):
-                terms["mmd_latent"] = gaussian_mmd(z, z_s, self.widths)
+                terms["mmd_latent"] = self._feature_mmd(z, z_s)
         need_gen = w["mmd_input"] > 0 or w["mmd_mz"] > 0
         need_rec = w["inv"] > 0 and self.invertibility == "mse"
         # The generated sample and the MSE round trip both go through the inverse: one call on
@@ -357,7 +386,7 @@ class QINNObjective:
         if need_gen:
             for terms, x, x_gen in zip(out, xs, x_gens):
                 if w["mmd_input"] > 0:
-                    terms["mmd_input"] = gaussian_mmd(x, x_gen, self.widths)
+                    terms["mmd_input"] = self._feature_mmd(x, x_gen)
                 if w["mmd_mz"] > 0:
                     m_data = self._mass(self._to_physical(x))
                     m_gen = self._mass(self._to_physical(x_gen))
@@ -365,7 +394,7 @@ class QINNObjective:
         if w["inv"] > 0:
             if self.invertibility == "mse":
                 for terms, x, x_rec in zip(out, xs, x_recs):
-                    terms["inv"] = mse_invertibility(x, x_rec)  # eq. 20
+                    terms["inv"] = mse_invertibility(x, x_rec, self.mse_reduction)  # eq. 20
             else:
                 if fidelity is None or len(xs) != 1:
                     raise ValueError("the fidelity loss needs a single model with a fidelity() method")

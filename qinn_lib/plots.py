@@ -174,3 +174,20 @@ def ratio_grid(truth: Mapping[str, np.ndarray], models: Mapping[str, Mapping[str
             ax.set_ylabel("")
             rax.set_ylabel("")
     return fig
+
+
+def log_axis(axis, *, percent: bool = False) -> None:
+    """Readable labels on a log-scaled ``ax.xaxis`` / ``ax.yaxis`` (call it after plotting, it reads
+    the axis range): plain numbers (or percentages) at 1-9 x 10^k on an axis spanning under a
+    decade, at 1, 2, 5 x 10^k up to three decades, at powers of ten beyond; no minor labels (they
+    overlap on short axes)."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = sorted(axis.get_view_interval())
+    decades = math.log10(hi / lo) if lo > 0 and hi > 0 else 10.0
+    subs = tuple(range(1, 10)) if decades < 1 else (1.0, 2.0, 5.0) if decades < 3 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10.0, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.3g} %" if percent else f"{v:.3g}"))
+    axis.set_minor_formatter(NullFormatter())

@@ -18,6 +18,7 @@ QUICK_CAPS: dict[str, int] = {
     "n_seeds": 1,
     "fit_steps": 30,
     "n_generate": 4_000,
+    "search_trials": 2,
 }
 
 

@@ -61,7 +61,8 @@ def _register_optional_configs() -> None:
     for stem, name in (("02_circuit_and_inverse", "CircuitDemoConfig"),
                        ("03_isp_training", "QINNRunConfig"),
                        ("04_fidelity_vs_mse", "FidelityVsMSEConfig"),
-                       ("05_qinn_vs_inn", "ComparisonConfig")):
+                       ("05_qinn_vs_inn", "ComparisonConfig"),
+                       ("06_why_the_gap", "DiagnosisConfig")):
         cls = getattr(cfgmod, name, None)
         if cls is not None:
             NOTEBOOK_CONFIGS.setdefault(stem, cls)
@@ -352,6 +353,11 @@ def render_results(results: dict[str, Any]) -> str:
                   "", cmp_["table"], "", "```", cmp_["conclusion"], "```", ""]
         if cmp_.get("claims"):  # records written before the claims cell existed have none
             lines += ["Sec. 4.2's statements (Fig. 7) tested against the seed spread:", "", "```", cmp_["claims"], "```", ""]
+    why = results.get("06_why_the_gap")
+    if why:
+        lines += [f"**Why our QINN misses the paper** (notebook 06, seeds {why['seeds']}, {why['epochs']} epochs; "
+                  "each statement is one comparison of seed means against the seed spread):",
+                  "", "```", why["claims"], "```", "", why["search_answer"], "", why["closing"], ""]
     bench = results.get("bench")
     if bench:
         lines += [

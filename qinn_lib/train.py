@@ -184,9 +184,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, total_steps: int)
     ``max_lr / (div_factor * final_div_factor)``. With ``div_factor = 1 / start_factor`` the start is
     ``max_lr * start_factor``; the end equals ``max_lr * final_factor`` when
     ``final_div_factor = start_factor / final_factor`` (Table 1: 0.04 / 1e-4 = 400, i.e. 1e-3 ->
-    4e-5 -> peak 1e-3 -> 1e-7). ``pct_start`` (30 % warm-up) and cosine annealing are torch's
-    defaults; the paper does not state them. ``cycle_momentum=False`` because torch would otherwise
-    cycle Adam's beta1 between 0.85 and 0.95, overriding Table 1's beta1.
+    4e-5 -> peak 1e-3 -> 1e-7). ``pct_start`` (30 % warm-up, ``cfg.warmup_fraction`` where the
+    config has it) and cosine annealing are torch's defaults; the paper does not state them.
+    ``cycle_momentum=False`` because torch would otherwise cycle Adam's beta1 between 0.85 and
+    0.95, overriding Table 1's beta1.
     """
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
@@ -196,6 +197,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, total_steps: int)
         total_steps=total_steps,
         div_factor=1.0 / cfg.start_factor,
         final_div_factor=cfg.start_factor / cfg.final_factor,
+        pct_start=float(getattr(cfg, "warmup_fraction", 0.3)),
         cycle_momentum=False,
     )
 
