@@ -7,7 +7,10 @@ tagged ``parameters`` whose names are exactly the fields of its run-configuratio
 1. validates every requested parameter *before running anything*: papermill only warns about an
    unknown name, so a typo (``-p epocs 5``) would otherwise run the paper defaults for hours;
 2. runs the notebooks in order through papermill into executed reports (quick profile:
-   ``build/reports/quick/``; paper profile: the committed ``notebooks/`` themselves);
+   ``build/reports/quick/``; paper profile: the committed ``notebooks/`` themselves). The profile
+   is not a notebook parameter: the runner gives its kernels ``QINN_PROFILE`` and points
+   ``QINN_OUTPUT_DIR`` at ``figures/`` (paper) or ``figures/quick/`` (see
+   :func:`qinn_lib.profiles.runner_environment`); this is the only path that writes there;
 3. strips saved widget state from the executed notebooks and fails loudly, naming the notebook and
    the cell, if any cell raises.
 """
@@ -28,7 +31,7 @@ import yaml
 from . import paths
 from .atomic import atomic_write_text
 from .config import ConfigError, DataConfig, QINNRunConfig, RunConfig
-from .profiles import check_profile
+from .profiles import RUNNER_OWNED, check_profile, environment, runner_environment
 
 #: Notebook stem -> the dataclass whose fields are its papermill parameters.
 NOTEBOOK_CONFIGS: dict[str, type[RunConfig]] = {
@@ -95,7 +98,7 @@ def check_parameters(notebook: Path, overrides: dict[str, Any], profile: str) ->
     notebook and the parameter for unknown names or out-of-range values."""
     cls = config_class(notebook)
     declared = declared_parameters(notebook)
-    fields = set(cls.field_names())
+    fields = set(cls.field_names()) - set(RUNNER_OWNED)
     if set(declared) != fields:
         missing = sorted(fields - set(declared))
         extra = sorted(set(declared) - fields)
@@ -103,9 +106,12 @@ def check_parameters(notebook: Path, overrides: dict[str, Any], profile: str) ->
             f"{notebook.name}: the parameters cell does not match {cls.__name__}"
             f" (missing: {missing}, not in the dataclass: {extra})"
         )
+    owned = [name for name in overrides if name in RUNNER_OWNED]
+    if owned:
+        raise ConfigError(f"{notebook.name}: {owned} is chosen by the runner (--profile), not a notebook parameter")
     cls.check_names(overrides, where=notebook.name)
-    params = {"profile": profile, **overrides}
-    values = {}
+    params = dict(overrides)
+    values = {"profile": profile}
     for name, default in declared.items():
         values[name] = params[name] if name in params else _literal(default)
     try:
@@ -126,9 +132,16 @@ def _literal(text: str) -> Any:
 
 
 def strip_widget_state(path: Path) -> None:
-    """Drop saved ipywidgets state: it is large, machine-specific and useless without a kernel."""
+    """Drop saved ipywidgets state (large, machine-specific and useless without a kernel) and the
+    empty ``tags`` lists papermill adds to every cell (jupytext drops them, so a committed report
+    holding them would be rewritten by the first ``jupytext --sync`` in a fresh clone)."""
     nb = json.loads(path.read_text())
-    if nb.get("metadata", {}).pop("widgets", None) is not None:
+    changed = nb.get("metadata", {}).pop("widgets", None) is not None
+    for cell in nb.get("cells", []):
+        if cell.get("metadata", {}).get("tags", None) == []:
+            del cell["metadata"]["tags"]
+            changed = True
+    if changed:
         atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
@@ -155,11 +168,20 @@ def _drop_redundant_injection(path: Path, source: Path) -> None:
         atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
+def _matches(key: str, stem: str) -> bool:
+    return key == ALL_NOTEBOOKS or stem.startswith(key)
+
+
+#: ``-p all NAME VALUE`` sets a parameter in every selected notebook (e.g. ``lhe_file``).
+ALL_NOTEBOOKS = "all"
+
+
 def run(profile: str = "quick", only: list[str] | None = None,
         parameters: dict[str, dict[str, Any]] | None = None, *, progress: bool = True,
-        log=print) -> list[Path]:
+        log=print, models: str = "shipped") -> list[Path]:
     """Execute the notebooks in order. ``only`` selects notebooks by number or stem prefix
-    (``["01", "03"]``); ``parameters`` maps a notebook stem or number to overrides.
+    (``["01", "03"]``); ``parameters`` maps a notebook stem or number (or "all") to overrides;
+    ``models="train"`` makes the kernels ignore shipped models (``QINN_MODELS``).
     Returns the executed report paths."""
     import papermill
     from nbclient.exceptions import CellTimeoutError
@@ -176,14 +198,14 @@ def run(profile: str = "quick", only: list[str] | None = None,
         notebooks = chosen
     parameters = parameters or {}
     for key in parameters:
-        if not any(nb.stem.startswith(key) for nb in notebooks):
+        if not any(_matches(key, nb.stem) for nb in notebooks):
             raise ReportError(f"parameters given for {key!r}, which is not among {[nb.stem for nb in notebooks]}")
     # Validate everything up front: a typo in the last notebook must not cost an hour of the first.
     plan = []
     for nb in notebooks:
         overrides: dict[str, Any] = {}
         for key, values in parameters.items():
-            if nb.stem.startswith(key):
+            if _matches(key, nb.stem):
                 overrides.update(values)
         plan.append((nb, check_parameters(nb, overrides, profile)))
 
@@ -199,11 +221,12 @@ def run(profile: str = "quick", only: list[str] | None = None,
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{nb.stem}.", suffix=".ipynb")
         os.close(fd)
         try:
-            papermill.execute_notebook(
-                str(nb), tmp, parameters=params, kernel_name=KERNEL_NAME,
-                cwd=str(paths.notebooks_dir()), progress_bar=progress, log_output=False,
-                execution_timeout=QUICK_CELL_TIMEOUT if profile == "quick" else None,
-            )
+            with environment(runner_environment(profile, models=models)):
+                papermill.execute_notebook(
+                    str(nb), tmp, parameters=params, kernel_name=KERNEL_NAME,
+                    cwd=str(paths.notebooks_dir()), progress_bar=progress, log_output=False,
+                    execution_timeout=QUICK_CELL_TIMEOUT if profile == "quick" else None,
+                )
         except (CellTimeoutError, papermill.PapermillExecutionError) as err:
             failed = out_dir / f"{nb.stem}.failed.ipynb"
             os.replace(tmp, failed)
@@ -236,12 +259,16 @@ README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
 
 
-def results_path(profile: str) -> Path:
-    """``figures/results.json`` (paper) or ``figures/quick/results.json``: what the notebooks measured."""
+def results_path(profile: str | None = None) -> Path:
+    """``figures/results.json`` (paper) or ``figures/quick/results.json``: what the published
+    notebooks measured. Without a profile: the running notebook's results file, in its output
+    folder (:func:`qinn_lib.paths.output_dir`)."""
+    if profile is None:
+        return paths.output_dir() / RESULTS_FILE
     return paths.figures_dir(profile) / RESULTS_FILE
 
 
-def load_results(profile: str) -> dict[str, Any]:
+def load_results(profile: str | None = None) -> dict[str, Any]:
     path = results_path(profile)
     if not path.is_file():
         return {}
@@ -251,9 +278,11 @@ def load_results(profile: str) -> dict[str, Any]:
         raise ReportError(f"{path}: not valid JSON ({err}); delete it and re-run the notebooks") from None
 
 
-def record(section: str, values: dict[str, Any], profile: str) -> Path:
-    """Store ``values`` (plain JSON types) under ``section`` in the profile's results file. Notebooks
-    call this with what they measured; :func:`render_results` turns it into the README table."""
+def record(section: str, values: dict[str, Any], profile: str | None = None) -> Path:
+    """Store ``values`` (plain JSON types) under ``section`` in a results file: the running
+    notebook's (in its output folder) by default, or the published one of ``profile`` (the
+    benchmark's ``--record``). Notebooks call this with what they measured;
+    :func:`render_results` turns the published paper file into the README table."""
     path = results_path(profile)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = load_results(profile)
@@ -377,7 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 01 03)")
     parser.add_argument("-p", "--parameter", nargs=3, action="append", default=[],
                         metavar=("NOTEBOOK", "NAME", "VALUE"),
-                        help="override a parameter, e.g. -p 03 epochs 50 (VALUE is parsed as YAML)")
+                        help="override a parameter, e.g. -p 03 epochs 50 (VALUE is parsed as YAML); "
+                             "NOTEBOOK 'all' sets it in every notebook, e.g. -p all lhe_file events.lhe.gz")
+    parser.add_argument("--retrain", action="store_true",
+                        help="ignore the shipped trained models (qinn_lib.shipped): reload or train runs under build/runs")
     parser.add_argument("--list", action="store_true", help="list notebooks and their parameters")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--update-readme", action="store_true",
@@ -395,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         start = time.perf_counter()
         written = run(args.profile, args.only, _parse_assignments(args.parameter),
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, models="train" if args.retrain else "shipped")
         if args.profile == "paper":
             update_readme("paper")
     except (ConfigError, ReportError) as err:

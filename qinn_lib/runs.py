@@ -3,7 +3,9 @@ finished run), and sample from it. This is what the notebooks call, so they stay
 
 A run lives in ``paths.runs_dir() / <kind>-<config fingerprint>-<data fingerprint>``: re-running a
 notebook with the same parameters reloads the finished checkpoint instead of training again, and
-an interrupted run resumes where it stopped.
+an interrupted run resumes where it stopped. Before any of that, a paper-profile run whose
+configuration and data match a model shipped with the package loads that model instead
+(:mod:`qinn_lib.shipped`; ``QINN_MODELS=train`` turns this off).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import numpy as np
 import torch
 
 from . import paths
-from .config import INN_SIZES, ComparisonConfig, INNRunConfig, QINNRunConfig, RunConfig
-from .data import EventSample, load_events
+from .config import INN_SIZES, ComparisonConfig, FidelityVsMSEConfig, INNRunConfig, QINNRunConfig, RunConfig
+from .data import EventSample, load_sample
 from .preprocessing import AngleScaler
 from .profiles import budget
 
@@ -50,9 +52,10 @@ class PreparedData:
 
 
 def prepare_data(n_events: int, data_seed: int, dtype: str = "float32", device: str = "cpu",
-                 *, progress: bool = False) -> PreparedData:
-    """Events (cached), the [0, pi] scaler fitted on the training split, and scaled tensors."""
-    sample = load_events(n_events=n_events, seed=data_seed, progress=progress)
+                 lhe_file: str = "", *, progress: bool = False) -> PreparedData:
+    """Events (cached; Pythia, or the user's LHE file, see :func:`qinn_lib.data.load_sample`), the
+    [0, pi] scaler fitted on the training split, and scaled tensors."""
+    sample = load_sample(n_events, data_seed, lhe_file=lhe_file, progress=progress)
     scaler = AngleScaler.fit(sample.train)
     as_tensor = lambda a: torch.as_tensor(scaler.transform(a), dtype=DTYPES[dtype], device=device)  # noqa: E731
     return PreparedData(sample, scaler, as_tensor(sample.train), as_tensor(sample.val), as_tensor(sample.test))
@@ -62,6 +65,11 @@ def run_dir_for(cfg: RunConfig, data_fingerprint: str) -> Path:
     return paths.runs_dir() / f"{cfg.kind}-{cfg.fingerprint()}-{data_fingerprint}"
 
 
+def data_key(cfg: RunConfig) -> tuple:
+    """The arguments of :func:`prepare_data` for ``cfg``: runs with equal keys share their data."""
+    return (cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device, cfg.lhe_file)
+
+
 @dataclass
 class TrainedModel:
     cfg: RunConfig
@@ -69,6 +77,7 @@ class TrainedModel:
     data: PreparedData
     result: Any  #: qinn_lib.train.TrainResult
     run_dir: Path
+    shipped: bool = False  #: loaded from a model shipped with the package (qinn_lib.shipped)
 
     @property
     def history(self) -> list[dict[str, float]]:
@@ -104,8 +113,18 @@ class TrainedModel:
 
 def _train(cfg: RunConfig, model: torch.nn.Module, objective: Any, data: PreparedData, *,
            progress: bool, resume: bool) -> TrainedModel:
-    from .train import train
+    from .train import TrainResult, train
 
+    shipped = _shipped_entry(cfg)
+    if shipped is not None:
+        from . import shipped as shipped_models
+
+        ckpt = shipped_models.load_into(model, shipped, expected_cfg=cfg, expected_fingerprint=data.fingerprint)
+        result = TrainResult(history=list(ckpt["history"]), checkpoint=shipped_models.file_path(shipped),
+                             seconds=0.0, epochs_run=0, resumed_from=int(ckpt["epoch"]),
+                             extra_state=ckpt["extra_state"])
+        model.eval()
+        return TrainedModel(cfg, model, data, result, result.checkpoint.parent, shipped=True)
     run_dir = run_dir_for(cfg, data.fingerprint)
     result = train(model, objective, data.train, data.val, cfg, run_dir=run_dir,
                    data_fingerprint=data.fingerprint, extra_state={"scaler": data.scaler.to_dict()},
@@ -121,7 +140,7 @@ def train_qinn(cfg: QINNRunConfig, *, progress: bool = True, resume: bool = True
     from .qinn import QINN
 
     torch.manual_seed(cfg.seed)
-    data = data or prepare_data(cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device)
+    data = data or prepare_data(*data_key(cfg))
     model = QINN.from_config(cfg).to(device=cfg.device)
     objective = QINNObjective(cfg, data.scaler)
     return _train(cfg, model, objective, data, progress=progress, resume=resume)
@@ -134,7 +153,7 @@ def train_inn(cfg: INNRunConfig, *, progress: bool = True, resume: bool = True,
     from .losses import INNObjective
 
     torch.manual_seed(cfg.seed)
-    data = data or prepare_data(cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device)
+    data = data or prepare_data(*data_key(cfg))
     model = INN.from_config(cfg).to(device=cfg.device, dtype=DTYPES[cfg.dtype])
     objective = INNObjective(cfg, data.scaler)
     return _train(cfg, model, objective, data, progress=progress, resume=resume)
@@ -151,11 +170,10 @@ def train_inn_lockstep(cfgs: list[INNRunConfig], *, progress: bool = True, resum
 
     if not cfgs:
         raise ValueError("train_inn_lockstep: no configs")
-    c0 = cfgs[0]
-    data = data or prepare_data(c0.n_events, c0.data_seed, c0.dtype, c0.device)
+    data = data or prepare_data(*data_key(cfgs[0]))
     models = [INN.from_config(cfg).to(device=cfg.device, dtype=DTYPES[cfg.dtype]) for cfg in cfgs]
     run_dirs = [run_dir_for(cfg, data.fingerprint) for cfg in cfgs]
-    results = train_lockstep(INNStack(models), INNObjective(c0, data.scaler), data.train, data.val, list(cfgs),
+    results = train_lockstep(INNStack(models), INNObjective(cfgs[0], data.scaler), data.train, data.val, list(cfgs),
                              run_dirs=run_dirs, data_fingerprint=data.fingerprint,
                              extra_state={"scaler": data.scaler.to_dict()}, progress=progress, resume=resume)
     out = []
@@ -188,7 +206,8 @@ def comparison_configs(cfg: ComparisonConfig) -> dict[str, list[RunConfig]]:
     "INN 16k"), each a list over the ensemble's seeds, already profile-capped. The QINN configs are
     notebook 04's MSE runs (same fields), so those are reloaded, not retrained."""
     train_seeds = seeds(cfg.seed, budget(cfg.profile, "n_seeds", cfg.n_seeds))
-    common = dict(profile=cfg.profile, n_events=cfg.n_events, data_seed=cfg.data_seed, epochs=cfg.epochs)
+    common = dict(profile=cfg.profile, n_events=cfg.n_events, data_seed=cfg.data_seed, epochs=cfg.epochs,
+                  lhe_file=cfg.lhe_file)
     out: dict[str, list[RunConfig]] = {"QINN": [effective_config(QINNRunConfig(seed=s, **common)) for s in train_seeds]}
     for size in INN_SIZES:
         out[f"INN {size}"] = [effective_config(INNRunConfig(size=size, seed=s, **common)) for s in train_seeds]
@@ -210,48 +229,111 @@ class Ensemble:
     generated: list[dict]  #: observables.reconstruct of the evaluation sample, per seed
 
 
-def train_ensemble(label: str, configs: list[RunConfig], *, progress: bool = True,
-                   data: PreparedData | None = None, log=print) -> Ensemble:
-    """Train (or reload) one run per config, then evaluate each with :func:`metrics.evaluate_model`.
-    The configs must differ only in their seed; QINN or INN is chosen by the config's kind."""
-    from . import metrics, observables
-
+def train_runs(configs: list[RunConfig], *, label: str = "", progress: bool = True,
+               data: PreparedData | None = None, log=print) -> list[TrainedModel]:
+    """Train (or reload, or load shipped) one run per config, in order. Unfinished INN seeds that
+    share their data and epoch train together in lockstep (INNStack: ~2-3x less time per seed);
+    QINN or INN is chosen by each config's kind."""
     trainer = {"qinn": train_qinn, "inn": train_inn}
-    runs, records, generated = [], [], []
-    key = None
-    if len(configs) > 1 and all(cfg.kind == "inn" for cfg in configs):
-        # Unfinished INN seeds train together (INNStack: ~2-3x less time per seed); those at the
-        # same epoch form one stack. Finished runs are simply reloaded by the loop below.
-        c0 = configs[0]
-        key = (c0.n_events, c0.data_seed, c0.dtype, c0.device)
-        if data is None:
-            data = prepare_data(*key)
+    for cfg in configs:
+        if cfg.kind not in trainer:
+            raise ValueError(f"train_runs: cannot train a {cfg.kind!r} config ({type(cfg).__name__})")
+    key = data_key(configs[0]) if data is not None and configs else None
+    inn = [cfg for cfg in configs if cfg.kind == "inn" and _shipped_entry(cfg) is None]
+    if len(inn) > 1 and len({data_key(c) for c in inn}) == 1:
+        if data is None or key != data_key(inn[0]):
+            data, key = prepare_data(*data_key(inn[0])), data_key(inn[0])
         pending: dict[int, list[RunConfig]] = {}
-        for cfg in configs:
+        for cfg in inn:
             done = completed_epochs(cfg, data)
             if done < cfg.epochs:
                 pending.setdefault(done, []).append(cfg)
         for group in pending.values():
             if len(group) > 1:
-                log(f"[{label}] training seeds {[c.seed for c in group]} in lockstep")
+                log(f"[{label or 'INN'}] training seeds {[c.seed for c in group]} in lockstep")
                 train_inn_lockstep(group, progress=progress, data=data)
-    for cfg in configs:
-        if cfg.kind not in trainer:
-            raise ValueError(f"train_ensemble: cannot train a {cfg.kind!r} config ({type(cfg).__name__})")
-        wanted = (cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device)
-        if data is None or (key is not None and key != wanted):
-            data = prepare_data(*wanted)
-        key = wanted
-        trained = trainer[cfg.kind](cfg, progress=progress, data=data)
+    out = []
+    for cfg in configs:  # finished runs (including those just trained in lockstep) are reloaded
+        if data is None or key != data_key(cfg):
+            data, key = prepare_data(*data_key(cfg)), data_key(cfg)
+        out.append(trainer[cfg.kind](cfg, progress=progress, data=data))
+    return out
+
+
+def train_ensemble(label: str, configs: list[RunConfig], *, progress: bool = True,
+                   data: PreparedData | None = None, log=print) -> Ensemble:
+    """Train (or reload) one run per config (:func:`train_runs`), then evaluate each with
+    :func:`metrics.evaluate_model`. The configs must differ only in their seed."""
+    from . import metrics, observables
+
+    runs, records, generated = [], [], []
+    for cfg, trained in zip(configs, train_runs(configs, label=label, progress=progress, data=data, log=log)):
+        data = trained.data
         eval_seed = cfg.seed + EVAL_SEED_OFFSET
         sample = trained.generate(len(data.sample.test), seed=eval_seed)  # once: for metrics and plots
         values = metrics.evaluate_model(trained, seed=eval_seed, generated=sample)
         records.append(metrics.make_record(label, trained, values, eval_seed=eval_seed))
         generated.append(observables.reconstruct(sample))
         runs.append(trained)
-        log(f"[{label}] seed {cfg.seed}: {values['train_epochs']} epochs, {values['train_seconds'] / 60:.1f} min; "
-            f"test NLL {values['nll']:.3f}, classifier AUC {values['auc']:.3f}")
+        log(f"[{label}] seed {cfg.seed}: {values['train_epochs']} epochs, {values['train_seconds'] / 60:.1f} min"
+            + (" (shipped model)" if trained.shipped else "") + f"; test NLL {values['nll']:.3f}, classifier AUC {values['auc']:.3f}")
     return Ensemble(label, runs, records, generated)
+
+
+# -- which runs a notebook needs, and whether they exist -----------------------------------------------
+def fidelity_configs(cfg: FidelityVsMSEConfig) -> dict[str, list[RunConfig]]:
+    """The run configurations of notebook 04, per label ("QINN (MSE)", "QINN (fidelity)"), each a
+    list over the seeds, already profile-capped. The MSE runs are notebook 05's QINN runs."""
+    train_seeds = seeds(cfg.seed, budget(cfg.profile, "n_seeds", cfg.n_seeds))
+    common = dict(profile=cfg.profile, n_events=cfg.n_events, data_seed=cfg.data_seed, epochs=cfg.epochs,
+                  lambda_mz=cfg.lambda_mz, lhe_file=cfg.lhe_file)
+    return {f"QINN ({name})": [effective_config(QINNRunConfig(seed=s, invertibility=loss, **common)) for s in train_seeds]
+            for name, loss in (("MSE", "mse"), ("fidelity", "fidelity"))}
+
+
+def notebook_runs(cfg: RunConfig) -> list[RunConfig]:
+    """Every model run a notebook with configuration ``cfg`` trains (profile-capped); [] for the
+    notebooks that train none (01, 02)."""
+    if isinstance(cfg, (QINNRunConfig, INNRunConfig)):
+        return [effective_config(cfg)]
+    if isinstance(cfg, FidelityVsMSEConfig):
+        groups = fidelity_configs(cfg)
+    elif isinstance(cfg, ComparisonConfig):
+        groups = comparison_configs(cfg)
+    else:
+        return []
+    return [c for group in groups.values() for c in group]
+
+
+def _shipped_entry(cfg: RunConfig) -> dict | None:
+    """The shipped model for ``cfg``, unless ``QINN_MODELS=train``."""
+    from . import profiles, shipped
+
+    return shipped.find(cfg) if profiles.context().models == "shipped" else None
+
+
+def finished_run(cfg: RunConfig) -> Path | None:
+    """A finished checkpoint of ``cfg`` under :func:`paths.runs_dir` (any data fingerprint; the
+    data are checked when it is loaded), or None."""
+    from .train import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+
+    for path in sorted(paths.runs_dir().glob(f"{cfg.kind}-{cfg.fingerprint()}-*/{CHECKPOINT_NAME}")):
+        try:
+            if int(load_checkpoint(path, expected_cfg=cfg)["epoch"]) >= cfg.epochs:
+                return path
+        except CheckpointError:
+            continue
+    return None
+
+
+def availability(cfg: RunConfig, models: str = "shipped") -> str | None:
+    """How run ``cfg`` can be had without training: "shipped" (a model shipped with the package;
+    only with ``models == "shipped"``), "trained" (a finished run under build/runs) or None."""
+    from . import shipped
+
+    if models == "shipped" and shipped.find(cfg) is not None:
+        return "shipped"
+    return "trained" if finished_run(cfg) is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,7 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     ensembles at once; the notebook then reloads the finished runs."""
     labels = ["QINN"] + [f"INN {size}" for size in INN_SIZES]
     names = {label.replace("INN ", "").lower(): label for label in labels}
-    parser = argparse.ArgumentParser(prog="python -m qinn_lib.runs", description=main.__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m qinn_lib.runs",
+        description="Train (or resume) notebook 05's ensembles ahead of the report, one model per process, so "
+                    "that a machine with several cores trains several ensembles at once; the notebook then "
+                    "reloads the finished runs. A model shipped with the package (qinn_lib.shipped) is not "
+                    "trained again unless QINN_MODELS=train.")
     parser.add_argument("models", nargs="+", metavar="MODEL", help=f"any of {sorted(names)} (trained in this order)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a field of ComparisonConfig (notebook 05's parameters), e.g. -p n_seeds 3")
@@ -285,15 +372,15 @@ def main(argv: list[str] | None = None) -> int:
         for model in args.models:
             label = names[model.lower()]
             for run_cfg in configs[label]:
-                key = (run_cfg.n_events, run_cfg.data_seed, run_cfg.dtype, run_cfg.device)
+                key = data_key(run_cfg)
                 if key not in prepared:
                     prepared[key] = prepare_data(*key)
                 print(f"[{label}] seed {run_cfg.seed}: {completed_epochs(run_cfg, prepared[key])}/{run_cfg.epochs} epochs")
         return 0
     for model in args.models:
         label = names[model.lower()]
-        ens = train_ensemble(label, configs[label], progress=not args.no_progress)
-        print(f"[{label}] {len(ens.runs)} run(s) ready: " + ", ".join(str(r.run_dir) for r in ens.runs))
+        ready = train_runs(configs[label], label=label, progress=not args.no_progress)
+        print(f"[{label}] {len(ready)} run(s) ready: " + ", ".join(str(r.run_dir) for r in ready))
     return 0
 
 
