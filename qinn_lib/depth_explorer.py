@@ -139,7 +139,7 @@ def plot_depth_scan(results: Sequence[dict]):
             ax.errorbar(ds, means, yerr=stds, color=color, lw=1.0, capsize=3, label=f"{label}: seed mean ± std")
     axes[1].set_yscale("log")
     axes[1].set_ylabel(r"final $\langle (x-\tilde x)^2\rangle$")
-    axes[2].set_ylabel(r"mean over qubits of std$_{events}\,P(q=1)$")
+    axes[2].set_ylabel("output spread: std of P(q=1)\nover events, mean over qubits")
     for ax in axes[1:]:
         ax.set_xlabel("model-circuit layers")
         if depths_all:
@@ -188,7 +188,7 @@ class DepthExplorer:
         self.clear_button = w.Button(description="clear", icon="trash")
         self.job = BackgroundJob("fit")
         self.circuit_text = w.HTML()
-        self.circuit = image()
+        self.circuit = image(max_width="760px")
         self.count = w.HTML()
         self.plot = image()
         self.layers.observe(self._redraw_circuit, names="value")  # the ISP slider does not change this picture
@@ -241,6 +241,7 @@ class DepthExplorer:
                 self.job.status.value = f"{what}: stopped after {res['steps']} of {steps} steps (not kept)"
                 return
             self.results.append({k: v for k, v in res.items() if k != "model"})
+            self.job.progress.layout.visibility = "hidden"
             self.job.status.value = (f"{what}: final MSE {res['final_mse']:.3e} after {steps} steps "
                                      f"({res['seconds']:.1f} s)")
             self._redraw_plot()

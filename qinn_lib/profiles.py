@@ -181,4 +181,9 @@ def notebook_config(cls: type, namespace: Mapping[str, Any], *, log=print):
         f"{_relative(ctx.output_dir)}/")
     if note:
         log(f"[qinn] note: {note}")
+    from .lab import unprotected_session_warning
+
+    warning = unprotected_session_warning()
+    if warning:
+        log(f"[qinn] warning: {warning}")
     return cfg
