@@ -227,7 +227,6 @@ class DepthExplorer:
             return None
         depth, isp, steps, seed = self.layers.value, self.isp.value, self.steps.value, self.seed.value
         what = f"{depth} layers, {isp} ISP layers, seed {seed}"
-        self.fit_button.disabled = True
 
         def work(report, stopped):
             def on_step(step, loss):
@@ -236,21 +235,15 @@ class DepthExplorer:
             return invertibility_fit(self.x, depth, isp, steps=steps, seed=seed, on_step=on_step)
 
         def done(res):
-            self.fit_button.disabled = False
             if res["stopped"]:
                 self.job.status.value = f"{what}: stopped after {res['steps']} of {steps} steps (not kept)"
                 return
             self.results.append({k: v for k, v in res.items() if k != "model"})
-            self.job.progress.layout.visibility = "hidden"
             self.job.status.value = (f"{what}: final MSE {res['final_mse']:.3e} after {steps} steps "
                                      f"({res['seconds']:.1f} s)")
             self._redraw_plot()
 
-        def failed(exc, msg):
-            self.fit_button.disabled = False
-            self.job.status.value = f"<span style='color:#b00'>fit failed: {msg}</span>"
-
-        return self.job.start(work, done, failed, total=steps, text=f"fitting {what} ...")
+        return self.job.start(work, done, button=self.fit_button, total=steps, text=f"fitting {what} ...")
 
     def clear(self):
         """Forget every kept fit."""

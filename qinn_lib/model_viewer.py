@@ -146,7 +146,7 @@ class ModelViewer:
         self.choice = w.Dropdown(description="model", layout=w.Layout(width="640px"))
         self.refresh_button = w.Button(description="refresh list", icon="refresh")
         self.load_button = w.Button(description="load", button_style="primary", icon="download")
-        self.job = BackgroundJob("load")
+        self.job = BackgroundJob("loading the model")
         self.event = w.BoundedIntText(value=0, min=0, max=0, description="test event", disabled=True)
         self.distributions = image()
         self.event_plot = image()
@@ -180,7 +180,6 @@ class ModelViewer:
         if self.job.running or not self.candidates:
             return None
         candidate = self.candidates[self.choice.value if index is None else index]
-        self.load_button.disabled = True
 
         def work(report, stopped):
             from .observables import reconstruct
@@ -197,7 +196,6 @@ class ModelViewer:
             return trained, figure_png(distributions_figure(truth, generated)), n
 
         def done(result):
-            self.load_button.disabled = False
             if result is None:
                 self.job.status.value = "loading stopped"
                 return
@@ -209,11 +207,7 @@ class ModelViewer:
                                      f"{n:,} generated events against the {len(self.trained.data.sample.test):,} test events")
             self.show_event()
 
-        def failed(exc, msg):
-            self.load_button.disabled = False
-            self.job.status.value = f"<span style='color:#b00'>could not load: {html.escape(msg)}</span>"
-
-        return self.job.start(work, done, failed, total=3)
+        return self.job.start(work, done, button=self.load_button, total=3)
 
     def show_event(self) -> None:
         """Jacobian and round trip of the chosen test event."""

@@ -49,6 +49,10 @@ RUNNER_ENV = "QINN_RUNNER"
 MODEL_POLICIES = ("shipped", "train")
 #: Config fields that a notebook's parameters cell does not declare: the runner owns them.
 RUNNER_OWNED = ("profile",)
+#: The variable the runner injects into the reports it does not publish (the quick ones), so that
+#: re-executing such a report (nbval, or a user opening it) runs it in the profile it was made in.
+#: The published paper reports carry none: opened by hand they get the interactive default.
+INJECTED_PROFILE = "qinn_profile"
 
 
 def check_profile(profile: str) -> str:
@@ -136,7 +140,9 @@ def notebook_config(cls: type, namespace: Mapping[str, Any], *, log=print):
     """The notebook's run configuration: its parameters (taken from ``namespace``, i.e. the
     notebook's ``globals()``) plus the profile, which the notebook does not choose.
 
-    * Run by ``python -m qinn_lib.reports`` (or with ``$QINN_PROFILE`` set): that profile.
+    * A quick report made by ``python -m qinn_lib.reports`` (it holds ``qinn_profile``, see
+      :data:`INJECTED_PROFILE`): that profile, also when re-executed later.
+    * Run by the reports runner (or with ``$QINN_PROFILE`` set): that profile.
     * Run by hand in JupyterLab: the **paper** profile when every model the notebook needs is
       available without training (a shipped model, or a finished run under ``build/runs``), so
       Run All reproduces the committed report in about a minute. If some are not, and the
@@ -155,7 +161,10 @@ def notebook_config(cls: type, namespace: Mapping[str, Any], *, log=print):
     values = {n: namespace[n] for n in names}
     ctx = context()
     note = ""
-    if not ctx.interactive:
+    injected = namespace.get(INJECTED_PROFILE)
+    if injected is not None:
+        profile, who = check_profile(injected), "recorded in this report by python -m qinn_lib.reports"
+    elif not ctx.interactive:
         profile = ctx.profile
         who = "set by python -m qinn_lib.reports" if ctx.runner else f"set by ${PROFILE_ENV}"
     else:

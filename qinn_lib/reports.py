@@ -31,7 +31,7 @@ import yaml
 from . import paths
 from .atomic import atomic_write_text
 from .config import ConfigError, DataConfig, QINNRunConfig, RunConfig
-from .profiles import RUNNER_OWNED, check_profile, environment, runner_environment
+from .profiles import INJECTED_PROFILE, RUNNER_OWNED, check_profile, environment, runner_environment
 
 #: Notebook stem -> the dataclass whose fields are its papermill parameters.
 NOTEBOOK_CONFIGS: dict[str, type[RunConfig]] = {
@@ -168,6 +168,24 @@ def _drop_redundant_injection(path: Path, source: Path) -> None:
         atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
+class _quiet_about:
+    """Drop papermill's "Passed unknown parameter: NAME" warning for the runner's own variable."""
+
+    def __init__(self, name: str):
+        import logging
+
+        self.logger, self.message = logging.getLogger("papermill"), f"Passed unknown parameter: {name}"
+
+    def filter(self, record) -> bool:
+        return record.getMessage() != self.message
+
+    def __enter__(self):
+        self.logger.addFilter(self)
+
+    def __exit__(self, *exc):
+        self.logger.removeFilter(self)
+
+
 def _matches(key: str, stem: str) -> bool:
     return key == ALL_NOTEBOOKS or stem.startswith(key)
 
@@ -220,10 +238,13 @@ def run(profile: str = "quick", only: list[str] | None = None,
         # is the source notebook itself, which must never be left half-written.
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{nb.stem}.", suffix=".ipynb")
         os.close(fd)
+        # A quick report records its profile (not a parameter: papermill's warning about it is
+        # dropped), so that nbval re-executes it as it was made; the published paper reports do not.
+        injected = params if profile == "paper" else {**params, INJECTED_PROFILE: profile}
         try:
-            with environment(runner_environment(profile, models=models)):
+            with environment(runner_environment(profile, models=models)), _quiet_about(INJECTED_PROFILE):
                 papermill.execute_notebook(
-                    str(nb), tmp, parameters=params, kernel_name=KERNEL_NAME,
+                    str(nb), tmp, parameters=injected, kernel_name=KERNEL_NAME,
                     cwd=str(paths.notebooks_dir()), progress_bar=progress, log_output=False,
                     execution_timeout=QUICK_CELL_TIMEOUT if profile == "quick" else None,
                 )

@@ -65,7 +65,7 @@ class BackgroundJob:
 
     ``report(done, total, text)`` moves the progress bar (rate-limited); ``stopped()`` is true
     once the stop button was pressed, and the work should then return early. ``on_done(result)``
-    or ``on_error(exc, text)`` runs in the job's thread at the end. The widgets are ``progress``
+    runs in the job's thread at the end; an exception is shown in the status line instead. The widgets are ``progress``
     (an ``IntProgress``), ``stop`` (a ``Button``) and ``status`` (an ``HTML``).
     """
 
@@ -85,11 +85,15 @@ class BackgroundJob:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, work: Callable, on_done: Callable[[Any], None], on_error: Callable | None = None,
-              *, total: int = 1, text: str = "") -> threading.Thread:
+    def start(self, work: Callable, on_done: Callable[[Any], None], *, button=None, total: int = 1,
+              text: str = "") -> threading.Thread:
+        """Run ``work`` in the background; ``button`` (the one that started it) is disabled until
+        the job ends. An exception is shown in the status line, naming the job."""
         if self.running:
             raise RuntimeError(f"{self.label}: a job is already running")
         self._stop.clear()
+        if button is not None:
+            button.disabled = True
         self.progress.max, self.progress.value = max(1, int(total)), 0
         self.progress.layout.visibility = "visible"
         self.stop.disabled = False
@@ -111,17 +115,17 @@ class BackgroundJob:
             try:
                 result = work(report, self._stop.is_set)
             except Exception as exc:  # shown in the panel: a thread's traceback would go nowhere
-                msg = f"{type(exc).__name__}: {exc}"
-                if on_error is not None:
-                    on_error(exc, msg)
-                else:
-                    self.status.value = f"<span style='color:#b00'>{self.label} failed: {_escape(msg)}</span>"
+                self.status.value = (f"<span style='color:#b00'>{self.label} failed: "
+                                     f"{_escape(f'{type(exc).__name__}: {exc}')}</span>")
                 traceback.print_exc()
             else:
+                self.progress.layout.visibility = "hidden"
                 on_done(result)
             finally:
                 self.stop.disabled = True
                 self.progress.layout.visibility = "hidden"
+                if button is not None:
+                    button.disabled = False
 
         self._thread = threading.Thread(target=run, name=f"qinn-{self.label}", daemon=True)
         self._thread.start()

@@ -13,13 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+#: Header of every test LHE file (tests/test_data.py's hand-made events too): 13 TeV pp, one
+#: process of 750 pb.
 HEAD = """<LesHouchesEvents version="3.0">
 <header>
-<!-- synthetic test sample written by tests/lhe_sample.py -->
+<!-- test file -->
 </header>
 <init>
 2212 2212 6.5e+03 6.5e+03 0 0 247000 247000 -4 1
-6.0e+02 3.0e+00 6.0e+02 1
+7.5e+02 2.0e+00 7.5e+02 1
 </init>
 """
 TAIL = "</LesHouchesEvents>\n"

@@ -2,18 +2,14 @@
 fingerprint reaches every checkpoint and results record, as the Pythia sample's does."""
 
 import json
-import sys
-from pathlib import Path
 
+import lhe_sample  # tests/ is on sys.path under pytest
 import nbformat
 import pytest
 import torch
 
 from qinn_lib import data, paths, reports, runs
 from qinn_lib.config import QINNRunConfig
-
-sys.path.insert(0, str(Path(__file__).parent))
-import lhe_sample  # noqa: E402
 
 
 @pytest.fixture

@@ -140,9 +140,11 @@ def test_quick_reports_were_executed():
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if o.get("output_type") == "error"]
         assert not errors, f"{stem}: executed report contains errors"
-        # No injected profile: the runner sets it for the kernel, and the notebook prints it.
+        # The runner records the profile in a quick report, so that nbval re-executes it as made.
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected and 'qinn_profile = "quick"' in injected[0].source
         printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-        assert "[qinn] profile quick (set by python -m qinn_lib.reports)" in printed, stem
+        assert "[qinn] profile quick (recorded in this report by python -m qinn_lib.reports)" in printed, stem
 
 
 def test_figure_paths_do_not_depend_on_cwd(tmp_path, monkeypatch):
