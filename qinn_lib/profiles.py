@@ -184,7 +184,8 @@ def notebook_config(cls: type, namespace: Mapping[str, Any], *, log=print):
                     f"{PROFILE_ENV}=paper (or run python -m qinn_lib.runs / python -m qinn_lib.shipped refresh).")
         elif absent:
             note = (f"{len(absent)} of the {len(needed)} models for these parameters are not trained yet: "
-                    "this run trains them (checkpointed under build/runs, resumable).")
+                    "this run trains them in the paper profile (checkpointed under build/runs, resumable). "
+                    f"For a capped trial run, start JupyterLab with {PROFILE_ENV}=quick.")
     cfg = cls(profile=profile, **values)
     log(f"[qinn] profile {profile} ({who}); models: {ctx.models}; figures and results -> "
         f"{_relative(ctx.output_dir)}/")
