@@ -517,6 +517,7 @@ def load_lhe_events(path: str | os.PathLike, *, cache_dir: str | os.PathLike | N
     folder = Path(cache_dir) if cache_dir is not None else paths.data_dir()
     npz, js = folder / f"lhe_{h.hexdigest()[:16]}.npz", folder / f"lhe_{h.hexdigest()[:16]}.json"
     if npz.exists():
+        t0 = time.perf_counter()
         record = {}
         try:
             record = json.loads(js.read_text())
@@ -526,7 +527,8 @@ def load_lhe_events(path: str | os.PathLike, *, cache_dir: str | os.PathLike | N
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error):
             sample = None  # a damaged cache of a file we still have: parse the file again
         if sample is not None and sample.fingerprint == record.get("fingerprint"):
-            sample.meta.update(source=str(path.resolve()), cache_file=str(npz), loaded_from_cache=True)
+            sample.meta.update(source=str(path.resolve()), cache_file=str(npz), loaded_from_cache=True,
+                               load_seconds=time.perf_counter() - t0)
             return sample
     features, meta = read_lhe(path)
     sample = EventSample.from_array(features, meta)
