@@ -23,15 +23,16 @@
 # **Pythia 8** (leading order $q\bar q \to Zg$ and $qg \to Zq$ at $\sqrt{s} = 13$ TeV, a pure $Z$
 # without $\gamma^*$, $Z \to e^+e^-/\mu^+\mu^-$, parton level, jet $p_T > 20$ GeV) and apply the
 # paper's generator-level cuts: $15 < p_{T,\ell} < 150$ GeV, $|\eta_\ell| < 4.5$, $E_Z < 1900$ GeV.
-# A user with a MadGraph LHE file can set `lhe_file` below instead.
+# A user with a MadGraph sample sets `lhe_file` below (a `.lhe` or `.lhe.gz` path) and notebooks
+# 01–05 run on those events instead (`-p all lhe_file FILE` for the reports runner).
 #
 # The models see five numbers per event:
 # $p_{T,\ell^+},\ p_{T,\ell^-},\ \Delta\phi_{\ell\ell},\ \eta_{\ell^+},\ \eta_{\ell^-}$.
 
 # %% tags=["parameters"]
 # Parameters (papermill). These defaults reproduce the paper: 100k events after cuts.
-# The quick profile (CI) caps n_events through qinn_lib.profiles.budget.
-profile = "paper"
+# The profile is not a parameter: the reports runner chooses it (the quick profile, in CI, caps
+# n_events through qinn_lib.profiles.budget); run by hand, see the line printed below.
 n_events = 100_000
 seed = 1234
 lhe_file = ""
@@ -41,15 +42,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from qinn_lib import data, observables, plots
+from qinn_lib import data, observables, plots, profiles
 from qinn_lib.config import DataConfig
 from qinn_lib.fits import PDG_GAMMA_Z, PDG_MZ, fit_breit_wigner
-from qinn_lib.profiles import budget
 
-cfg = DataConfig(profile=profile, n_events=n_events, seed=seed, lhe_file=lhe_file)
+cfg = profiles.notebook_config(DataConfig, globals())
 plots.style()
-N_EVENTS = budget(cfg.profile, "n_events", cfg.n_events)
-print(f"profile={cfg.profile}: {N_EVENTS} events, seed {cfg.seed}")
+N_EVENTS = profiles.budget(cfg.profile, "n_events", cfg.n_events)
+print(f"{N_EVENTS} events, " + (f"from {cfg.lhe_file}" if cfg.lhe_file else f"Pythia seed {cfg.seed}"))
 
 # %% [markdown]
 # ## Generate (or load from the cache)
@@ -58,10 +58,7 @@ print(f"profile={cfg.profile}: {N_EVENTS} events, seed {cfg.seed}")
 # 37.5 % / 12.5 % / 50 % (train / validation / test).
 
 # %%
-if cfg.lhe_file:
-    sample = data.load_lhe_events(cfg.lhe_file)
-else:
-    sample = data.load_events(n_events=N_EVENTS, seed=cfg.seed, progress=True)
+sample = data.load_sample(N_EVENTS, cfg.seed, lhe_file=cfg.lhe_file, progress=True)
 meta = sample.meta
 
 # %%
@@ -105,7 +102,7 @@ splits = {name: observables.reconstruct(sample.split(name)) for name in ("train"
 cuts = {"pt_lp": (15, 150), "pt_lm": (15, 150), "eta_lp": (-4.5, 4.5), "eta_lm": (-4.5, 4.5)}
 fig = plots.hist_grid(splits, observables.FEATURES, observables.OBSERVABLE_LABELS, cuts=cuts)
 fig.suptitle("The five training features (dashed: generator cuts)", y=1.02)
-plots.save(fig, "01_features", cfg.profile)
+plots.save(fig, "01_features")
 plt.show()
 
 # %% [markdown]
@@ -118,7 +115,7 @@ fig = plots.hist_grid(splits, derived, observables.OBSERVABLE_LABELS,
                       cuts={"e_z": (1900,)}, logy=("pt_z", "e_z"),
                       ranges={"m_ll": (70.0, 110.0), "e_z": (0.0, 2000.0)})
 fig.suptitle("Reconstructed from the five features", y=1.02)
-plots.save(fig, "01_observables", cfg.profile)
+plots.save(fig, "01_observables")
 plt.show()
 
 # %% [markdown]
@@ -139,7 +136,7 @@ for ax, (a, b) in zip(axes, pairs):
     ax.set_xlabel(observables.OBSERVABLE_LABELS[a])
     ax.set_ylabel(observables.OBSERVABLE_LABELS[b])
 fig.tight_layout()
-plots.save(fig, "01_correlations", cfg.profile)
+plots.save(fig, "01_correlations")
 plt.show()
 
 # %% [markdown]
@@ -173,7 +170,7 @@ ax.plot(grid, fit.norm * (edges[1] - edges[0]) * relativistic_breit_wigner(grid,
 ax.set_xlabel(observables.OBSERVABLE_LABELS["m_ll"])
 ax.set_ylabel("events / bin")
 ax.legend(loc="upper left")
-plots.save(fig, "01_mll_fit", cfg.profile)
+plots.save(fig, "01_mll_fit")
 plt.show()
 
 # %% [markdown]
@@ -193,7 +190,8 @@ print("max |inverse(transform(x)) - x| on the test split:",
 
 # %% [markdown]
 # ## Recorded results
-# The numbers the README's results table shows come from here (`figures/results.json`).
+# The numbers the README's results table shows come from here (`results.json` in the run's output
+# folder; the published paper run writes `figures/results.json`).
 
 # %%
 from qinn_lib import reports
@@ -206,5 +204,5 @@ reports.record("01_data_exploration", {
     "sigma_fiducial_pb": float(meta.get("sigma_fiducial_pb", float("nan"))),
     "fit_mass": fit.mass, "fit_mass_err": fit.mass_err, "fit_width": fit.width, "fit_width_err": fit.width_err,
     "pdg_mass": PDG_MZ, "pdg_width": PDG_GAMMA_Z, "generation_seconds": float(meta.get("seconds", float("nan"))),
-    "fingerprint": sample.fingerprint,
-}, cfg.profile)
+    "fingerprint": sample.fingerprint, "source": meta.get("generator", "?"), "lhe_file": cfg.lhe_file,
+})

@@ -24,13 +24,13 @@
 # ISP to undo the measurement (eq. 20). Hyperparameters are Table 1's.
 
 # %% tags=["parameters"]
-# Parameters (papermill) = the fields of qinn_lib.config.QINNRunConfig.
-# These defaults are Table 1 of the paper (QINN column) and reproduce its training;
-# the quick profile caps n_events and epochs through qinn_lib.profiles.budget.
-profile = "paper"
+# Parameters (papermill) = the fields of qinn_lib.config.QINNRunConfig (but the profile, which the
+# reports runner chooses). These defaults are Table 1 of the paper (QINN column) and reproduce its
+# training; the quick profile caps n_events and epochs through qinn_lib.profiles.budget.
 seed = 1234
 n_events = 100_000
 data_seed = 1234
+lhe_file = ""
 epochs = 200
 batch_size = 128
 max_lr = 1e-3
@@ -60,23 +60,24 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from qinn_lib import metrics, observables, plots, runs
+from qinn_lib import metrics, observables, plots, profiles, runs
 from qinn_lib.config import QINNRunConfig
 
-params = {name: globals()[name] for name in QINNRunConfig.field_names()}
-cfg = runs.effective_config(QINNRunConfig(**params))
+cfg = runs.effective_config(profiles.notebook_config(QINNRunConfig, globals()))
 plots.style()
 print(f"profile {cfg.profile}: {cfg.n_events} events, {cfg.epochs} epochs, batch {cfg.batch_size}, "
       f"invertibility loss: {cfg.invertibility}")
 
 # %% [markdown]
 # ## Train
-# The run is checkpointed every epoch under `build/runs/`; running this cell again with the same
+# With the paper's parameters this loads the trained model shipped with the package
+# (`qinn_lib.shipped`; the file's sha256 and the events' fingerprint are checked). Otherwise the run
+# is checkpointed every epoch under `build/runs/`; running this cell again with the same
 # parameters reloads the finished model, and an interrupted run resumes where it stopped.
 
 # %%
 trained = runs.train_qinn(cfg, progress=True)
-print(f"checkpoint: {trained.result.checkpoint}")
+print(("shipped model: " if trained.shipped else "checkpoint: ") + trained.result.checkpoint.name)
 print(f"trained {trained.result.epochs_run} epoch(s) in this call, {trained.result.seconds:.1f} s")
 
 # %%
@@ -103,7 +104,7 @@ for ax, term in zip(np.atleast_1d(axes), terms):
         ax.set_yscale("log")
 np.atleast_1d(axes)[0].legend()
 fig.tight_layout()
-plots.save(fig, "03_losses", cfg.profile)
+plots.save(fig, "03_losses")
 plt.show()
 
 # %% [markdown]
@@ -142,19 +143,19 @@ truth = observables.reconstruct(trained.data.sample.test)
 generated = observables.reconstruct(trained.generate(len(trained.data.sample.test), seed=cfg.seed + 1))
 fig = plots.ratio_grid(truth, {"QINN": generated}, list(observables.FEATURES), observables.OBSERVABLE_LABELS,
                        ncols=5)
-plots.save(fig, "03_generated_features", cfg.profile)
+plots.save(fig, "03_generated_features")
 plt.show()
 
 # %%
 fig = plots.ratio_grid(truth, {"QINN": generated}, ["m_ll", "delta_r", "pt_z", "px_lm"],
                        observables.OBSERVABLE_LABELS, ncols=4,
                        ranges={"m_ll": (75.0, 105.0), "delta_r": (0.0, 6.0), "pt_z": (0.0, 200.0)})
-plots.save(fig, "03_generated_observables", cfg.profile)
+plots.save(fig, "03_generated_observables")
 plt.show()
 
 # %% [markdown]
 # ## Recorded results
-# What the README's results table shows (`figures/results.json`). The training time is the sum of
+# What the README's results table shows (`results.json` in the run's output folder). The training time is the sum of
 # the per-epoch wall times stored in the checkpoint, so it survives reloading a finished run.
 
 # %%
@@ -171,5 +172,5 @@ reports.record("03_isp_training", {
     "val_loss": last["val_loss"], "val_nll": last["val_nll"],
     "recon_mean": dev["mean"], "recon_median": dev["median"], "recon_p95": dev["p95"], "n_test": len(x_test),
     "test_nll": nll["nll"], "test_nll_sem": nll["nll_sem"],
-    "torch": _torch.__version__,
-}, cfg.profile)
+    "torch": _torch.__version__, "shipped_model": trained.shipped,
+})

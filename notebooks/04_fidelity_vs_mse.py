@@ -28,39 +28,37 @@
 # %% tags=["parameters"]
 # Parameters (papermill) = the fields of qinn_lib.config.FidelityVsMSEConfig.
 # These defaults reproduce the paper's comparison (Table 1 settings, 200 epochs) with 3 seeds per
-# loss for the bands; the quick profile trains 1 seed for 2 epochs on 8k events.
-profile = "paper"
+# loss for the bands; the quick profile (chosen by the reports runner, not here) trains 1 seed for
+# 2 epochs on 8k events.
 seed = 1234
 n_seeds = 3
 n_events = 100_000
 data_seed = 1234
+lhe_file = ""
 epochs = 200
 lambda_mz = 0.375
 
 # %%
 import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
 
-from qinn_lib import metrics, observables, plots, reports, runs
+from qinn_lib import metrics, observables, paths, plots, profiles, reports, runs
 from qinn_lib.config import FidelityVsMSEConfig
-from qinn_lib.profiles import budget
 
-cfg = FidelityVsMSEConfig(profile=profile, seed=seed, n_seeds=n_seeds, n_events=n_events,
-                          data_seed=data_seed, epochs=epochs, lambda_mz=lambda_mz)
+cfg = profiles.notebook_config(FidelityVsMSEConfig, globals())
 plots.style()
-train_seeds = runs.seeds(cfg.seed, budget(cfg.profile, "n_seeds", cfg.n_seeds))
-model_configs = runs.fidelity_vs_mse_configs(cfg)  # {"QINN (MSE)": [...], "QINN (fidelity)": [...]}, a config per seed
-first = model_configs["QINN (MSE)"][0]
-print(f"profile {cfg.profile}: seeds {train_seeds}, {first.epochs} epochs, {first.n_events} events")
+model_configs = runs.fidelity_configs(cfg)  # {"QINN (MSE)": [...], "QINN (fidelity)": [...]}, one config per seed
+train_seeds = [c.seed for c in model_configs["QINN (MSE)"]]
+print(f"seeds {train_seeds}, {model_configs['QINN (MSE)'][0].epochs} epochs, {model_configs['QINN (MSE)'][0].n_events} events")
 
 # %% [markdown]
 # ## Train both
-# Each run is checkpointed; runs that already exist (for instance the MSE runs of notebook 05, or
-# notebook 03's seed) are reloaded, not retrained. The others are trained as Dask jobs
-# (`qinn_lib.cluster`): one single-threaded worker per core by default, or your cluster if
-# `QINN_DASK_SCHEDULER` names one.
+# With the paper's parameters every run is a model shipped with the package (`qinn_lib.shipped`).
+# Otherwise each run is checkpointed; runs that already exist (for instance the MSE runs of
+# notebook 05, or notebook 03's seed) are reloaded, not retrained.
 
 # %%
-ensembles = runs.train_ensembles(model_configs)
+ensembles = {label: runs.train_ensemble(label, cfgs) for label, cfgs in model_configs.items()}
 truth = observables.reconstruct(ensembles["QINN (MSE)"].runs[0].data.sample.test)
 
 # %% [markdown]
@@ -71,7 +69,7 @@ truth = observables.reconstruct(ensembles["QINN (MSE)"].runs[0].data.sample.test
 # %%
 fig = plots.ratio_grid(truth, {label: e.generated for label, e in ensembles.items()}, ["m_ll", "delta_r"],
                        observables.OBSERVABLE_LABELS, ncols=2, ranges={"m_ll": (75.0, 105.0), "delta_r": (0.0, 6.0)})
-plots.save(fig, "04_fig5_mll_delta_r", cfg.profile)
+plots.save(fig, "04_fig5_mll_delta_r")
 plt.show()
 
 # %% [markdown]
@@ -85,7 +83,7 @@ records = [r for e in ensembles.values() for r in e.records]
 rows = metrics.summarise(records)
 columns = ["nll", "auc", "recon_mean", "w1/m_ll", "js/m_ll", "w1/delta_r", "js/delta_r", "train_seconds"]
 table = metrics.format_table(rows, columns)
-print(table)
+display(Markdown(table))
 
 # %% [markdown]
 # ## Is the paper's observation reproduced?
@@ -110,6 +108,5 @@ for obs, expected in (("m_ll", "tied"), ("delta_r", "b>a")):
 verdict = f"M_Z: {verdicts['m_ll']}; Delta R: {verdicts['delta_r']}"
 
 # %%
-metrics.write_results(reports.results_path(cfg.profile).with_name("models_04.json"), records)
-reports.record("04_fidelity_vs_mse", {"seeds": train_seeds, "table": table, "verdict": verdict,
-                                      "rows": rows}, cfg.profile)
+metrics.write_results(paths.output_dir() / "models_04.json", records)
+reports.record("04_fidelity_vs_mse", {"seeds": train_seeds, "table": table, "verdict": verdict, "rows": rows})

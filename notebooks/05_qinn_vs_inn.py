@@ -25,33 +25,33 @@
 
 # %% tags=["parameters"]
 # Parameters (papermill) = the fields of qinn_lib.config.ComparisonConfig.
-# These defaults reproduce the paper (Table 1, 200 epochs) with 3 seeds per model;
-# the quick profile trains 1 seed for 2 epochs on 8k events.
-profile = "paper"
+# These defaults reproduce the paper (Table 1, 200 epochs) with 3 seeds per model; the quick
+# profile (chosen by the reports runner, not here) trains 1 seed for 2 epochs on 8k events.
 seed = 1234
 n_seeds = 3
 n_events = 100_000
 data_seed = 1234
+lhe_file = ""
 epochs = 200
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from IPython.display import Markdown, display
 
-from qinn_lib import metrics, observables, plots, reports, runs
+from qinn_lib import metrics, observables, paths, plots, profiles, reports, runs
 from qinn_lib.config import INN_SIZES, ComparisonConfig
-from qinn_lib.profiles import budget
 
-cfg = ComparisonConfig(profile=profile, seed=seed, n_seeds=n_seeds, n_events=n_events,
-                       data_seed=data_seed, epochs=epochs)
+cfg = profiles.notebook_config(ComparisonConfig, globals())
 plots.style()
-train_seeds = runs.seeds(cfg.seed, budget(cfg.profile, "n_seeds", cfg.n_seeds))
 model_configs = runs.comparison_configs(cfg)  # {"QINN": [...], "INN 2k": [...], ...}, one config per seed
-print(f"profile {cfg.profile}: seeds {train_seeds}, {model_configs['QINN'][0].epochs} epochs")
+train_seeds = [c.seed for c in model_configs["QINN"]]
+print(f"seeds {train_seeds}, {model_configs['QINN'][0].epochs} epochs")
 
 # %% [markdown]
 # ## Train (or reload) every model
+# With the paper's parameters every run is a model shipped with the package (`qinn_lib.shipped`).
 # The QINN runs are the MSE runs of notebook 04 (same configuration, so they are reloaded).
 # The seeds of each INN size are trained together, in lockstep (`qinn_lib.inn.INNStack`): each seed
 # is still its own run (own shuffling, latent draws, Adam state, checkpoint), but the spline of all
@@ -94,7 +94,7 @@ for row, (a, b) in enumerate(pairs):
         if row == 0:
             axes[row, col].set_title(name)
 fig.tight_layout()
-plots.save(fig, "05_fig6_correlations", cfg.profile)
+plots.save(fig, "05_fig6_correlations")
 plt.show()
 
 # %% [markdown]
@@ -104,7 +104,7 @@ plt.show()
 # %%
 fig = plots.ratio_grid(truth, {label: e.generated for label, e in ensembles.items()}, ["m_ll", "delta_r"],
                        observables.OBSERVABLE_LABELS, ncols=2, ranges={"m_ll": (75.0, 105.0), "delta_r": (0.0, 6.0)})
-plots.save(fig, "05_fig7_mll_delta_r", cfg.profile)
+plots.save(fig, "05_fig7_mll_delta_r")
 plt.show()
 
 # %% [markdown]
@@ -121,7 +121,7 @@ rows = metrics.summarise(records)
 columns = ["params_total", "nll", "auc", "w1/m_ll", "js/m_ll", "js/m_ll_peak", "js/m_ll_tails", "peak_excess/m_ll",
            "js/delta_r", "js/pt_lp", "js/eta_lp", "train_seconds"]
 table = metrics.format_table(rows, columns)
-print(table)
+display(Markdown(table))
 
 # %% [markdown]
 # ## Where does the QINN sit?
@@ -175,9 +175,9 @@ claims = "\n".join(claim_lines)
 print(claims)
 
 # %%
-metrics.write_results(reports.results_path(cfg.profile).with_name("models_05.json"), records)
+metrics.write_results(paths.output_dir() / "models_05.json", records)
 reports.record("05_qinn_vs_inn", {"seeds": train_seeds, "table": table, "conclusion": conclusion,
-                                  "claims": claims, "rows": rows}, cfg.profile)
+                                  "claims": claims, "rows": rows})
 
 # %% [markdown]
 # ## Why the gap?

@@ -42,7 +42,9 @@ LOCK_NAME = ".lock"
 #: Bumped whenever the checkpoint layout changes; older files are refused with a clear message.
 FORMAT_VERSION = 1
 #: Config fields that may differ between a checkpoint and the run that resumes it.
-_IGNORED_CFG_FIELDS = frozenset({"profile"})
+#: Config fields that may differ between a checkpoint and the run that resumes it. ``lhe_file``
+#: names where the events came from; the events themselves are checked by the data fingerprint.
+_IGNORED_CFG_FIELDS = frozenset({"profile", "lhe_file"})
 _REQUIRED_KEYS = (
     "format_version", "model", "optimizer", "scheduler", "epoch", "history", "cfg", "cfg_kind",
     "data_fingerprint", "extra_state", "steps_per_epoch",

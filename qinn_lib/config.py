@@ -204,7 +204,13 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
     def fingerprint(self) -> str:
-        blob = json.dumps({"kind": self.kind, **self.to_dict()}, sort_keys=True).encode()
+        values = self.to_dict()
+        # Empty lhe_file = the Pythia events: left out, so the field's arrival changed no earlier
+        # fingerprint (run folders, shipped models). The events themselves are identified by the
+        # data fingerprint, stored next to this one.
+        if values.get("lhe_file") == "":
+            del values["lhe_file"]
+        blob = json.dumps({"kind": self.kind, **values}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -233,6 +239,7 @@ class QINNRunConfig(RunConfig):
     seed: int = _spec(1234, lo=0, hi=2**31 - 1)
     n_events: int = _spec(100_000, lo=100, hi=10_000_000)
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
+    lhe_file: str = _spec("", doc="MadGraph events (.lhe or .lhe.gz) used instead of the Pythia sample; '' = Pythia")
     # optimisation
     epochs: int = _spec(200, lo=1, hi=100_000)
     batch_size: int = _spec(128, lo=2, hi=65_536)
@@ -320,6 +327,7 @@ class INNRunConfig(RunConfig):
     seed: int = _spec(1234, lo=0, hi=2**31 - 1)
     n_events: int = _spec(100_000, lo=100, hi=10_000_000)
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
+    lhe_file: str = _spec("", doc="MadGraph events (.lhe or .lhe.gz) used instead of the Pythia sample; '' = Pythia")
     size: str = _spec("16k", choices=tuple(INN_SIZES), doc="Table 1 size: 2k, 6k or 16k parameters")
     epochs: int = _spec(200, lo=1, hi=100_000)
     batch_size: int = _spec(128, lo=2, hi=65_536)
@@ -354,7 +362,9 @@ class CircuitDemoConfig(RunConfig):
     isp_layers: int = _spec(8, lo=1, hi=200, doc="ISP quantum layers (paper: 8)")
     n_events: int = _spec(100_000, lo=100, hi=10_000_000, doc="events loaded for the demo fits")
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
+    lhe_file: str = _spec("", doc="MadGraph events (.lhe or .lhe.gz) used instead of the Pythia sample; '' = Pythia")
     fit_steps: int = _spec(300, lo=1, hi=100_000, doc="Adam steps of the quick invertibility fit per depth")
+    n_seeds: int = _spec(3, lo=1, hi=20, doc="seeds per depth in the static depth scan (the spread of a fit)")
     max_depth: int = _spec(12, lo=1, hi=64, doc="largest depth in the static depth scan")
 
 
@@ -369,6 +379,7 @@ class FidelityVsMSEConfig(RunConfig):
     n_seeds: int = _spec(3, lo=1, hi=100, doc="training seeds per loss (bands and mean ± std)")
     n_events: int = _spec(100_000, lo=100, hi=10_000_000)
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
+    lhe_file: str = _spec("", doc="MadGraph events (.lhe or .lhe.gz) used instead of the Pythia sample; '' = Pythia")
     epochs: int = _spec(200, lo=1, hi=100_000)
     lambda_mz: float = _spec(0.375, lo=0.0, hi=1e6, doc="the M_Z MMD whose interplay with the fidelity loss sec. 4.1 discusses")
 
@@ -387,6 +398,7 @@ class ComparisonConfig(RunConfig):
     n_seeds: int = _spec(3, lo=1, hi=100)
     n_events: int = _spec(100_000, lo=100, hi=10_000_000)
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
+    lhe_file: str = _spec("", doc="MadGraph events (.lhe or .lhe.gz) used instead of the Pythia sample; '' = Pythia")
     epochs: int = _spec(200, lo=1, hi=100_000)
 
     def validate(self) -> None:

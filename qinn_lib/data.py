@@ -497,10 +497,62 @@ def read_lhe(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     return features, meta
 
 
-def load_lhe_events(path: str | os.PathLike) -> EventSample:
-    """:func:`read_lhe` split into train/val/test like the Pythia sample."""
+def load_lhe_events(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
+                    use_cache: bool = True) -> EventSample:
+    """:func:`read_lhe` split into train/val/test like the Pythia sample.
+
+    Parsing a large LHE file takes a while (about 20 s per 100k events), and every notebook loads
+    the sample again, so the features are cached in ``cache_dir`` (default
+    :func:`qinn_lib.paths.data_dir`) under the sha256 of the file's bytes: an edited file is a
+    new sample, and a renamed or moved one is found again."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"LHE file {path} does not exist")
+    if not use_cache:
+        features, meta = read_lhe(path)
+        return EventSample.from_array(features, meta)
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    folder = Path(cache_dir) if cache_dir is not None else paths.data_dir()
+    npz, js = folder / f"lhe_{h.hexdigest()[:16]}.npz", folder / f"lhe_{h.hexdigest()[:16]}.json"
+    if npz.exists():
+        t0 = time.perf_counter()
+        record = {}
+        try:
+            record = json.loads(js.read_text())
+            with np.load(npz, allow_pickle=False) as f:
+                features = np.array(f["features"])
+            sample = EventSample.from_array(features, record["meta"])
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error):
+            sample = None  # a damaged cache of a file we still have: parse the file again
+        if sample is not None and sample.fingerprint == record.get("fingerprint"):
+            sample.meta.update(source=str(path.resolve()), cache_file=str(npz), loaded_from_cache=True,
+                               load_seconds=time.perf_counter() - t0)
+            return sample
     features, meta = read_lhe(path)
-    return EventSample.from_array(features, meta)
+    sample = EventSample.from_array(features, meta)
+    _ensure_dir(folder)
+    _write_cache(npz, js, features, meta, sample.fingerprint)
+    sample.meta.update(cache_file=str(npz), loaded_from_cache=False)
+    return sample
+
+
+def load_sample(n_events: int, seed: int, *, lhe_file: str | os.PathLike = "", progress: bool = False) -> EventSample:
+    """The events a run uses: the Pythia sample of ``(n_events, seed)`` (:func:`load_events`), or,
+    with ``lhe_file``, the first ``n_events`` events of that LHE file that pass the cuts (all of
+    them if it holds fewer; ``seed`` is then unused), split like the Pythia sample. The sample's
+    fingerprint identifies exactly the events used, so checkpoints and results records carry it."""
+    if not lhe_file:
+        return load_events(n_events, seed, progress=progress)
+    if isinstance(n_events, bool) or not isinstance(n_events, (int, np.integer)) or n_events < 1:
+        raise ValueError(f"n_events must be a positive integer, got {n_events!r}")
+    full = load_lhe_events(lhe_file)
+    events = full.all()
+    n = min(int(n_events), len(events))
+    meta = dict(full.meta, n_available=int(len(events)), n_used=int(n))
+    return EventSample.from_array(events[:n], meta)
 
 
 def _read_csv(path: Path) -> np.ndarray:

@@ -4,7 +4,8 @@ scatter figures around the tree.
 
 Environment overrides (useful on clusters or read-only checkouts):
 ``QINN_DATA_DIR`` for the event cache, ``QINN_RUNS_DIR`` for checkpoints (a relative value is
-relative to the repository root; an empty one means unset).
+relative to the repository root; an empty one means unset), ``QINN_OUTPUT_DIR`` for what a
+notebook run writes (figures and results; see :func:`output_dir`).
 """
 
 from __future__ import annotations
@@ -69,16 +70,40 @@ def reports_dir(profile: str) -> Path:
 
 
 def figures_dir(profile: str = "paper") -> Path:
-    """``figures/`` for the paper profile (committed), ``figures/quick/`` for the quick one (ignored)."""
+    """Where the *reports runner* publishes a profile's figures and results: ``figures/`` for the
+    paper profile (committed), ``figures/quick/`` for the quick one (ignored). A notebook never
+    picks this itself: it writes to :func:`output_dir`, which the runner points here."""
     _check_profile(profile)
     path = repo_root() / "figures"
     return path if profile == "paper" else path / profile
 
 
-def figure_path(name: str, profile: str = "paper", suffix: str = ".pdf") -> Path:
-    """Path of a figure file, creating its folder. ``name`` has no suffix, e.g. ``"01_mll_fit"``."""
+#: Set by ``python -m qinn_lib.reports`` for its kernels (or by a user): where a notebook run writes.
+OUTPUT_DIR_ENV = "QINN_OUTPUT_DIR"
+
+
+def interactive_dir() -> Path:
+    """Default output folder of a notebook run outside the reports runner (git-ignored)."""
+    return repo_root() / "build" / "interactive"
+
+
+def output_dir() -> Path:
+    """Where the running notebook writes its figures and results: ``$QINN_OUTPUT_DIR`` if set
+    (the reports runner sets it to :func:`figures_dir` of its profile), else ``build/interactive/``.
+
+    So running a committed notebook cell by cell in JupyterLab never rewrites ``figures/``: only
+    the explicit publish path (``python -m qinn_lib.reports --profile paper``) writes there."""
+    env = os.environ.get(OUTPUT_DIR_ENV)
+    return Path(env).expanduser().resolve() if env else interactive_dir()
+
+
+def figure_path(name: str, suffix: str = ".pdf", folder: Path | None = None) -> Path:
+    """Path of a figure file in ``folder`` (default :func:`output_dir`), creating the folder.
+    ``name`` has no suffix, e.g. ``"01_mll_fit"``."""
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"figure name must be a plain file stem, got {name!r}")
-    folder = figures_dir(profile)
+    if suffix not in (".pdf", ".png", ".svg"):
+        raise ValueError(f"figure suffix must be .pdf, .png or .svg, got {suffix!r}")
+    folder = output_dir() if folder is None else Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{name}{suffix}"

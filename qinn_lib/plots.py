@@ -1,5 +1,6 @@
-"""Figures. Every figure is saved through :func:`save`, which writes PDF and PNG under
-``paths.figures_dir(profile)`` (rooted at the repository, whatever the kernel's working directory)."""
+"""Figures. Every figure is saved through :func:`save`, which writes PDF and PNG into the run's
+output folder, :func:`qinn_lib.paths.output_dir` (``build/interactive/`` in JupyterLab; the
+reports runner points it at ``figures/``), whatever the kernel's working directory."""
 
 from __future__ import annotations
 
@@ -41,11 +42,12 @@ def style() -> None:
     })
 
 
-def save(fig: plt.Figure, name: str, profile: str = "paper") -> list[Path]:
-    """Save ``fig`` as ``figures[/quick]/<name>.pdf`` and ``.png``; return the paths."""
+def save(fig: plt.Figure, name: str, folder: Path | None = None) -> list[Path]:
+    """Save ``fig`` as ``<name>.pdf`` and ``.png`` in ``folder`` (default: the run's output
+    folder, :func:`qinn_lib.paths.output_dir`); return the paths."""
     out = []
     for suffix in (".pdf", ".png"):
-        path = paths.figure_path(name, profile, suffix)
+        path = paths.figure_path(name, suffix, folder)
         fig.savefig(path)
         out.append(path)
     return out

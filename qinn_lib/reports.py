@@ -7,7 +7,10 @@ tagged ``parameters`` whose names are exactly the fields of its run-configuratio
 1. validates every requested parameter *before running anything*: papermill only warns about an
    unknown name, so a typo (``-p epocs 5``) would otherwise run the paper defaults for hours;
 2. runs the notebooks in order through papermill into executed reports (quick profile:
-   ``build/reports/quick/``; paper profile: the committed ``notebooks/`` themselves);
+   ``build/reports/quick/``; paper profile: the committed ``notebooks/`` themselves). The profile
+   is not a notebook parameter: the runner gives its kernels ``QINN_PROFILE`` and points
+   ``QINN_OUTPUT_DIR`` at ``figures/`` (paper) or ``figures/quick/`` (see
+   :func:`qinn_lib.profiles.runner_environment`); this is the only path that writes there;
 3. strips saved widget state from the executed notebooks and fails loudly, naming the notebook and
    the cell, if any cell raises.
 """
@@ -25,7 +28,7 @@ from . import paths
 from .atomic import atomic_write_text, check_writable, create_sibling_temp
 from .config import ConfigError, DataConfig, QINNRunConfig, RunConfig
 from .errors import QinnError, add_debug_option, run_cli
-from .profiles import check_profile, effective_config
+from .profiles import INJECTED_PROFILE, RUNNER_OWNED, check_profile, effective_config, environment, runner_environment
 from .results import (  # noqa: F401  (record, results_path: the notebooks' entry points)
     RESULTS_FILE,
     ResultsError,
@@ -104,7 +107,7 @@ def check_parameters(notebook: Path, overrides: dict[str, Any], profile: str) ->
     notebook and the parameter for unknown names or out-of-range values."""
     cls = config_class(notebook)
     declared = declared_parameters(notebook)
-    fields = set(cls.field_names())
+    fields = set(cls.field_names()) - set(RUNNER_OWNED)
     if set(declared) != fields:
         missing = sorted(fields - set(declared))
         extra = sorted(set(declared) - fields)
@@ -117,9 +120,12 @@ def check_parameters(notebook: Path, overrides: dict[str, Any], profile: str) ->
             f"{notebook.name}: 'profile' is not a notebook parameter here; the runner's profile "
             f"({profile!r}) decides it: use --profile quick|paper (run(profile=...))"
         )
+    owned = [name for name in overrides if name in RUNNER_OWNED]
+    if owned:
+        raise ConfigError(f"{notebook.name}: {owned} is chosen by the runner (--profile), not a notebook parameter")
     cls.check_names(overrides, where=notebook.name)
-    params = {"profile": profile, **overrides}
-    values = {}
+    params = dict(overrides)
+    values = {"profile": profile}
     for name, default in declared.items():
         values[name] = params[name] if name in params else _literal(default)
     try:
@@ -140,9 +146,16 @@ def _literal(text: str) -> Any:
 
 
 def strip_widget_state(path: Path) -> None:
-    """Drop saved ipywidgets state: it is large, machine-specific and useless without a kernel."""
+    """Drop saved ipywidgets state (large, machine-specific and useless without a kernel) and the
+    empty ``tags`` lists papermill adds to every cell (jupytext drops them, so a committed report
+    holding them would be rewritten by the first ``jupytext --sync`` in a fresh clone)."""
     nb = json.loads(path.read_text())
-    if nb.get("metadata", {}).pop("widgets", None) is not None:
+    changed = nb.get("metadata", {}).pop("widgets", None) is not None
+    for cell in nb.get("cells", []):
+        if cell.get("metadata", {}).get("tags", None) == []:
+            del cell["metadata"]["tags"]
+            changed = True
+    if changed:
         atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
@@ -169,15 +182,17 @@ def _drop_redundant_injection(path: Path, source: Path) -> None:
         atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
-def notebook_config(notebook: Path, params: dict[str, Any]) -> RunConfig:
+def notebook_config(notebook: Path, params: dict[str, Any], profile: str) -> RunConfig:
     """The run configuration a notebook will build from ``params`` (its declared defaults with
     ``params`` on top), as checked by :func:`check_parameters`."""
     values = {name: params[name] if name in params else _literal(default)
               for name, default in declared_parameters(notebook).items()}
+    values["profile"] = profile
     return config_class(notebook)(**values)
 
 
-def pretrain_runs(plan: list[tuple[Path, dict[str, Any]]], *, log=print) -> None:
+def pretrain_runs(plan: list[tuple[Path, dict[str, Any]]], profile: str, *, models: str = "shipped",
+                  log=print) -> None:
     """Train every run that the planned notebooks will ask for, in ONE Dask batch (longest first,
     both cores busy until the last run; :mod:`qinn_lib.cluster`), before any notebook executes.
     The notebooks then reload the finished checkpoints. Without this, each notebook would train
@@ -186,20 +201,47 @@ def pretrain_runs(plan: list[tuple[Path, dict[str, Any]]], *, log=print) -> None
 
     configs = []
     for nb, params in plan:
-        for run_cfgs in runs.planned_runs(notebook_config(nb, params)).values():
+        for run_cfgs in runs.planned_runs(notebook_config(nb, params, profile)).values():
             configs.extend(run_cfgs)
     if not configs:
         return
     start = time.perf_counter()
-    cluster.train_runs(configs, log=lambda msg: log(f"[qinn] {msg}"))
+    with environment({"QINN_MODELS": models}):  # shipped models count as trained, as in the kernels
+        cluster.train_runs(configs, log=lambda msg: log(f"[qinn] {msg}"))
     log(f"[qinn] every run of the planned notebooks is trained ({time.perf_counter() - start:.1f} s)")
+
+class _quiet_about:
+    """Drop papermill's "Passed unknown parameter: NAME" warning for the runner's own variable."""
+
+    def __init__(self, name: str):
+        import logging
+
+        self.logger, self.message = logging.getLogger("papermill"), f"Passed unknown parameter: {name}"
+
+    def filter(self, record) -> bool:
+        return record.getMessage() != self.message
+
+    def __enter__(self):
+        self.logger.addFilter(self)
+
+    def __exit__(self, *exc):
+        self.logger.removeFilter(self)
+
+
+def _matches(key: str, stem: str) -> bool:
+    return key == ALL_NOTEBOOKS or stem.startswith(key)
+
+
+#: ``-p all NAME VALUE`` sets a parameter in every selected notebook (e.g. ``lhe_file``).
+ALL_NOTEBOOKS = "all"
 
 
 def run(profile: str = "quick", only: list[str] | None = None,
         parameters: dict[str, dict[str, Any]] | None = None, *, progress: bool = True,
-        log=print, pretrain: bool = True) -> list[Path]:
+        log=print, models: str = "shipped", pretrain: bool = True) -> list[Path]:
     """Execute the notebooks in order. ``only`` selects notebooks by number or stem prefix
-    (``["01", "03"]``); ``parameters`` maps a notebook stem or number to overrides.
+    (``["01", "03"]``); ``parameters`` maps a notebook stem or number (or "all") to overrides;
+    ``models="train"`` makes the kernels ignore shipped models (``QINN_MODELS``).
     ``pretrain``: first train every run the notebooks need, in one Dask batch (:func:`pretrain_runs`).
     Returns the executed report paths."""
     import papermill
@@ -217,14 +259,14 @@ def run(profile: str = "quick", only: list[str] | None = None,
         notebooks = chosen
     parameters = parameters or {}
     for key in parameters:
-        if not any(nb.stem.startswith(key) for nb in notebooks):
+        if not any(_matches(key, nb.stem) for nb in notebooks):
             raise ReportError(f"parameters given for {key!r}, which is not among {[nb.stem for nb in notebooks]}")
     # Validate everything up front: a typo in the last notebook must not cost an hour of the first.
     plan = []
     for nb in notebooks:
         overrides: dict[str, Any] = {}
         for key, values in parameters.items():
-            if nb.stem.startswith(key):
+            if _matches(key, nb.stem):
                 overrides.update(values)
         plan.append((nb, check_parameters(nb, overrides, profile)))
 
@@ -235,7 +277,7 @@ def run(profile: str = "quick", only: list[str] | None = None,
     check_writable(paths.runs_dir(), "runs folder", "set QINN_RUNS_DIR to a writable folder")
     check_writable(paths.data_dir(), "event cache folder", "set QINN_DATA_DIR to a writable folder")
     if pretrain:
-        pretrain_runs(plan, log=log)
+        pretrain_runs(plan, profile, models=models, log=log)
     written = []
     for nb, params in plan:
         out = out_dir / nb.name
@@ -247,12 +289,16 @@ def run(profile: str = "quick", only: list[str] | None = None,
         fd, tmp = create_sibling_temp(out, suffix=".ipynb")
         os.close(fd)
         failed = out_dir / f"{nb.stem}.failed.ipynb"
+        # A quick report records its profile (not a parameter: papermill's warning about it is
+        # dropped), so that nbval re-executes it as it was made; the published paper reports do not.
+        injected = params if profile == "paper" else {**params, INJECTED_PROFILE: profile}
         try:
-            papermill.execute_notebook(
-                str(nb), str(tmp), parameters=params, kernel_name=KERNEL_NAME,
-                cwd=str(paths.notebooks_dir()), progress_bar=progress, log_output=False,
-                execution_timeout=QUICK_CELL_TIMEOUT if profile == "quick" else None,
-            )
+            with environment(runner_environment(profile, models=models)), _quiet_about(INJECTED_PROFILE):
+                papermill.execute_notebook(
+                    str(nb), str(tmp), parameters=injected, kernel_name=KERNEL_NAME,
+                    cwd=str(paths.notebooks_dir()), progress_bar=progress, log_output=False,
+                    execution_timeout=QUICK_CELL_TIMEOUT if profile == "quick" else None,
+                )
         except BaseException as err:
             # Whatever stopped it (a failing cell, a stuck cell, a dead kernel, Ctrl-C), papermill
             # has saved the cells executed so far: keep them, never over the report itself.
@@ -361,7 +407,7 @@ def render_results(results: dict[str, Any]) -> str:
     bench = results.get("bench")
     if bench:
         lines += [
-            "**Speed** (`python -m qinn_lib.bench --record`; one full training step, batch {batch_size}, {threads} thread, {machine}):".format(**bench),
+            "**Speed** (`.venv/bin/python -m qinn_lib.bench --record`; one full training step, batch {batch_size}, {threads} thread, {machine}):".format(**bench),
             "",
             "| path | ms / step | paper profile (58k steps) |",
             "| --- | --- | --- |",
@@ -422,7 +468,7 @@ def update_readme(profile: str = "paper") -> Path:
         head, rest = text.split(README_START, 1)
         _, tail = rest.split(README_END, 1)
         body = render_results(results)
-        note = (f"<!-- generated by `python -m qinn_lib.reports --update-readme` from "
+        note = (f"<!-- generated by `.venv/bin/python -m qinn_lib.reports --update-readme` from "
                 f"{source.relative_to(paths.repo_root())}; do not edit by hand -->")
         atomic_write_text(readme, f"{head}{README_START}\n{note}\n\n{body}\n{README_END}{tail}")
     return readme
@@ -435,7 +481,7 @@ def parse_parameters(items: list[list[str]], notebooks: list[Path] | None = None
     notebooks = discover_notebooks() if notebooks is None else notebooks
     out: dict[str, dict[str, Any]] = {}
     for target, name, value in items:
-        matched = [nb for nb in notebooks if nb.stem.startswith(target)]
+        matched = [nb for nb in notebooks if _matches(target, nb.stem)]
         if not matched:
             raise ReportError(f"-p {target} {name} {value}: no notebook matches {target!r}; have "
                               f"{[nb.stem for nb in notebooks]}")
@@ -458,7 +504,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--parameter", nargs=3, action="append", default=[],
                         metavar=("NOTEBOOK", "NAME", "VALUE"),
                         help="override a parameter, e.g. -p 03 epochs 50 (VALUE is parsed by the "
-                             "parameter's type: integer, number, text, or comma-separated numbers)")
+                             "parameter's type: integer, number, text, or comma-separated numbers); "
+                             "NOTEBOOK 'all' sets it in every notebook, e.g. -p all lhe_file events.lhe.gz")
+    parser.add_argument("--retrain", action="store_true",
+                        help="ignore the shipped trained models (qinn_lib.shipped): reload or train runs under build/runs")
     parser.add_argument("--list", action="store_true", help="list notebooks and their parameters")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--scheduler", metavar="ADDRESS",
@@ -486,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[cluster.SCHEDULER_ENV] = args.scheduler  # inherited by the notebook kernels
         start = time.perf_counter()
         written = run(args.profile, args.only, parse_parameters(args.parameter),
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, models="train" if args.retrain else "shipped")
         if args.profile == "paper":
             update_readme("paper")
         print(f"[qinn] {len(written)} notebook(s) executed in {time.perf_counter() - start:.1f} s "

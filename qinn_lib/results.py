@@ -72,13 +72,18 @@ class ResultsError(QinnError, ValueError):
     """The results file (or a section recorded into it) is unusable; names the file, section, key."""
 
 
-def results_path(profile: str) -> Path:
-    """``figures/results.json`` (paper) or ``figures/quick/results.json``: what the notebooks measured."""
+def results_path(profile: str | None = None) -> Path:
+    """``figures/results.json`` (paper) or ``figures/quick/results.json``: what the published
+    notebooks measured. Without a profile: the running notebook's results file, in its output
+    folder (:func:`qinn_lib.paths.output_dir`; ``build/interactive/`` for a notebook run by hand)."""
+    if profile is None:
+        return paths.output_dir() / RESULTS_FILE
     return paths.figures_dir(profile) / RESULTS_FILE
 
 
-def how_to_remake(section: str, profile: str = "paper") -> str:
+def how_to_remake(section: str, profile: str | None = "paper") -> str:
     """The command that records ``section`` again."""
+    profile = profile or "paper"
     if section.startswith("bench"):
         return "python -m qinn_lib.bench --record"
     return f"python -m qinn_lib.reports --profile {profile} --only {section[:2]}"
@@ -123,7 +128,7 @@ def check_section_values(values: Any, schema: dict[str, Any], where: str) -> Non
         _check_value(values[name], spec, f"{where}, key {name!r}")
 
 
-def check_section(section: str, values: Any, path: Path, profile: str = "paper") -> None:
+def check_section(section: str, values: Any, path: Path, profile: str | None = "paper") -> None:
     """Check one section against :data:`SECTION_SCHEMAS` (sections without a schema need only be
     objects); the error names the file, the section and the key, and how to record it again."""
     try:
@@ -166,7 +171,7 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_results(profile: str) -> dict[str, Any]:
+def load_results(profile: str | None = None) -> dict[str, Any]:
     """The sections of the profile's results file (``{}`` if there is none), every section checked
     against its schema. Raises :class:`ResultsError` naming the file, section and key."""
     path = results_path(profile)
@@ -177,7 +182,7 @@ def load_results(profile: str) -> dict[str, Any]:
     return data
 
 
-def results_lock(profile: str):
+def results_lock(profile: str | None = None):
     """The inter-process lock of the profile's results file (a ``filelock.FileLock``)."""
     from filelock import FileLock
 
@@ -211,7 +216,7 @@ def _plain_json(values: Any, where: str) -> None:
         raise ResultsError(f"{where}: not plain JSON ({err}); convert numpy values with float()/int()/.tolist()") from None
 
 
-def record(section: str, values: dict[str, Any], profile: str) -> Path:
+def record(section: str, values: dict[str, Any], profile: str | None = None) -> Path:
     """Store ``values`` (plain JSON types) under ``section`` in the profile's results file, under the
     file lock. Notebooks call this with what they measured; :func:`qinn_lib.reports.render_results`
     turns it into the README table. The section is checked against its schema first."""
@@ -229,7 +234,7 @@ def record(section: str, values: dict[str, Any], profile: str) -> Path:
     return path
 
 
-def check_recordable(profile: str) -> Path:
+def check_recordable(profile: str | None = None) -> Path:
     """Before a long computation that ends in :func:`record`: the results folder must be writable
     and an existing results file readable (else the computed numbers could not be stored)."""
     path = results_path(profile)

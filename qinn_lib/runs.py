@@ -3,7 +3,9 @@ finished run), and sample from it. This is what the notebooks call, so they stay
 
 A run lives in ``paths.runs_dir() / <kind>-<config fingerprint>-<data fingerprint>``: re-running a
 notebook with the same parameters reloads the finished checkpoint instead of training again, and
-an interrupted run resumes where it stopped.
+an interrupted run resumes where it stopped. Before any of that, a paper-profile run whose
+configuration and data match a model shipped with the package loads that model instead
+(:mod:`qinn_lib.shipped`; ``QINN_MODELS=train`` turns this off).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from . import paths
 from .atomic import check_writable
 from .config import INN_SIZES, ComparisonConfig, FidelityVsMSEConfig, INNRunConfig, QINNRunConfig, RunConfig
-from .data import EventSample, load_events
+from .data import EventSample, load_sample
 from .errors import add_debug_option, run_cli
 from .preprocessing import AngleScaler
 from .profiles import budget, effective_config  # noqa: F401  (effective_config: the notebooks call runs.effective_config)
@@ -44,17 +46,23 @@ class PreparedData:
 
 
 def prepare_data(n_events: int, data_seed: int, dtype: str = "float32", device: str = "cpu",
-                 *, progress: bool = False) -> PreparedData:
-    """Events (cached), the [0, pi] scaler fitted on the training split, and scaled tensors."""
-    sample = load_events(n_events=n_events, seed=data_seed, progress=progress)
+                 lhe_file: str = "", *, progress: bool = False) -> PreparedData:
+    """Events (cached; Pythia, or the user's LHE file, see :func:`qinn_lib.data.load_sample`), the
+    [0, pi] scaler fitted on the training split, and scaled tensors."""
+    sample = load_sample(n_events, data_seed, lhe_file=lhe_file, progress=progress)
     scaler = AngleScaler.fit(sample.train)
     as_tensor = lambda a: torch.as_tensor(scaler.transform(a), dtype=DTYPES[dtype], device=device)  # noqa: E731
     return PreparedData(sample, scaler, as_tensor(sample.train), as_tensor(sample.val), as_tensor(sample.test),
-                        key=(n_events, data_seed, dtype, device))
+                        key=(n_events, data_seed, dtype, device, lhe_file))
 
 
 def run_dir_for(cfg: RunConfig, data_fingerprint: str) -> Path:
     return paths.runs_dir() / f"{cfg.kind}-{cfg.fingerprint()}-{data_fingerprint}"
+
+
+def data_key(cfg: RunConfig) -> tuple:
+    """The arguments of :func:`prepare_data` for ``cfg``: runs with equal keys share their data."""
+    return (cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device, cfg.lhe_file)
 
 
 @dataclass
@@ -64,6 +72,7 @@ class TrainedModel:
     data: PreparedData
     result: Any  #: qinn_lib.train.TrainResult
     run_dir: Path
+    shipped: bool = False  #: loaded from a model shipped with the package (qinn_lib.shipped)
 
     @property
     def history(self) -> list[dict[str, float]]:
@@ -99,8 +108,18 @@ class TrainedModel:
 
 def _train(cfg: RunConfig, model: torch.nn.Module, objective: Any, data: PreparedData, *,
            progress: bool, resume: bool) -> TrainedModel:
-    from .train import train
+    from .train import TrainResult, train
 
+    shipped = _shipped_entry(cfg)
+    if shipped is not None:
+        from . import shipped as shipped_models
+
+        ckpt = shipped_models.load_into(model, shipped, expected_cfg=cfg, expected_fingerprint=data.fingerprint)
+        result = TrainResult(history=list(ckpt["history"]), checkpoint=shipped_models.file_path(shipped),
+                             seconds=0.0, epochs_run=0, resumed_from=int(ckpt["epoch"]),
+                             extra_state=ckpt["extra_state"])
+        model.eval()
+        return TrainedModel(cfg, model, data, result, result.checkpoint.parent, shipped=True)
     run_dir = run_dir_for(cfg, data.fingerprint)
     result = train(model, objective, data.train, data.val, cfg, run_dir=run_dir,
                    data_fingerprint=data.fingerprint, extra_state={"scaler": data.scaler.to_dict()},
@@ -116,7 +135,7 @@ def train_qinn(cfg: QINNRunConfig, *, progress: bool = True, resume: bool = True
     from .qinn import QINN
 
     torch.manual_seed(cfg.seed)
-    data = data or prepare_data(cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device)
+    data = data or prepare_data(*data_key(cfg))
     model = QINN.from_config(cfg).to(device=cfg.device)
     objective = QINNObjective(cfg, data.scaler)
     return _train(cfg, model, objective, data, progress=progress, resume=resume)
@@ -129,7 +148,7 @@ def train_inn(cfg: INNRunConfig, *, progress: bool = True, resume: bool = True,
     from .losses import INNObjective
 
     torch.manual_seed(cfg.seed)
-    data = data or prepare_data(cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device)
+    data = data or prepare_data(*data_key(cfg))
     model = INN.from_config(cfg).to(device=cfg.device, dtype=DTYPES[cfg.dtype])
     objective = INNObjective(cfg, data.scaler)
     return _train(cfg, model, objective, data, progress=progress, resume=resume)
@@ -146,11 +165,10 @@ def train_inn_lockstep(cfgs: list[INNRunConfig], *, progress: bool = True, resum
 
     if not cfgs:
         raise ValueError("train_inn_lockstep: no configs")
-    c0 = cfgs[0]
-    data = data or prepare_data(c0.n_events, c0.data_seed, c0.dtype, c0.device)
+    data = data or prepare_data(*data_key(cfgs[0]))
     models = [INN.from_config(cfg).to(device=cfg.device, dtype=DTYPES[cfg.dtype]) for cfg in cfgs]
     run_dirs = [run_dir_for(cfg, data.fingerprint) for cfg in cfgs]
-    results = train_lockstep(INNStack(models), INNObjective(c0, data.scaler), data.train, data.val, list(cfgs),
+    results = train_lockstep(INNStack(models), INNObjective(cfgs[0], data.scaler), data.train, data.val, list(cfgs),
                              run_dirs=run_dirs, data_fingerprint=data.fingerprint,
                              extra_state={"scaler": data.scaler.to_dict()}, progress=progress, resume=resume)
     out = []
@@ -183,7 +201,8 @@ def comparison_configs(cfg: ComparisonConfig) -> dict[str, list[RunConfig]]:
     "INN 16k"), each a list over the ensemble's seeds, already profile-capped. The QINN configs are
     notebook 04's MSE runs (same fields), so those are reloaded, not retrained."""
     train_seeds = seeds(cfg.seed, budget(cfg.profile, "n_seeds", cfg.n_seeds))
-    common = dict(profile=cfg.profile, n_events=cfg.n_events, data_seed=cfg.data_seed, epochs=cfg.epochs)
+    common = dict(profile=cfg.profile, n_events=cfg.n_events, data_seed=cfg.data_seed, epochs=cfg.epochs,
+                  lhe_file=cfg.lhe_file)
     out: dict[str, list[RunConfig]] = {"QINN": [effective_config(QINNRunConfig(seed=s, **common)) for s in train_seeds]}
     for size in INN_SIZES:
         out[f"INN {size}"] = [effective_config(INNRunConfig(size=size, seed=s, **common)) for s in train_seeds]
@@ -191,23 +210,20 @@ def comparison_configs(cfg: ComparisonConfig) -> dict[str, list[RunConfig]]:
 
 
 def fidelity_vs_mse_configs(cfg: FidelityVsMSEConfig) -> dict[str, list[RunConfig]]:
-    """The run configurations of notebook 04: the QINN with the MSE and with the fidelity
-    invertibility loss, same seeds and hyperparameters, already profile-capped."""
+    """The run configurations of notebook 04, per label ("QINN (MSE)", "QINN (fidelity)"), each a
+    list over the seeds, already profile-capped. The MSE runs are notebook 05's QINN runs."""
     train_seeds = seeds(cfg.seed, budget(cfg.profile, "n_seeds", cfg.n_seeds))
-
-    def one(loss: str, s: int) -> RunConfig:
-        return effective_config(QINNRunConfig(profile=cfg.profile, seed=s, n_events=cfg.n_events,
-                                              data_seed=cfg.data_seed, epochs=cfg.epochs,
-                                              lambda_mz=cfg.lambda_mz, invertibility=loss))
-
-    return {"QINN (MSE)": [one("mse", s) for s in train_seeds],
-            "QINN (fidelity)": [one("fidelity", s) for s in train_seeds]}
+    common = dict(profile=cfg.profile, n_events=cfg.n_events, data_seed=cfg.data_seed, epochs=cfg.epochs,
+                  lambda_mz=cfg.lambda_mz, lhe_file=cfg.lhe_file)
+    return {f"QINN ({name})": [effective_config(QINNRunConfig(seed=s, invertibility=loss, **common)) for s in train_seeds]
+            for name, loss in (("MSE", "mse"), ("fidelity", "fidelity"))}
 
 
 #: What each notebook configuration trains, ``{label: [run configs]}`` (see :func:`planned_runs`).
 #: Notebooks that train models register their configuration class here.
 RUN_PLANS: dict[type, Any] = {
     QINNRunConfig: lambda cfg: {"QINN": [effective_config(cfg)]},
+    INNRunConfig: lambda cfg: {f"INN {cfg.size}": [effective_config(cfg)]},
     FidelityVsMSEConfig: fidelity_vs_mse_configs,
     ComparisonConfig: comparison_configs,
 }
@@ -272,10 +288,60 @@ def train_ensembles(configs_by_label: dict[str, list[RunConfig]], *, progress: b
             records.append(metrics.make_record(label, trained, values, eval_seed=eval_seed))
             generated.append(observables.reconstruct(sample))
             runs_.append(trained)
-            log(f"[{label}] seed {cfg.seed}: {values['train_epochs']} epochs, {values['train_seconds'] / 60:.1f} min; "
-                f"test NLL {values['nll']:.3f}, classifier AUC {values['auc']:.3f}")
+            log(f"[{label}] seed {cfg.seed}: {values['train_epochs']} epochs, {values['train_seconds'] / 60:.1f} min"
+                + (" (shipped model)" if trained.shipped else "")
+                + f"; test NLL {values['nll']:.3f}, classifier AUC {values['auc']:.3f}")
         out[label] = Ensemble(label, runs_, records, generated)
     return out
+
+
+def train_runs(configs: list[RunConfig], *, label: str = "", progress: bool = True,
+               data: PreparedData | None = None, log=print, client: Any = None) -> list[TrainedModel]:
+    """Train (or reload, or load shipped) one run per config and return them in order, without
+    evaluating them: :func:`qinn_lib.cluster.train_runs` (Dask jobs, INN seeds in lockstep)."""
+    from . import cluster
+
+    prefix = f"[{label}] " if label else ""
+    return cluster.train_runs(list(configs), client=client, data=data,
+                              log=(lambda msg: log(prefix + msg)) if progress else None)
+
+
+# -- which runs a notebook needs, and whether they exist -----------------------------------------------
+def notebook_runs(cfg: RunConfig) -> list[RunConfig]:
+    """Every model run a notebook with configuration ``cfg`` trains (profile-capped); [] for the
+    notebooks that train none (01, 02): :func:`planned_runs` without the labels."""
+    return [c for group in planned_runs(cfg).values() for c in group]
+
+
+def _shipped_entry(cfg: RunConfig) -> dict | None:
+    """The shipped model for ``cfg``, unless ``QINN_MODELS=train``."""
+    from . import profiles, shipped
+
+    return shipped.find(cfg) if profiles.context().models == "shipped" else None
+
+
+def finished_run(cfg: RunConfig) -> Path | None:
+    """A finished checkpoint of ``cfg`` under :func:`paths.runs_dir` (any data fingerprint; the
+    data are checked when it is loaded), or None."""
+    from .train import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+
+    for path in sorted(paths.runs_dir().glob(f"{cfg.kind}-{cfg.fingerprint()}-*/{CHECKPOINT_NAME}")):
+        try:
+            if int(load_checkpoint(path, expected_cfg=cfg)["epoch"]) >= cfg.epochs:
+                return path
+        except CheckpointError:
+            continue
+    return None
+
+
+def availability(cfg: RunConfig, models: str = "shipped") -> str | None:
+    """How run ``cfg`` can be had without training: "shipped" (a model shipped with the package;
+    only with ``models == "shipped"``), "trained" (a finished run under build/runs) or None."""
+    from . import shipped
+
+    if models == "shipped" and shipped.find(cfg) is not None:
+        return "shipped"
+    return "trained" if finished_run(cfg) is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,7 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     notebook then reloads the finished runs."""
     labels = ["QINN"] + [f"INN {size}" for size in INN_SIZES]
     names = {label.replace("INN ", "").lower(): label for label in labels}
-    parser = argparse.ArgumentParser(prog="python -m qinn_lib.runs", description=main.__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m qinn_lib.runs",
+        description="Train (or resume) notebook 05's ensembles ahead of the report, one model per process, so "
+                    "that a machine with several cores trains several ensembles at once; the notebook then "
+                    "reloads the finished runs. A model shipped with the package (qinn_lib.shipped) is not "
+                    "trained again unless QINN_MODELS=train.")
     parser.add_argument("models", nargs="+", metavar="MODEL", help=f"any of {sorted(names)} (trained in this order)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a field of ComparisonConfig (notebook 05's parameters), e.g. -p n_seeds 3")
@@ -308,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             for model in args.models:
                 label = names[model.lower()]
                 for run_cfg in configs[label]:
-                    key = (run_cfg.n_events, run_cfg.data_seed, run_cfg.dtype, run_cfg.device)
+                    key = data_key(run_cfg)
                     if key not in prepared:
                         prepared[key] = prepare_data(*key)
                     print(f"[{label}] seed {run_cfg.seed}: {completed_epochs(run_cfg, prepared[key])}/{run_cfg.epochs} epochs")

@@ -189,16 +189,8 @@ def test_uncreatable_cache_dir(tmp_path, fake_generator):
 # ------------------------------------------------------------------------------------------
 # LHE files
 # ------------------------------------------------------------------------------------------
-LHE_HEAD = """<LesHouchesEvents version="3.0">
-<header>
-<!-- hand-made test file -->
-</header>
-<init>
-2212 2212 6.5e+03 6.5e+03 0 0 247000 247000 -4 1
-7.5e+02 2.0e+00 7.5e+02 1
-</init>
-"""
-LHE_TAIL = "</LesHouchesEvents>\n"
+from lhe_sample import HEAD as LHE_HEAD  # noqa: E402  (tests/ is on sys.path under pytest)
+from lhe_sample import TAIL as LHE_TAIL  # noqa: E402
 
 
 def _particle(pid, status, px, py, pz):

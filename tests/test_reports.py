@@ -37,8 +37,15 @@ def test_notebook_is_paired_and_parameterised(stem):
     assert len(tagged) == 1, f"{nb_path.name}: need exactly one cell tagged 'parameters'"
     assert "paper" in tagged[0].source.lower(), "the parameters cell must say which values reproduce the paper"
     declared = reports.declared_parameters(nb_path)
-    assert set(declared) == set(reports.config_class(nb_path).field_names())
-    assert declared["profile"] == "'paper'" or declared["profile"] == '"paper"'
+    cls = reports.config_class(nb_path)
+    assert "profile" not in declared, "the profile is the runner's choice, not a notebook parameter"
+    assert set(declared) == set(cls.field_names()) - {"profile"}
+    # The parameters cell holds the paper's values, which are the dataclass defaults: the
+    # interactive default (profiles.notebook_config) tells "the committed run" by them.
+    defaults = cls()
+    for name, text in declared.items():
+        assert getattr(cls(**{name: reports._literal(text)}), name) == getattr(defaults, name), (stem, name)
+    assert "lhe_file" in declared or stem == "01_data_exploration" and "lhe_file" in declared
 
 
 @pytest.mark.parametrize("stem", EXPECTED_NOTEBOOKS)
@@ -86,7 +93,7 @@ def _one_cell_quick_run(tmp_path, monkeypatch, source: str | list[str]) -> Path:
     ``tmp_path/out``; returns that directory."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell('profile = "paper"\nn_events = 100\nseed = 1\nlhe_file = ""')
+    params = nbformat.v4.new_code_cell('n_events = 100\nseed = 1\nlhe_file = ""')
     params.metadata["tags"] = ["parameters"]
     sources = [source] if isinstance(source, str) else source
     nb.cells = [params, *(nbformat.v4.new_code_cell(s) for s in sources)]
@@ -135,18 +142,57 @@ def test_quick_reports_were_executed():
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if o.get("output_type") == "error"]
         assert not errors, f"{stem}: executed report contains errors"
+        # The runner records the profile in a quick report, so that nbval re-executes it as made.
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
-        assert injected and "quick" in injected[0].source
+        assert injected and 'qinn_profile = "quick"' in injected[0].source
+        printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+        assert "[qinn] profile quick (recorded in this report by python -m qinn_lib.reports)" in printed, stem
 
 
 def test_figure_paths_do_not_depend_on_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    p = paths.figure_path("x_test", "quick")
-    assert p.is_absolute() and p.parent == paths.repo_root() / "figures" / "quick"
+    monkeypatch.delenv(paths.OUTPUT_DIR_ENV, raising=False)
+    p = paths.figure_path("x_test", ".png", tmp_path / "figs")
+    assert p.parent == tmp_path / "figs"
+    assert paths.output_dir() == paths.repo_root() / "build" / "interactive"
+    assert paths.figures_dir("quick") == paths.repo_root() / "figures" / "quick"
     with pytest.raises(ValueError, match="profile"):
-        paths.figure_path("x_test", "fast")
+        paths.figures_dir("fast")
     with pytest.raises(ValueError, match="plain file stem"):
         paths.figure_path("../escape")
+
+
+def test_profile_is_not_a_notebook_parameter():
+    with pytest.raises(ConfigError, match=r"01_data_exploration.*\['profile'\] is chosen by the runner"):
+        reports.run("quick", only=["01"], parameters={"01": {"profile": "paper"}})
+
+
+def test_all_sets_a_parameter_in_every_notebook(monkeypatch):
+    with pytest.raises(ConfigError, match=r"02_circuit_and_inverse.*n_events must be >= 100"):
+        reports.run("quick", only=["02"], parameters={"all": {"n_events": 5}})
+    seen = {}
+
+    def check(nb, overrides, profile):
+        seen[nb.stem] = overrides
+        if len(seen) == len(EXPECTED_NOTEBOOKS):
+            raise reports.ReportError("checked them all")  # stop before anything runs
+        return overrides
+
+    monkeypatch.setattr(reports, "check_parameters", check)
+    with pytest.raises(reports.ReportError, match="checked them all"):
+        reports.run("quick", parameters={"all": {"lhe_file": "z.lhe.gz"}, "03": {"epochs": 1}})
+    assert all(seen[s]["lhe_file"] == "z.lhe.gz" for s in EXPECTED_NOTEBOOKS)
+    assert seen["03_isp_training"]["epochs"] == 1 and "epochs" not in seen["04_fidelity_vs_mse"]
+
+
+def test_runner_gives_its_kernels_the_profile_and_output_folder(tmp_path, monkeypatch):
+    """The only path that writes figures/: the runner points QINN_OUTPUT_DIR there for its kernels
+    (and only for them: the variables are restored afterwards)."""
+    monkeypatch.delenv("QINN_PROFILE", raising=False)
+    out = _one_cell_quick_run(tmp_path, monkeypatch, "import os\nprint(os.environ['QINN_PROFILE'], os.environ['QINN_OUTPUT_DIR'])")
+    nb = nbformat.read(out / "01_data_exploration.ipynb", as_version=4)
+    assert nb.cells[-1].outputs[0]["text"].split() == ["quick", str(paths.figures_dir("quick"))]
+    assert "QINN_PROFILE" not in __import__("os").environ
 
 
 def test_config_is_self_validating():

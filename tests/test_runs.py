@@ -1,11 +1,11 @@
 """End to end on a tiny sample: train the QINN through the notebooks' entry point, reload the
-finished run, generate events, and the helpers notebooks 02 and 03 use."""
+finished run, generate events, and the helpers notebook 03 uses (notebook 02's panels: test_widgets.py)."""
 
 import numpy as np
 import pytest
 import torch
 
-from qinn_lib import metrics, plots, runs, widgets
+from qinn_lib import metrics, plots, runs
 from qinn_lib.bench import ReferenceQINN
 from qinn_lib.config import QINNRunConfig
 from qinn_lib.qinn import QINN
@@ -61,33 +61,6 @@ def test_reference_step_model_matches_fast_path():
     z_ref, ld_ref = ref.forward_and_logdet(x)
     assert torch.allclose(z_fast, z_ref, atol=1e-10) and torch.allclose(ld_fast, ld_ref, atol=1e-8)
     assert torch.allclose(model.inverse(z_fast), ref.inverse(z_fast), atol=1e-8)
-
-
-def test_invertibility_fit_learns():
-    torch.manual_seed(0)
-    x = torch.rand(256, 5, dtype=torch.float64) * np.pi
-    res = widgets.invertibility_fit(x, 2, 2, steps=200, seed=1)
-    assert len(res["history"]) == 200
-    assert res["final_mse"] < 0.5 * res["history"][0], "200 Adam steps must at least halve the loss"
-    assert res["spread_after"].shape == (5,)
-
-
-def test_depth_panel_draws_the_circuit_and_fits_on_click():
-    # No kernel needed: the panel's figures are PNG bytes in Image widgets, so the widget tree can be
-    # driven directly (slider change -> redraw, button click -> fit).
-    import ipywidgets as w
-
-    x = torch.rand(64, 5, dtype=torch.float64) * np.pi
-    panel = widgets.depth_panel(x, max_depth=3, steps=10, seed=0)
-    (layers, _isp, _steps, run), circuit, text, fit_plot = panel.children[0].children, *panel.children[1:]
-    assert isinstance(circuit, w.Image) and bytes(circuit.value).startswith(b"\x89PNG")
-    assert bytes(fit_plot.value) == b""
-    first = bytes(circuit.value)
-    layers.value = 1
-    assert bytes(circuit.value).startswith(b"\x89PNG") and bytes(circuit.value) != first, "changing the depth redraws"
-    run.click()
-    assert bytes(fit_plot.value).startswith(b"\x89PNG")
-    assert "1 layers" in text.value and "final MSE" in text.value
 
 
 def test_hist_with_ratio_counts_events_outside_the_range():

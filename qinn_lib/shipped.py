@@ -1,0 +1,343 @@
+"""Trained models shipped with the package, so that nobody has to train for hours to explore them.
+
+The models of the notebooks are tiny (QINN 2,063 parameters, INNs 1.9k-16k): their weights are
+kilobytes. The paper-profile runs of notebooks 03-05 (QINN with the MSE and the fidelity loss,
+INN 2k/6k/16k, 3 seeds each) live in ``qinn_lib/shipped_models/`` as package data: one file per
+run, and ``manifest.json`` listing for each file its sha256, the run configuration, its
+fingerprint and the fingerprint of the events it was trained on.
+
+:func:`qinn_lib.runs.train_qinn` / ``train_inn`` load a shipped model instead of training when
+one matches the run's configuration (``find``); loading checks the file's sha256 and the data
+fingerprint, and a mismatch is an error naming the file (``load_into``). ``QINN_MODELS=train``
+turns shipped models off (the run then reloads or trains its own checkpoint under
+``build/runs``).
+
+A shipped file is an ordinary training checkpoint (:mod:`qinn_lib.train`) without the optimiser
+and scheduler state, which only resuming needs.
+
+Command line (``python -m qinn_lib.shipped ...``):
+
+``list``     what is shipped;
+``verify``   every file against its sha256 and the manifest (fast);
+``refresh``  train the models from scratch (in a temporary run folder) and replace the shipped set,
+             or part of it (``--only qinn-mse inn-16k``); ``--reuse-runs`` takes finished runs
+             from ``build/runs`` instead of training them again;
+``compare``  train from scratch again and compare with the shipped weights, tensor by tensor
+             (same seed, same machine -> identical weights; another machine may differ by
+             floating-point rounding, which this reports as the largest difference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from .atomic import atomic_write_text
+
+SHIPPED_DIR_ENV = "QINN_SHIPPED_DIR"
+MANIFEST_NAME = "manifest.json"
+FORMAT = 1
+
+
+class ShippedModelError(RuntimeError):
+    """A shipped model file or the manifest is missing, altered or does not fit; names the file."""
+
+
+def shipped_dir() -> Path:
+    """``$QINN_SHIPPED_DIR`` if set, else the package's ``shipped_models/`` folder."""
+    env = os.environ.get(SHIPPED_DIR_ENV)
+    return Path(env) if env else Path(__file__).resolve().parent / "shipped_models"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(folder: Path | None = None) -> dict[str, Any]:
+    """The manifest of ``folder`` (default :func:`shipped_dir`); an empty one if there is none."""
+    folder = shipped_dir() if folder is None else Path(folder)
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return {"format": FORMAT, "models": {}}
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ShippedModelError(f"shipped-model manifest {path} is unreadable ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("models"), dict):
+        raise ShippedModelError(f"shipped-model manifest {path} is not a format-{FORMAT} manifest")
+    return manifest
+
+
+def find(cfg: Any, folder: Path | None = None) -> dict[str, Any] | None:
+    """The manifest entry of the shipped model trained with ``cfg`` (same kind and configuration
+    fingerprint), or None. The data are checked when the model is loaded."""
+    folder = shipped_dir() if folder is None else Path(folder)
+    key = f"{cfg.kind}-{cfg.fingerprint()}"
+    for name, entry in read_manifest(folder)["models"].items():
+        if entry.get("key") == key:
+            return dict(entry, file=name, folder=str(folder))
+    return None
+
+
+def file_path(entry: dict[str, Any]) -> Path:
+    return Path(entry["folder"]) / entry["file"]
+
+
+def load_checkpoint(entry: dict[str, Any], *, expected_cfg: Any = None, expected_fingerprint: str | None = None) -> dict:
+    """The checkpoint of a manifest entry, after checking the file's sha256 against the manifest
+    and (optionally) its configuration and data fingerprint (:func:`qinn_lib.train.load_checkpoint`)."""
+    from .train import CheckpointError
+    from .train import load_checkpoint as load_training_checkpoint
+
+    path = file_path(entry)
+    if not path.is_file():
+        raise ShippedModelError(f"shipped model {path} is listed in {MANIFEST_NAME} but missing; "
+                                "reinstall the package or run `python -m qinn_lib.shipped refresh`")
+    digest = _sha256(path)
+    if digest != entry["sha256"]:
+        raise ShippedModelError(f"shipped model {path} does not match its sha256 in {MANIFEST_NAME} "
+                                f"({digest[:16]}... != {entry['sha256'][:16]}...): the file was altered or damaged")
+    if expected_fingerprint is not None and entry["data_fingerprint"] != expected_fingerprint:
+        raise ShippedModelError(
+            f"shipped model {path} was trained on events with fingerprint {entry['data_fingerprint']}, but this run's "
+            f"events have fingerprint {expected_fingerprint} (another event generator build, or other events?). "
+            "Set QINN_MODELS=train to train on your events instead")
+    try:
+        return load_training_checkpoint(path, expected_cfg=expected_cfg, expected_fingerprint=expected_fingerprint)
+    except CheckpointError as exc:
+        raise ShippedModelError(f"shipped model: {exc}") from None
+
+
+def load_into(model: torch.nn.Module, entry: dict[str, Any], *, expected_cfg: Any = None,
+              expected_fingerprint: str | None = None) -> dict:
+    """:func:`load_checkpoint`, then its weights into ``model``; returns the checkpoint."""
+    ckpt = load_checkpoint(entry, expected_cfg=expected_cfg, expected_fingerprint=expected_fingerprint)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise ShippedModelError(f"shipped model {file_path(entry)} does not fit this model: {exc}") from None
+    return ckpt
+
+
+def verify(folder: Path | None = None) -> list[str]:
+    """Problems of the shipped set (empty if none): files missing or altered, files not listed."""
+    folder = shipped_dir() if folder is None else Path(folder)
+    manifest = read_manifest(folder)
+    problems = []
+    for name, entry in manifest["models"].items():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{path}: listed in {MANIFEST_NAME} but missing")
+        elif _sha256(path) != entry["sha256"]:
+            problems.append(f"{path}: sha256 differs from {MANIFEST_NAME}")
+    listed = set(manifest["models"])
+    problems += [f"{p}: not listed in {MANIFEST_NAME}" for p in sorted(folder.glob("*.pt")) if p.name not in listed]
+    return problems
+
+
+# -- which models ship -----------------------------------------------------------------------------
+def default_sets() -> dict[str, list]:
+    """The paper-profile runs of notebooks 03-05, by set name: ``qinn-mse`` (notebook 03's run is
+    its first seed; notebook 05's QINN), ``qinn-fidelity`` and ``inn-2k``/``inn-6k``/``inn-16k``."""
+    from .config import ComparisonConfig, FidelityVsMSEConfig
+    from .runs import comparison_configs, fidelity_vs_mse_configs
+
+    fid = fidelity_vs_mse_configs(FidelityVsMSEConfig(profile="paper"))
+    cmp_ = comparison_configs(ComparisonConfig(profile="paper"))
+    sets = {"qinn-mse": fid["QINN (MSE)"], "qinn-fidelity": fid["QINN (fidelity)"]}
+    sets.update({label.lower().replace(" ", "-"): cfgs for label, cfgs in cmp_.items() if label.startswith("INN")})
+    assert [c.fingerprint() for c in cmp_["QINN"]] == [c.fingerprint() for c in sets["qinn-mse"]], \
+        "notebook 05's QINN runs must be notebook 04's MSE runs"
+    return sets
+
+
+def train_fresh(sets: dict[str, list], runs_dir: Path, *, progress: bool = True, log=print) -> dict[str, list]:
+    """Train every run of ``sets`` into ``runs_dir`` (reloading finished runs found there), the way
+    the notebooks do (INN seeds in lockstep), ignoring shipped models. Returns the TrainedModels."""
+    from .profiles import MODELS_ENV, environment
+    from .runs import train_runs
+
+    out = {}
+    with environment({"QINN_RUNS_DIR": str(runs_dir), MODELS_ENV: "train"}):
+        for name, cfgs in sets.items():
+            t0 = time.perf_counter()
+            out[name] = train_runs(list(cfgs), label=name, progress=progress, log=log)
+            log(f"[shipped] {name}: {len(cfgs)} run(s) ready in {time.perf_counter() - t0:.0f} s")
+    return out
+
+
+def _shippable(path: Path) -> dict:
+    from .train import load_checkpoint as load_training_checkpoint
+
+    ckpt = load_training_checkpoint(path)
+    ckpt["optimizer"], ckpt["scheduler"] = {}, {}  # only resuming needs these; a shipped run is finished
+    ckpt["shipped"] = True
+    return ckpt
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Serialise manifest updates of concurrent ``refresh --only ...`` processes."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def publish(trained: dict[str, list], folder: Path | None = None, *, replace_sets: bool = True) -> list[str]:
+    """Write the finished runs of ``trained`` (name -> TrainedModels) into the shipped set and its
+    manifest. Entries of the same sets that are not among them are dropped when
+    ``replace_sets``. Returns the file names written."""
+    from .train import save_checkpoint
+
+    folder = shipped_dir() if folder is None else Path(folder)
+    written = []
+    with _locked(folder):
+        manifest = read_manifest(folder)
+        models = manifest["models"]
+        if replace_sets:
+            for name in [n for n, e in models.items() if e.get("set") in trained]:
+                (folder / name).unlink(missing_ok=True)
+                del models[name]
+        for set_name, runs in trained.items():
+            for run in runs:
+                cfg = run.cfg
+                if len(run.history) < cfg.epochs:
+                    raise ShippedModelError(f"{set_name}: run {run.run_dir} is unfinished ({len(run.history)}/{cfg.epochs} epochs)")
+                name = f"{cfg.kind}-{cfg.fingerprint()}-{run.data.fingerprint}.pt"
+                save_checkpoint(folder / name, _shippable(run.result.checkpoint))
+                models[name] = {
+                    "key": f"{cfg.kind}-{cfg.fingerprint()}", "set": set_name, "kind": cfg.kind,
+                    "sha256": _sha256(folder / name), "bytes": (folder / name).stat().st_size,
+                    "config": cfg.to_dict(), "config_fingerprint": cfg.fingerprint(),
+                    "data_fingerprint": run.data.fingerprint, "seed": int(cfg.seed), "epochs": len(run.history),
+                    "train_seconds": float(sum(h.get("seconds", 0.0) / h.get("lockstep_members", 1) for h in run.history)),
+                    "torch": str(torch.__version__), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                    "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                }
+                written.append(name)
+        manifest["models"] = dict(sorted(models.items()))
+        atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return written
+
+
+def refresh(sets: dict[str, list], folder: Path | None = None, *, reuse_runs: bool = False,
+            progress: bool = True, log=print) -> list[str]:
+    """Train ``sets`` from scratch (a temporary run folder, deleted afterwards) or, with
+    ``reuse_runs``, from the finished runs under :func:`qinn_lib.paths.runs_dir` (training what is
+    missing there), and publish them (:func:`publish`)."""
+    from . import paths
+
+    if reuse_runs:
+        return publish(train_fresh(sets, paths.runs_dir(), progress=progress, log=log), folder)
+    with tempfile.TemporaryDirectory(prefix="qinn-shipped-") as tmp:
+        return publish(train_fresh(sets, Path(tmp), progress=progress, log=log), folder)
+
+
+def compare(sets: dict[str, list], folder: Path | None = None, *, progress: bool = True, log=print) -> list[dict]:
+    """Train ``sets`` from scratch again and compare every weight tensor with the shipped model of
+    the same configuration. Returns one row per run: file, identical (bit for bit), the largest
+    absolute difference, and the data fingerprints of both."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="qinn-compare-") as tmp:
+        trained = train_fresh(sets, Path(tmp), progress=progress, log=log)
+        for set_name, runs in trained.items():
+            for run in runs:
+                entry = find(run.cfg, folder)
+                if entry is None:
+                    rows.append({"set": set_name, "seed": run.cfg.seed, "file": None, "identical": False,
+                                 "max_abs_diff": float("nan"), "note": "not shipped"})
+                    continue
+                ckpt = load_checkpoint(entry)
+                new = run.model.state_dict()
+                diffs = [float((new[k].double() - v.double()).abs().max()) if v.numel() else 0.0
+                         for k, v in ckpt["model"].items()]
+                same = all(torch.equal(new[k], v) for k, v in ckpt["model"].items()) and set(new) == set(ckpt["model"])
+                rows.append({"set": set_name, "seed": run.cfg.seed, "file": entry["file"], "identical": same,
+                             "max_abs_diff": max(diffs) if diffs else 0.0,
+                             "note": "" if entry["data_fingerprint"] == run.data.fingerprint else
+                             f"different events: shipped {entry['data_fingerprint']}, here {run.data.fingerprint}"})
+    return rows
+
+
+# -- command line ----------------------------------------------------------------------------------
+def _select(only: list[str] | None) -> dict[str, list]:
+    sets = default_sets()
+    if not only:
+        return sets
+    unknown = [o for o in only if o not in sets]
+    if unknown:
+        raise SystemExit(f"python -m qinn_lib.shipped: unknown set(s) {unknown}; choose from {sorted(sets)}")
+    return {name: sets[name] for name in only}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m qinn_lib.shipped",
+        description="The trained models shipped with the package (qinn_lib/shipped_models/): list them, verify "
+                    "their hashes, retrain and replace them, or retrain and compare with them.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the shipped models")
+    sub.add_parser("verify", help="check every file against its sha256 in the manifest")
+    for name, text in (("refresh", "train from scratch and replace the shipped models"),
+                       ("compare", "train from scratch and compare with the shipped weights (nothing is replaced)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--only", nargs="+", metavar="SET", help="only these sets, e.g. qinn-mse inn-16k")
+        p.add_argument("--no-progress", action="store_true")
+        if name == "refresh":
+            p.add_argument("--reuse-runs", action="store_true",
+                           help="take finished runs from build/runs (training only what is missing there)")
+    args = parser.parse_args(argv)
+    folder = shipped_dir()
+    try:
+        if args.command == "list":
+            models = read_manifest(folder)["models"]
+            for name, e in models.items():
+                print(f"{e['set']:>14}  seed {e['seed']}  {e['epochs']} epochs  {e['bytes'] / 1024:6.1f} kB  "
+                      f"data {e['data_fingerprint']}  {name}")
+            print(f"{len(models)} shipped model(s) in {folder}")
+            return 0
+        if args.command == "verify":
+            problems = verify(folder)
+            for p in problems:
+                print(f"error: {p}", file=sys.stderr)
+            n = len(read_manifest(folder)["models"])
+            print(f"{n} shipped model(s) in {folder}: " + ("all match their sha256" if not problems else f"{len(problems)} problem(s)"))
+            return 1 if problems else 0
+        sets = _select(args.only)
+        if args.command == "refresh":
+            written = refresh(sets, folder, reuse_runs=args.reuse_runs, progress=not args.no_progress)
+            print(f"wrote {len(written)} shipped model(s) to {folder}; commit them with {MANIFEST_NAME}")
+            return 0
+        rows = compare(sets, folder, progress=not args.no_progress)
+        for r in rows:
+            print(f"{r['set']:>14}  seed {r['seed']}: " + ("identical" if r["identical"] else
+                  f"DIFFERENT (max |diff| {r['max_abs_diff']:.3g})") + (f"  [{r['note']}]" if r["note"] else ""))
+        return 0 if all(r["identical"] for r in rows) else 1
+    except ShippedModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""How a notebook learns its profile and where it writes: the runner decides through the
+environment; run by hand, a notebook writes under build/interactive and uses the paper profile
+only when no training is needed."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from qinn_lib import paths, plots, profiles, reports, runs  # noqa: E402
+from qinn_lib.config import CircuitDemoConfig, ComparisonConfig, DataConfig, FidelityVsMSEConfig, QINNRunConfig  # noqa: E402
+
+
+def namespace(cls, **changes):
+    """What a notebook's globals() hold after its parameters cell: the defaults, minus profile."""
+    values = {k: v for k, v in cls().to_dict().items() if k != "profile"}
+    values.update(changes)
+    return values
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    for name, sub in (("QINN_RUNS_DIR", "runs"), ("QINN_SHIPPED_DIR", "shipped"), ("QINN_DATA_DIR", "data")):
+        monkeypatch.setenv(name, str(tmp_path / sub))
+    return tmp_path
+
+
+def test_context_from_the_environment(monkeypatch, tmp_path):
+    ctx = profiles.context()
+    assert ctx.interactive and ctx.models == "shipped" and not ctx.runner
+    assert ctx.output_dir == paths.repo_root() / "build" / "interactive"
+    monkeypatch.setenv("QINN_PROFILE", "quick")
+    monkeypatch.setenv("QINN_OUTPUT_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("QINN_MODELS", "train")
+    ctx = profiles.context()
+    assert (ctx.profile, ctx.output_dir, ctx.models) == ("quick", tmp_path / "mine", "train")
+    monkeypatch.setenv("QINN_PROFILE", "fast")
+    with pytest.raises(ValueError, match=r"QINN_PROFILE='fast': must be one of \['quick', 'paper'\]"):
+        profiles.context()
+
+
+def test_runner_environment_points_at_the_publish_folders():
+    env = profiles.runner_environment("paper")
+    assert env["QINN_PROFILE"] == "paper" and env["QINN_OUTPUT_DIR"] == str(paths.repo_root() / "figures")
+    assert profiles.runner_environment("quick", models="train")["QINN_MODELS"] == "train"
+    with pytest.raises(ValueError, match="models"):
+        profiles.runner_environment("paper", models="maybe")
+
+
+def test_runner_profile_wins(monkeypatch, isolated):
+    monkeypatch.setenv("QINN_PROFILE", "quick")
+    monkeypatch.setenv("QINN_RUNNER", "reports")
+    lines = []
+    cfg = profiles.notebook_config(QINNRunConfig, namespace(QINNRunConfig), log=lines.append)
+    assert cfg.profile == "quick" and cfg.epochs == 200, "the profile caps counts later (runs.effective_config)"
+    assert lines[0].startswith("[qinn] profile quick (set by python -m qinn_lib.reports)")
+
+
+def test_interactive_without_trained_models_falls_back_to_quick(isolated):
+    """Run All of a committed notebook by hand must not start hours of training unasked."""
+    lines = []
+    cfg = profiles.notebook_config(ComparisonConfig, namespace(ComparisonConfig), log=lines.append)
+    assert cfg.profile == "quick"
+    assert "interactive default" in lines[0] and "build/interactive" in lines[0]
+    assert "12 of the 12 paper-profile models" in lines[1] and "QINN_PROFILE=paper" in lines[1]
+
+
+def test_interactive_with_every_model_available_is_the_paper_profile(isolated, monkeypatch):
+    asked = []
+    monkeypatch.setattr(runs, "availability", lambda cfg, models="shipped": asked.append(cfg) or "shipped")
+    lines = []
+    cfg = profiles.notebook_config(FidelityVsMSEConfig, namespace(FidelityVsMSEConfig), log=lines.append)
+    assert cfg.profile == "paper" and len(lines) == 1
+    assert len(asked) == 6 and {c.invertibility for c in asked} == {"mse", "fidelity"}
+
+
+def test_interactive_with_own_parameters_trains_in_the_paper_profile(isolated):
+    lines = []
+    cfg = profiles.notebook_config(QINNRunConfig, namespace(QINNRunConfig, epochs=3, mmd_widths=[0.1, 1.0]),
+                                   log=lines.append)
+    assert cfg.profile == "paper" and cfg.epochs == 3
+    assert "1 of the 1 models for these parameters are not trained yet" in lines[1]
+
+
+def test_notebooks_without_models_use_the_paper_profile(isolated):
+    assert profiles.notebook_config(DataConfig, namespace(DataConfig), log=lambda *a: None).profile == "paper"
+    assert profiles.notebook_config(CircuitDemoConfig, namespace(CircuitDemoConfig), log=lambda *a: None).profile == "paper"
+
+
+def test_missing_parameter_is_named():
+    with pytest.raises(ValueError, match=r"lacks \['n_events'\]"):
+        profiles.notebook_config(DataConfig, {"seed": 1, "lhe_file": ""})
+
+
+def test_notebook_outputs_go_to_the_output_folder_not_figures(tmp_path, monkeypatch):
+    monkeypatch.setenv("QINN_OUTPUT_DIR", str(tmp_path / "out"))
+    fig = plt.figure()
+    written = plots.save(fig, "zz_test")
+    plt.close(fig)
+    assert [p.parent for p in written] == [tmp_path / "out"] * 2
+    reports.record("zz_test", {"x": 1})
+    assert (tmp_path / "out" / "results.json").is_file()
+    assert reports.results_path("paper") == paths.repo_root() / "figures" / "results.json"
+
+
+def test_notebook_runs_and_lhe_file_reach_every_run():
+    q = QINNRunConfig(lhe_file="z.lhe")
+    assert runs.notebook_runs(q) == [q]
+    fid = runs.notebook_runs(FidelityVsMSEConfig(lhe_file="z.lhe", n_seeds=2))
+    assert len(fid) == 4 and {c.lhe_file for c in fid} == {"z.lhe"}
+    cmp_ = runs.notebook_runs(ComparisonConfig(lhe_file="z.lhe", profile="quick"))
+    assert len(cmp_) == 4 and {c.lhe_file for c in cmp_} == {"z.lhe"} and {c.epochs for c in cmp_} == {2}
+    assert runs.notebook_runs(DataConfig()) == []
+    # an LHE run is another run; the Pythia fingerprint did not change when lhe_file arrived
+    assert q.fingerprint() != QINNRunConfig().fingerprint()
+    committed = reports.load_results("paper").get("03_isp_training", {}).get("config_fingerprint")
+    if committed:  # written before lhe_file existed; run folders and shipped models are found by it
+        assert QINNRunConfig().fingerprint() == committed
