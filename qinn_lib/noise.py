@@ -152,14 +152,21 @@ def adjoint_layer_gates(weights: torch.Tensor) -> list[Gate]:
 # ---------------------------------------------------------------------------------------------
 # Heisenberg picture: observables carried back through the noisy circuit
 # ---------------------------------------------------------------------------------------------
-def _sandwich(obs: torch.Tensor, left: torch.Tensor, right: torch.Tensor, wire: int, n: int) -> torch.Tensor:
-    """``A O B`` for 2x2 ``A = left``, ``B = right`` acting on qubit ``wire`` of every (D, D) matrix
-    in ``obs`` (M, D, D), without building 2^n x 2^n gate matrices."""
+def _pair_superoperator(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """The map O -> A O B (A = ``left``, B = ``right``, 2x2, acting on one qubit) as a 4x4 matrix
+    on that qubit's (row bit, column bit) pair: S[(a, d), (b, c)] = A[a, b] B[c, d]."""
+    return torch.einsum("ab,cd->adbc", left, right).reshape(4, 4)
+
+
+def _apply_pair(obs: torch.Tensor, superop: torch.Tensor, wire: int, n: int) -> torch.Tensor:
+    """Apply a 4x4 single-qubit superoperator (:func:`_pair_superoperator`) to qubit ``wire`` of
+    every (D, D) matrix in ``obs`` (M, D, D), without building 2^n x 2^n gate matrices."""
     m = obs.shape[0]
     lo, hi = 1 << wire, 1 << (n - 1 - wire)
-    o = obs.reshape(m, lo, 2, hi, lo, 2, hi)
-    out = torch.einsum("ab,mlbrxcy,cd->mlarxdy", left, o, right)
-    return out.reshape(obs.shape)
+    # (m, lo, a, hi, lo', d, hi') -> (..., a, d): the qubit's row and column bits last
+    o = obs.reshape(m, lo, 2, hi, lo, 2, hi).permute(0, 1, 3, 4, 6, 2, 5)
+    out = (o.reshape(-1, 4) @ superop.T).reshape(m, lo, hi, lo, hi, 2, 2)
+    return out.permute(0, 1, 5, 2, 3, 6, 4).reshape(obs.shape)
 
 
 def _cnot_image(n: int, control: int, target: int) -> torch.Tensor:
@@ -181,15 +188,19 @@ def heisenberg_projectors(gates: Sequence[Gate], n: int, noise: NoiseModel | Non
     obs = torch.zeros((dim, dim, dim), dtype=_C128)
     idx = torch.arange(dim)
     obs[idx, idx, idx] = 1.0  # |s><s|
-    kraus = noise.kraus() if noise is not None and noise.p > 0 else None
+    # E^dagger(O) = sum_k K_k^dagger O K_k as one 4x4 superoperator (identity without noise)
+    kraus = noise.kraus() if noise is not None else torch.eye(2, dtype=_C128)[None]
+    channel = sum(_pair_superoperator(k.mH, k) for k in kraus)
+    noisy = noise is not None and noise.p > 0
     for gate in reversed(gates):
-        if kraus is not None:
-            for wire in gate.wires:
-                obs = sum(_sandwich(obs, k.mH, k, wire, n) for k in kraus)
         if gate.name == "Rot":
             mat = gate.matrix.to(_C128)
-            obs = _sandwich(obs, mat.mH, mat, gate.wires[0], n)
+            # O -> G^dagger E^dagger(O) G in one step
+            obs = _apply_pair(obs, _pair_superoperator(mat.mH, mat) @ channel, gate.wires[0], n)
         elif gate.name == "CNOT":
+            if noisy:
+                for wire in gate.wires:
+                    obs = _apply_pair(obs, channel, wire, n)
             image = _cnot_image(n, *gate.wires)  # (G^dagger O G)[i, j] = O[pi(i), pi(j)]
             obs = obs[:, image][:, :, image]
         else:
