@@ -115,30 +115,36 @@ class DeviceQINN:
         return estimate_marginals(probs, self.device.shots, self.generator)
 
     # -- the QINN's two directions -----------------------------------------------------------------
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x' = a x + pi b (sec. 3), the angles of the encoding R_y gates, float64."""
         return self._a * torch.as_tensor(x, dtype=F64) + math.pi * self._b
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """z = c P + d with P measured on the device (eq. 16), ``(B, n)``."""
-        return self.model.c * self.measure(self.forward_distribution(self._encode(x))) + self.model.d
+        return self.model.c * self.measure(self.forward_distribution(self.encode(x))) + self.model.d
 
     @torch.no_grad()
     def forward_and_jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(z, J) with J[b, k, i] = dz_k/dx_i from the parameter-shift rule: 1 + 2n circuits per
         event, each measured with the device's shots. J = diag(c) dP/dx' diag(a) (as
         :meth:`QINN.forward_and_jacobian`)."""
-        angles = shifted_angles(self._encode(x))  # (B, 1 + 2n, n)
+        angles = shifted_angles(self.encode(x))  # (B, 1 + 2n, n)
         batch, rows, n = angles.shape
         p = self.measure(self.forward_distribution(angles.reshape(batch * rows, n))).view(batch, rows, n)
         probs, dprobs = parameter_shift_jacobian(p)
         return self.model.c * probs + self.model.d, dprobs * (self.model.c[:, None] * self._a)
 
     @torch.no_grad()
+    def isp_angles(self, probs: torch.Tensor) -> torch.Tensor:
+        """psi = g_C(P), the ISP's Rot angles (eq. 21), ``(B, n, 3)``; classical, off the device."""
+        return self.model.isp_net(torch.as_tensor(probs, dtype=F64)).unflatten(-1, (self.n, 3))
+
+    @torch.no_grad()
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         """x~ = f^{-1}(z) with the ISP circuit measured on the device (eq. 13-15, 21-22), ``(B, n)``."""
         z = torch.as_tensor(z, dtype=F64)
-        psi = self.model.isp_net((z - self.model.d) / self.model.c).unflatten(-1, (self.n, 3))  # g_C, eq. 21
+        psi = self.isp_angles((z - self.model.d) / self.model.c)
         p1 = self.measure(self.inverse_distribution(psi)).clamp(0.0, 1.0)
         x_prime = 2.0 * torch.atan2(torch.sqrt(p1), torch.sqrt(1.0 - p1))
         return (x_prime - math.pi * self._b) / self._a

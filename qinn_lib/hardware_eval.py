@@ -55,6 +55,13 @@ SAMPLE_METRICS = ("js/m_ll", "w1/m_ll", "js/delta_r", "w1/delta_r", "auc")
 EVENT_METRICS = ("recon_mean", "nll")
 #: Observables whose distributions are compared (the two the paper singles out, Fig. 7).
 OBSERVABLES = ("m_ll", "delta_r")
+#: Axis titles of the metrics in figures.
+METRIC_LABELS = {
+    "js/m_ll": r"JS($M_{\ell\ell}$)", "w1/m_ll": r"W1($M_{\ell\ell}$) [GeV]",
+    "js/delta_r": r"JS($\Delta R_{\ell\ell}$)", "w1/delta_r": r"W1($\Delta R_{\ell\ell}$)",
+    "auc": "classifier AUC", "recon_mean": r"reconstruction deviation $\|\tilde x - x\|/\|x\|$",
+    "nll": "test NLL [nats/event]",
+}
 #: The shot generator of evaluation seed s is seeded with s + this (the latent sample with s).
 SHOT_SEED_OFFSET = 7_919
 EXACT = "exact"
@@ -241,7 +248,7 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str], *
 
     if x not in ("shots", "p"):
         raise ValueError(f"plot_sweep: x must be 'shots' or 'p', got {x!r}")
-    labels = dict(labels or {})
+    labels = {**METRIC_LABELS, **dict(labels or {})}
     if x == "shots":
         series = {"shots": [r for r in rows if r["device"]["shots"] is not None and r["device"]["channel"] is None]}
     else:
@@ -276,3 +283,79 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str], *
     axes.flat[0].legend()
     fig.tight_layout()
     return fig
+
+
+#: What "the QINN's distributions / inverse / likelihood" means in the verdicts.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "distributions": SAMPLE_METRICS,
+    "inverse": ("recon_mean",),
+    "NLL": ("nll",),
+}
+
+
+def _fmt_shots(n: int) -> str:
+    exponent = math.log10(n)
+    return f"10^{exponent:.0f}" if exponent.is_integer() else f"{n:,}"
+
+
+def verdict_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
+                  groups: Mapping[str, Sequence[str]] = GROUPS) -> str:
+    """Markdown table: one line per device, the seed mean ± std of ``columns``, then for every
+    group of metrics whether the device is as good as exact simulation on all of them (yes / no /
+    undecided)."""
+    header = ["device", *columns, *(f"{g} as exact?" for g in groups)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    words = {True: "yes", False: "no", None: "undecided"}
+    for r in rows:
+        cells = [r["label"]]
+        for c in columns:
+            s = r["metrics"][c]
+            cells.append(metrics._format_mean_std(s["mean"], s["std"]) if s["n"] > 1 and s["std"] > 0
+                         else metrics._format_value(s["mean"]))
+        for names in groups.values():
+            cells.append("–" if r["label"] == EXACT else words[_all_ok(rows, r["label"], names)])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def thresholds(rows: Sequence[Mapping[str, Any]], groups: Mapping[str, Sequence[str]] = GROUPS) -> dict[str, Any]:
+    """:func:`shots_threshold` and :func:`noise_threshold` of every channel, for every group:
+    ``{"shots": {group: N or None}, "<channel>": {group: p or None}, ...}``."""
+    channels = sorted({r["device"]["channel"] for r in rows if r["device"]["channel"]})
+    out: dict[str, Any] = {"shots": {g: shots_threshold(rows, names) for g, names in groups.items()}}
+    for c in channels:
+        out[c] = {g: noise_threshold(rows, c, names) for g, names in groups.items()}
+    return out
+
+
+def statement(rows: Sequence[Mapping[str, Any]], groups: Mapping[str, Sequence[str]] = GROUPS) -> str:
+    """The plain-words answer, computed from the rows: from which shot count on, and up to which
+    noise strength, the distributions, the inverse and the NLL stay as good as exact simulation."""
+    found = thresholds(rows, groups)
+    shot_grid = sorted(r["device"]["shots"] for r in rows if r["device"]["shots"] is not None
+                       and r["device"]["channel"] is None)
+    parts = []
+    if shot_grid:
+        said = []
+        for g, n in found["shots"].items():
+            if n is None:
+                worst = next(r for r in rows if r["device"]["shots"] == shot_grid[-1] and r["device"]["channel"] is None)
+                failing = [m for m in groups[g] if as_good_as_exact(rows, worst["label"], m)["ok"] is not True]
+                said.append(f"the {g} at none of the shot counts up to N = {_fmt_shots(shot_grid[-1])} "
+                            f"(there, {', '.join(failing)} still differ{'s' if len(failing) == 1 else ''})")
+            else:
+                said.append(f"the {g} from N = {_fmt_shots(n)}")
+        parts.append(f"With finite shots ({_fmt_shots(shot_grid[0])} to {_fmt_shots(shot_grid[-1])} per circuit, "
+                     "no gate noise), the QINN is as good as exact simulation for " + "; ".join(said) + ".")
+    for channel, by_group in found.items():
+        if channel == "shots":
+            continue
+        grid = sorted(r["device"]["p"] for r in rows if r["device"]["channel"] == channel and r["device"]["shots"] is None)
+        said = [f"the {g} " + (f"up to p = {p:g}" if p is not None else f"not even at p = {grid[0]:g}")
+                for g, p in by_group.items()]
+        parts.append(f"With {channel.replace('_', ' ')} noise after every gate (p = {grid[0]:g} to {grid[-1]:g}, "
+                     "exact expectation values): " + "; ".join(said) + ".")
+    parts.append("'As good' means worse than exact simulation by at most two combined uncertainties (seed "
+                 "spread of sample metrics, standard error over test events of the reconstruction and the NLL), "
+                 "at this point and at every more favourable one in the scan.")
+    return " ".join(parts)

@@ -53,7 +53,8 @@ def _register_optional_configs() -> None:
     for stem, name in (("02_circuit_and_inverse", "CircuitDemoConfig"),
                        ("03_isp_training", "QINNRunConfig"),
                        ("04_fidelity_vs_mse", "FidelityVsMSEConfig"),
-                       ("05_qinn_vs_inn", "ComparisonConfig")):
+                       ("05_qinn_vs_inn", "ComparisonConfig"),
+                       ("07_hardware_realism", "HardwareRealismConfig")):
         cls = getattr(cfgmod, name, None)
         if cls is not None:
             NOTEBOOK_CONFIGS.setdefault(stem, cls)
@@ -313,6 +314,13 @@ def render_results(results: dict[str, Any]) -> str:
                   "", cmp_["table"], "", "```", cmp_["conclusion"], "```", ""]
         if cmp_.get("claims"):  # records written before the claims cell existed have none
             lines += ["Sec. 4.2's statements (Fig. 7) tested against the seed spread:", "", "```", cmp_["claims"], "```", ""]
+    hw = results.get("07_hardware_realism")
+    if hw:
+        lines += [f"**The QINN on an emulated quantum computer** (notebook 07, evaluation seeds {hw['seeds']}; "
+                  "mean ± std over seeds; NLL with the Jacobian measured by parameter shift):", "",
+                  hw["statement"], "", hw["shots_table"], "", hw["noise_table"], "",
+                  "Circuits and what the paper's tasks would cost on a device:", "", hw["resources_table"], "",
+                  hw["cost_table"], ""]
     bench = results.get("bench")
     if bench:
         lines += [

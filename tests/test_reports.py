@@ -17,6 +17,7 @@ EXPECTED_NOTEBOOKS = [
     "03_isp_training",
     "04_fidelity_vs_mse",
     "05_qinn_vs_inn",
+    "07_hardware_realism",
 ]
 
 
