@@ -109,10 +109,26 @@ class DeviceQINN:
 
     # -- measurement ----------------------------------------------------------------------------
     def measure(self, probs: torch.Tensor) -> torch.Tensor:
-        """P(qubit k = 1) ``(B, n)``: exact marginals, or estimates from ``device.shots`` shots."""
+        """P(qubit k = 1) ``(B, n)`` from outcome probabilities ``(B, 2^n)``: exact marginals, or
+        estimates from ``device.shots`` shots."""
         if self.device.shots is None:
             return probs @ self._bits
         return estimate_marginals(probs, self.device.shots, self.generator)
+
+    def _measure_forward(self, x_prime: torch.Tensor) -> torch.Tensor:
+        if self._noisy is not None and self.device.shots is None:  # noisy, no shots: the n marginals directly
+            return self._noisy.forward_distribution(x_prime, marginals=True)
+        return self.measure(self.forward_distribution(x_prime))
+
+    def _measure_inverse(self, psi: torch.Tensor) -> torch.Tensor:
+        if self._noisy is not None and self.device.shots is None:
+            return self._noisy.inverse_distribution(psi, marginals=True)
+        return self.measure(self.inverse_distribution(psi))
+
+    def reseed(self, seed: int) -> "DeviceQINN":
+        """Restart the shot generator from ``seed`` (the circuits are kept: building noisy ones costs)."""
+        self.generator = torch.Generator().manual_seed(int(seed))
+        return self
 
     # -- the QINN's two directions -----------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,7 +138,7 @@ class DeviceQINN:
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """z = c P + d with P measured on the device (eq. 16), ``(B, n)``."""
-        return self.model.c * self.measure(self.forward_distribution(self.encode(x))) + self.model.d
+        return self.model.c * self._measure_forward(self.encode(x)) + self.model.d
 
     @torch.no_grad()
     def forward_and_jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,7 +147,7 @@ class DeviceQINN:
         :meth:`QINN.forward_and_jacobian`)."""
         angles = shifted_angles(self.encode(x))  # (B, 1 + 2n, n)
         batch, rows, n = angles.shape
-        p = self.measure(self.forward_distribution(angles.reshape(batch * rows, n))).view(batch, rows, n)
+        p = self._measure_forward(angles.reshape(batch * rows, n)).view(batch, rows, n)
         probs, dprobs = parameter_shift_jacobian(p)
         return self.model.c * probs + self.model.d, dprobs * (self.model.c[:, None] * self._a)
 
@@ -145,7 +161,7 @@ class DeviceQINN:
         """x~ = f^{-1}(z) with the ISP circuit measured on the device (eq. 13-15, 21-22), ``(B, n)``."""
         z = torch.as_tensor(z, dtype=F64)
         psi = self.isp_angles((z - self.model.d) / self.model.c)
-        p1 = self.measure(self.inverse_distribution(psi)).clamp(0.0, 1.0)
+        p1 = self._measure_inverse(psi).clamp(0.0, 1.0)
         x_prime = 2.0 * torch.atan2(torch.sqrt(p1), torch.sqrt(1.0 - p1))
         return (x_prime - math.pi * self._b) / self._a
 

@@ -23,7 +23,7 @@ Two implementations that must agree (``tests/test_noise.py``, to ~1e-10):
   P(s) = Tr(|s><s| Phi(rho)) = Tr(Phi^dagger(|s><s|) rho): the 2^n projectors are carried back
   through the adjoint channel once per circuit (Heisenberg picture, 2^n matrices of 2^n x 2^n),
   and each event costs one contraction with its prepared state, a product of single-qubit
-  density matrices.
+  density matrices, done in the real Pauli basis.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ __all__ = [
     "adjoint_layer_gates",
     "heisenberg_projectors",
     "prepared_qubits",
-    "product_density",
+    "pauli_coefficients",
+    "pauli_transfer",
     "NoisyCircuits",
     "reference_forward_probs",
     "reference_inverse_probs",
@@ -209,8 +210,13 @@ def heisenberg_projectors(gates: Sequence[Gate], n: int, noise: NoiseModel | Non
 
 
 # ---------------------------------------------------------------------------------------------
-# per-event preparation: product of single-qubit density matrices
+# per-event preparation: product of single-qubit density matrices, in the Pauli basis
 # ---------------------------------------------------------------------------------------------
+def _paulis() -> torch.Tensor:
+    """I, X, Y, Z as ``(4, 2, 2)`` complex128."""
+    return torch.tensor([[[1, 0], [0, 1]], [[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=_C128)
+
+
 def prepared_qubits(vectors: torch.Tensor, noise: NoiseModel | None) -> torch.Tensor:
     """Single-qubit density matrices E(|v><v|) for prepared qubit states ``vectors`` (B, n, 2),
     with the channel after the preparing gate; ``(B, n, 2, 2)`` complex128."""
@@ -223,12 +229,29 @@ def prepared_qubits(vectors: torch.Tensor, noise: NoiseModel | None) -> torch.Te
     return torch.einsum("kab,xnbc,kdc->xnad", kraus, rho, kraus.conj())
 
 
-def product_density(rho_qubits: torch.Tensor) -> torch.Tensor:
-    """rho_0 x rho_1 x ... (wire 0 most significant): ``(B, n, 2, 2) -> (B, 2^n, 2^n)``."""
-    out = rho_qubits[:, 0]
-    for k in range(1, rho_qubits.shape[1]):
-        d = out.shape[-1]
-        out = (out[:, :, None, :, None] * rho_qubits[:, k, None, :, None, :]).reshape(-1, 2 * d, 2 * d)
+def pauli_coefficients(rho_qubits: torch.Tensor) -> torch.Tensor:
+    """Real c with rho_k = sum_a c[k, a] sigma_a (sigma = I, X, Y, Z): c = Tr(rho_k sigma_a) / 2,
+    ``(B, n, 2, 2) -> (B, n, 4)`` float64."""
+    return 0.5 * torch.einsum("xnij,aji->xna", rho_qubits, _paulis()).real
+
+
+def pauli_transfer(obs: torch.Tensor) -> torch.Tensor:
+    """T[m, a] = Tr(O_m sigma_a) for every n-qubit Pauli string a (qubit 0 most significant),
+    ``(M, 2^n, 2^n) -> (M, 4^n)`` real: Tr(O_m rho) = sum_a T[m, a] prod_k c[k, a_k] for a product
+    state with Pauli coefficients c (:func:`pauli_coefficients`)."""
+    n = obs.shape[-1].bit_length() - 1
+    strings = _paulis()
+    for _ in range(1, n):
+        d = strings.shape[-1]
+        strings = (strings[:, None, :, None, :, None] * _paulis()[None, :, None, :, None, :]).reshape(-1, 2 * d, 2 * d)
+    return torch.einsum("mij,aji->ma", obs, strings).real
+
+
+def _kron_rows(c: torch.Tensor) -> torch.Tensor:
+    """Row-wise Kronecker product of per-qubit vectors: ``(B, k, 4) -> (B, 4^k)``."""
+    out = c[:, 0]
+    for j in range(1, c.shape[1]):
+        out = (out[:, :, None] * c[:, j, None, :]).flatten(1)
     return out
 
 
@@ -245,47 +268,58 @@ def _rot_vectors(psi: torch.Tensor) -> torch.Tensor:
 
 class NoisyCircuits:
     """The forward (Fig. 2) and inverse (Fig. 4, then U^dagger) circuits of ``model`` with
-    ``noise`` after every gate, evaluated as outcome distributions for batches of events.
+    ``noise`` after every gate, evaluated for batches of events.
 
     The Heisenberg observables of both circuits are built once here (from the model's current
-    weights); :meth:`forward_distribution` and :meth:`inverse_distribution` then cost one real
-    matrix product per batch.
+    weights), as Pauli transfer rows T (:func:`pauli_transfer`). An event's prepared state is a
+    product of single-qubit density matrices with real Pauli coefficients c_k, so
+    P_m = sum_{a, b} c_A[a] T[m, a, b] c_B[b], with c_A, c_B the Kronecker products of the first
+    and the last qubits' coefficients: one real matrix product per batch, and no 2^n x 2^n
+    density matrix per event. :meth:`forward_distribution` / :meth:`inverse_distribution` give all
+    2^n outcome probabilities (for sampling shots), ``*_marginals`` the n values P(qubit k = 1).
     """
 
     def __init__(self, model: "QINN", noise: NoiseModel | None) -> None:
+        from .shots import basis_bits
+
         self.noise = check_noise(noise)
         self.n = model.n_features
+        bits = basis_bits(self.n).T  # (n, 2^n): P(qubit k = 1) = sum_s bits[k, s] P(s)
         with torch.no_grad():
             forward = layer_gates(model.weights)
             inverse = layer_gates(model.isp_weights) + adjoint_layer_gates(model.weights)
-            self._forward = self._contraction(heisenberg_projectors(forward, self.n, self.noise))
-            self._inverse = self._contraction(heisenberg_projectors(inverse, self.n, self.noise))
+            t_forward = pauli_transfer(heisenberg_projectors(forward, self.n, self.noise))
+            t_inverse = pauli_transfer(heisenberg_projectors(inverse, self.n, self.noise))
+        self._transfer = {("forward", False): t_forward, ("forward", True): bits @ t_forward,
+                          ("inverse", False): t_inverse, ("inverse", True): bits @ t_inverse}
 
-    @staticmethod
-    def _contraction(obs: torch.Tensor) -> torch.Tensor:
-        # P(s) = Tr(O_s rho) = sum_ij (O_s^T)_ij rho_ij, real: Re(O^T) . Re(rho) - Im(O^T) . Im(rho)
-        ot = obs.transpose(1, 2)
-        return torch.cat([ot.real.flatten(1), -ot.imag.flatten(1)], 1)  # (2^n, 2 D^2)
-
-    def _distribution(self, w: torch.Tensor, vectors: torch.Tensor, batch_size: int) -> torch.Tensor:
+    def _evaluate(self, key: tuple[str, bool], vectors: torch.Tensor, batch_size: int) -> torch.Tensor:
+        t = self._transfer[key]
+        m, n = t.shape[0], self.n
+        h = n // 2
+        # T[m, a, b] -> (b, m a): then c_B @ that, times c_A, summed over a
+        t_ba = t.view(m, 4**h, 4 ** (n - h)).permute(2, 0, 1).reshape(4 ** (n - h), m * 4**h)
         out = []
         for start in range(0, vectors.shape[0], batch_size):
-            rho = product_density(prepared_qubits(vectors[start:start + batch_size], self.noise))
-            flat = torch.cat([rho.real.flatten(1), rho.imag.flatten(1)], 1)
-            out.append(flat @ w.T)
-        probs = torch.cat(out) if out else torch.zeros((0, w.shape[0]), dtype=torch.float64)
-        return probs.clamp(min=0.0)  # rounding can leave -1e-17 where a probability is 0
+            c = pauli_coefficients(prepared_qubits(vectors[start:start + batch_size], self.noise))
+            y = (_kron_rows(c[:, h:]) @ t_ba).view(-1, m, 4**h)
+            out.append((y * _kron_rows(c[:, :h])[:, None, :]).sum(-1))
+        probs = torch.cat(out) if out else torch.zeros((0, m), dtype=torch.float64)
+        return probs.clamp(0.0, 1.0)  # rounding can leave -1e-17 where a probability is 0
 
     @torch.no_grad()
-    def forward_distribution(self, x_prime: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
-        """Outcome probabilities ``(B, 2^n)`` of the noisy forward circuit for angles x' ``(B, n)``."""
-        return self._distribution(self._forward, _ry_vectors(x_prime), batch_size)
+    def forward_distribution(self, x_prime: torch.Tensor, *, marginals: bool = False,
+                             batch_size: int = 4096) -> torch.Tensor:
+        """Outcome probabilities ``(B, 2^n)`` of the noisy forward circuit for angles x' ``(B, n)``;
+        with ``marginals`` P(qubit k = 1), ``(B, n)``."""
+        return self._evaluate(("forward", marginals), _ry_vectors(x_prime), batch_size)
 
     @torch.no_grad()
-    def inverse_distribution(self, psi: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
+    def inverse_distribution(self, psi: torch.Tensor, *, marginals: bool = False,
+                             batch_size: int = 4096) -> torch.Tensor:
         """Outcome probabilities ``(B, 2^n)`` of the noisy ISP preparation Rot(psi), g_Q and
-        U^dagger for ISP angles psi ``(B, n, 3)``."""
-        return self._distribution(self._inverse, _rot_vectors(psi), batch_size)
+        U^dagger for ISP angles psi ``(B, n, 3)``; with ``marginals`` P(qubit k = 1), ``(B, n)``."""
+        return self._evaluate(("inverse", marginals), _rot_vectors(psi), batch_size)
 
 
 # ---------------------------------------------------------------------------------------------

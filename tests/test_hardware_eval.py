@@ -19,12 +19,7 @@ from qinn_lib.preprocessing import AngleScaler
 from qinn_lib.qinn import QINN
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _record(device: Device, seed: int, values: dict) -> dict:
@@ -54,6 +49,7 @@ def test_verdict_compares_with_two_combined_uncertainties():
     assert bad["tolerance"] == pytest.approx(2 * math.sqrt(2) * 0.01)
     assert he.as_good_as_exact(rows, "N=1e3", "js/m_ll")["ok"] is True
     assert he.as_good_as_exact(rows, "N=1e4", "js/m_ll")["ok"] is True, "better than exact is as good"
+    assert he.as_good_as_exact(rows, "N=1e4", "nll")["ok"] is False, "a lower NLL estimate is a wrong NLL"
     # event metric: seed std and SEM combined, tolerance 2 sqrt(2 (0.01^2 + 0.001^2))
     ev = he.as_good_as_exact(rows, "N=1e3", "nll")
     assert ev["tolerance"] == pytest.approx(2 * math.sqrt(2 * (0.01**2 + 0.001**2)))

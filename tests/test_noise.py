@@ -16,13 +16,7 @@ from qinn_lib.qinn import QINN, ry_state
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is faster than two fighting over a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +118,25 @@ def test_gate_lists_follow_the_circuits(model):
         for wire, mat in rots_f.items():
             assert torch.allclose(rots_b[wire], mat.mH, atol=1e-14)
         assert [g.wires for g in fwd[start + n:start + 2 * n]] == [g.wires for g in back[start + n:start + 2 * n]]
+
+
+def test_pauli_coefficients_rebuild_the_density_matrix():
+    _, psi = _angles()
+    rho = noise.prepared_qubits(noise._rot_vectors(psi), noise.NoiseModel("amplitude_damping", 0.2))
+    c = noise.pauli_coefficients(rho)
+    rebuilt = torch.einsum("xna,aij->xnij", c.to(torch.complex128), noise._paulis())
+    assert torch.allclose(rebuilt, rho, atol=1e-14)
+    assert torch.allclose(c[..., 0], torch.full_like(c[..., 0], 0.5), atol=1e-14)  # Tr(rho) = 1
+
+
+@pytest.mark.parametrize("channel", noise.CHANNELS)
+def test_marginals_are_the_summed_distribution(model, channel):
+    x_prime, psi = _angles(batch=5, seed=4)
+    fast = noise.NoisyCircuits(model, noise.NoiseModel(channel, 0.02))
+    from qinn_lib.shots import basis_bits
+
+    bits = basis_bits(5)
+    assert torch.allclose(fast.forward_distribution(x_prime, marginals=True),
+                          fast.forward_distribution(x_prime) @ bits, atol=1e-13)
+    assert torch.allclose(fast.inverse_distribution(psi, marginals=True),
+                          fast.inverse_distribution(psi) @ bits, atol=1e-13)

@@ -21,13 +21,7 @@ from qinn_lib.qinn import QINN, ry_state
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is faster than two fighting over a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("bad", [0, -5, 100.5, True, "100", float("nan"), float("inf"), None, 2.0**60])
