@@ -286,7 +286,7 @@ class HardwareRealismConfig(RunConfig):
     n_generate: int = _spec(50_000, lo=100, hi=10_000_000, doc="generated events per device and seed")
     n_test: int = _spec(50_000, lo=100, hi=10_000_000, doc="test events for the reconstruction and the NLL")
     shots: tuple = _spec((1e2, 1e3, 1e4, 1e5, 1e6), lo=1, hi=1e12, doc="shots per circuit execution")
-    noise_levels: tuple = _spec((1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), lo=0.0, hi=1.0,
+    noise_levels: tuple = _spec((1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 1e-3, 1e-2, 1e-1), lo=0.0, hi=1.0,
                                 doc="noise strength p per gate, for each channel")
     shot_rate_hz: float = _spec(1e3, lo=1e-3, hi=1e9, doc="assumed device shot rate, only to convert executions to hours")
 

@@ -175,11 +175,12 @@ class DeviceQINN:
         return self._batched(lambda xb: self.inverse(self.forward(xb)), torch.as_tensor(x, dtype=F64), batch_size)
 
     @torch.no_grad()
-    def generate(self, n: int, *, latent_seed: int, scaler: "AngleScaler", latent_dtype: torch.dtype = torch.float32,
-                 batch_size: int = 8192) -> np.ndarray:
-        """``n`` events in physical units from z ~ N(0, 1) (seeded by ``latent_seed``), non-finite
-        rows dropped. z is drawn as :meth:`qinn_lib.runs.TrainedModel.generate` draws it (same
-        generator, batches and ``latent_dtype``), so an exact device reproduces that sample."""
+    def generate_scaled(self, n: int, *, latent_seed: int, latent_dtype: torch.dtype = torch.float32,
+                        batch_size: int = 8192) -> np.ndarray:
+        """``n`` events in the scaled [0, pi] space from z ~ N(0, 1) seeded by ``latent_seed``, all
+        rows kept (non-finite ones too), so two devices' samples are aligned event by event. z is
+        drawn as :meth:`qinn_lib.runs.TrainedModel.generate` draws it (same generator, batches and
+        ``latent_dtype``), so an exact device reproduces that sample."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         gen = torch.Generator().manual_seed(int(latent_seed))
@@ -188,7 +189,13 @@ class DeviceQINN:
             m = min(batch_size, n - start)
             z = torch.randn((m, self.n), generator=gen, dtype=latent_dtype)
             out.append(self.inverse(z.to(F64)).numpy())
-        u = np.concatenate(out)
+        return np.concatenate(out)
+
+    def generate(self, n: int, *, latent_seed: int, scaler: "AngleScaler", latent_dtype: torch.dtype = torch.float32,
+                 batch_size: int = 8192) -> np.ndarray:
+        """:meth:`generate_scaled` in physical units, non-finite rows dropped (as
+        :meth:`qinn_lib.runs.TrainedModel.generate`)."""
+        u = self.generate_scaled(n, latent_seed=latent_seed, latent_dtype=latent_dtype, batch_size=batch_size)
         return scaler.inverse(u[np.all(np.isfinite(u), axis=1)])
 
     @torch.no_grad()

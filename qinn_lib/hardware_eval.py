@@ -39,7 +39,11 @@ from .hardware import Device, DeviceQINN
 __all__ = [
     "SAMPLE_METRICS",
     "EVENT_METRICS",
+    "TWO_SIDED",
+    "GROUPS",
+    "METRIC_LABELS",
     "SHOT_SEED_OFFSET",
+    "EXACT",
     "evaluate_on_device",
     "sweep",
     "summarise_sweep",
@@ -48,6 +52,9 @@ __all__ = [
     "shots_threshold",
     "noise_threshold",
     "plot_sweep",
+    "verdict_table",
+    "thresholds",
+    "statement",
 ]
 
 #: Metrics of a generated sample: their uncertainty is the spread over evaluation seeds.
@@ -58,6 +65,12 @@ EVENT_METRICS = ("recon_mean", "nll")
 #: off in either direction is wrong (a lower NLL from a noisy Jacobian is a biased likelihood, not a
 #: better model), so their verdict is two-sided.
 TWO_SIDED = ("nll",)
+#: What "the QINN's distributions / inverse / likelihood" means in the verdicts.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "distributions": SAMPLE_METRICS,
+    "inverse": ("recon_mean",),
+    "NLL": ("nll",),
+}
 #: Observables whose distributions are compared (the two the paper singles out, Fig. 7).
 OBSERVABLES = ("m_ll", "delta_r")
 #: Axis titles of the metrics in figures.
@@ -66,6 +79,7 @@ METRIC_LABELS = {
     "js/delta_r": r"JS($\Delta R_{\ell\ell}$)", "w1/delta_r": r"W1($\Delta R_{\ell\ell}$)",
     "auc": "classifier AUC", "recon_mean": r"reconstruction deviation $\|\tilde x - x\|/\|x\|$",
     "nll": "test NLL [nats/event]",
+    "angle_error": "RMS error of generated angles [rad]",
 }
 #: The shot generator of evaluation seed s is seeded with s + this (the latent sample with s).
 SHOT_SEED_OFFSET = 7_919
@@ -73,14 +87,26 @@ EXACT = "exact"
 
 
 def evaluate_on_device(trained: Any, device: Device | DeviceQINN, *, seed: int, n_generate: int, n_test: int,
-                       classifier: Mapping[str, Any] | None = None, event_metrics: bool = True) -> dict[str, float]:
+                       classifier: Mapping[str, Any] | None = None, event_metrics: bool = True,
+                       reference: np.ndarray | None = None) -> dict[str, float]:
     """Every metric of ``trained`` (a :class:`qinn_lib.runs.TrainedModel` QINN) run on ``device``
     (a Device, or the model already placed on one, which is then reseeded).
 
     ``n_generate`` events are generated (latent seed ``seed``) and compared with the whole test
     split; the reconstruction deviation and the NLL use the first ``n_test`` test events
-    (``event_metrics=False`` skips them). Also returns the wall time of each part.
+    (``event_metrics=False`` skips them). With ``reference``, the exact device's scaled sample for
+    the same latent seed, also ``angle_error``: the RMS over events and features of the difference
+    of the generated angles (rad) from the exact ones, event by event. Also returns the wall time
+    of each part.
     """
+    return _evaluate(trained, device, seed=seed, n_generate=n_generate, n_test=n_test, classifier=classifier,
+                     event_metrics=event_metrics, reference=reference)[0]
+
+
+def _evaluate(trained: Any, device: Device | DeviceQINN, *, seed: int, n_generate: int, n_test: int,
+              classifier: Mapping[str, Any] | None, event_metrics: bool,
+              reference: np.ndarray | None) -> tuple[dict[str, float], np.ndarray]:
+    """:func:`evaluate_on_device`, also returning the generated sample in scaled units."""
     if isinstance(device, DeviceQINN):
         dq = device.reseed(seed + SHOT_SEED_OFFSET)
     else:
@@ -88,10 +114,14 @@ def evaluate_on_device(trained: Any, device: Device | DeviceQINN, *, seed: int, 
     truth = np.asarray(trained.data.sample.test, dtype=np.float64)
     out: dict[str, float] = {}
     start = time.perf_counter()
-    generated = dq.generate(n_generate, latent_seed=seed, scaler=trained.data.scaler,
-                            latent_dtype=next(trained.model.parameters()).dtype)
+    u = dq.generate_scaled(n_generate, latent_seed=seed, latent_dtype=next(trained.model.parameters()).dtype)
     out["seconds_generate"] = time.perf_counter() - start
+    finite = np.all(np.isfinite(u), axis=1)
+    generated = trained.data.scaler.inverse(u[finite])
     out["n_generated"] = int(len(generated))
+    if reference is not None:
+        both = finite & np.all(np.isfinite(reference), axis=1)
+        out["angle_error"] = float(np.sqrt(np.mean((u[both] - reference[both]) ** 2)))
     dist = metrics.observable_distances(truth, generated, observables=OBSERVABLES)
     for o in OBSERVABLES:
         out[f"js/{o}"], out[f"w1/{o}"] = dist[o]["js"], dist[o]["w1"]
@@ -99,7 +129,7 @@ def evaluate_on_device(trained: Any, device: Device | DeviceQINN, *, seed: int, 
     out["auc"], out["auc_sem"] = c2st["auc"], c2st["auc_sem"]
     if event_metrics:
         out.update(_event_metrics(dq, trained, n_test))
-    return out
+    return out, u
 
 
 def _event_metrics(dq: DeviceQINN, trained: Any, n_test: int) -> dict[str, float]:
@@ -128,26 +158,29 @@ def _device_info(device: Device) -> dict[str, Any]:
 
 def sweep(trained: Any, devices: Sequence[Device], *, seeds: Sequence[int], n_generate: int, n_test: int,
           classifier: Mapping[str, Any] | None = None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Evaluate ``trained`` on every device (the exact one first, if not given) for every seed.
+    """Evaluate ``trained`` on every device for every seed, the exact device (``Device()``) first,
+    whether given or not.
 
     Returns one results record per (device, seed) in the layout of :func:`metrics.make_record`
     (``label`` = the device label, ``seed`` = the evaluation seed, ``config`` = the training
     configuration plus the device), so :func:`metrics.summarise` and :func:`metrics.write_results`
     take them as they are.
     """
-    devices = list(devices)
-    if not any(d.exact and d.noise is None for d in devices):
-        devices.insert(0, Device())
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"sweep: seeds must be distinct and non-empty, got {list(seeds)}")
+    # the exact device first: its samples are the references of the angle errors
+    devices = [Device()] + [d for d in devices if d != Device()]
+    references: dict[int, np.ndarray] = {}
     records = []
     for device in devices:
         fixed: dict[str, float] | None = None  # seed-independent event metrics of a shot-free device
         start = time.perf_counter()
         on_device = DeviceQINN(trained.model, device, seed=0)  # circuits built once, reseeded per seed
         for s in seeds:
-            values = evaluate_on_device(trained, on_device, seed=s, n_generate=n_generate, n_test=n_test,
-                                        classifier=classifier, event_metrics=fixed is None)
+            values, u = _evaluate(trained, on_device, seed=s, n_generate=n_generate, n_test=n_test,
+                                  classifier=classifier, event_metrics=fixed is None, reference=references.get(s))
+            if s not in references:  # the exact device: its own reference
+                references[s], values["angle_error"] = u, 0.0
             if device.shots is None:
                 # measured once; later seeds reuse the values (not the time, which was not spent again)
                 fixed = fixed or {k: v for k, v in values.items() if k not in _SAMPLE_KEYS and not k.startswith("seconds")}
@@ -165,7 +198,7 @@ def sweep(trained: Any, devices: Sequence[Device], *, seeds: Sequence[int], n_ge
 
 
 #: Keys of :func:`evaluate_on_device` that depend on the evaluation seed even without shots.
-_SAMPLE_KEYS = frozenset(SAMPLE_METRICS) | {"auc_sem", "seconds_generate", "n_generated"}
+_SAMPLE_KEYS = frozenset(SAMPLE_METRICS) | {"auc_sem", "seconds_generate", "n_generated", "angle_error"}
 
 
 def summarise_sweep(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -272,39 +305,35 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str], *
     exact = next(r for r in rows if r["label"] == EXACT)["metrics"]
     for ax, metric in zip(axes.flat, metric_names):
         ref = exact[metric]["mean"]
+        diagnostic = not any(metric in names for names in GROUPS.values())  # e.g. angle_error: 0 when exact
         for name, group in series.items():
             group = sorted(group, key=lambda r: r["device"][x])
             xs = [r["device"][x] for r in group]
             means = np.array([r["metrics"][metric]["mean"] for r in group])
             stds = np.array([r["metrics"][metric]["std"] if r["metrics"][metric]["n"] > 1 else 0.0 for r in group])
-            ok = [as_good_as_exact(rows, r["label"], metric)["ok"] for r in group]
+            ok = [None if diagnostic else as_good_as_exact(rows, r["label"], metric)["ok"] for r in group]
             line = ax.errorbar(xs, means, yerr=np.nan_to_num(stds), marker="o", ms=3, capsize=2,
                                label=name.replace("_", " ") if x == "p" else "finite shots")
             bad = [i for i, v in enumerate(ok) if v is False]
             ax.plot([xs[i] for i in bad], means[bad], "x", color=line[0].get_color(), ms=7)
-        tol = 2.0 * uncertainty(exact, metric)
-        ax.axhline(ref, color="black", lw=1, label="exact simulation")
-        if math.isfinite(tol):
-            ax.axhspan(ref - tol, ref + tol, color="black", alpha=0.1, lw=0)
+        if not diagnostic:
+            tol = 2.0 * uncertainty(exact, metric)
+            ax.axhline(ref, color="black", lw=1, label="exact simulation")
+            if math.isfinite(tol):
+                ax.axhspan(ref - tol, ref + tol, color="black", alpha=0.1, lw=0)
         ax.set_xscale("log")
         ax.set_xlabel("shots per circuit N" if x == "shots" else "noise strength p per gate")
         ax.set_title(labels.get(metric, metric))
-        values = [r["metrics"][metric]["mean"] for g in series.values() for r in g] + [ref]
+        values = [r["metrics"][metric]["mean"] for g in series.values() for r in g] + ([] if diagnostic else [ref])
         if min(values) > 0 and max(values) > 10 * min(values):  # log only where the values span a decade
             ax.set_yscale("log")
-    for ax in list(axes.flat)[len(metric_names):]:
+    spare = list(axes.flat)[len(metric_names):]
+    for ax in spare:
         ax.axis("off")
-    axes.flat[0].legend()
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    (spare[0] if spare else axes.flat[0]).legend(handles, names, loc="center" if spare else "best")
     fig.tight_layout()
     return fig
-
-
-#: What "the QINN's distributions / inverse / likelihood" means in the verdicts.
-GROUPS: dict[str, tuple[str, ...]] = {
-    "distributions": SAMPLE_METRICS,
-    "inverse": ("recon_mean",),
-    "NLL": ("nll",),
-}
 
 
 def _fmt_shots(n: int) -> str:

@@ -108,14 +108,16 @@ def test_sweep_evaluates_every_device_and_seed():
                        classifier={"epochs": 1, "hidden": 8}, log=lambda _: None)
     assert [r["label"] for r in records] == ["exact"] * 2 + ["N=1e2"] * 2 + ["amplitude_damping p=0.01"] * 2
     by = {(r["label"], r["seed"]): r["metrics"] for r in records}
-    for key in ("js/m_ll", "w1/delta_r", "auc", "recon_mean", "nll", "nll_sem", "recon_sem"):
+    for key in ("js/m_ll", "w1/delta_r", "auc", "recon_mean", "nll", "nll_sem", "recon_sem", "angle_error"):
         assert all(math.isfinite(m[key]) for m in by.values()), key
     # same latent sample and classifier for every device: the exact device differs only by seed
     assert by[("exact", 5)]["recon_mean"] == by[("exact", 6)]["recon_mean"], "no shots: seed-independent"
     assert by[("N=1e2", 5)]["recon_mean"] != by[("N=1e2", 6)]["recon_mean"], "shots differ between seeds"
+    assert by[("exact", 5)]["angle_error"] == 0.0 < by[("N=1e2", 5)]["angle_error"]
+    assert by[("amplitude_damping p=0.01", 5)]["angle_error"] > 0
     rows = he.summarise_sweep(records)
     assert {r["label"] for r in rows} == {"exact", "N=1e2", "amplitude_damping p=0.01"}
-    fig = he.plot_sweep(rows, ["js/m_ll", "nll"], x="shots")
+    fig = he.plot_sweep(rows, ["js/m_ll", "nll", "angle_error"], x="shots")
     assert len(fig.axes) == 4
     with pytest.raises(ValueError, match="seeds must be distinct"):
         he.sweep(trained, devices, seeds=[1, 1], n_generate=10, n_test=10)
