@@ -342,15 +342,17 @@ def _fmt_shots(n: int) -> str:
 
 
 def _format_cell(stats: Mapping[str, Any]) -> str:
-    """``mean ± std`` with two significant digits of the std, but never more than four of the mean
-    (a spread of 1e-7 on 71.6 is shown as 71.62 ± 0.00); the mean alone without a spread."""
+    """``mean ± std`` with two significant digits of the std; a std below the fourth significant
+    digit of the mean as ``71.62 ± 5e-07``; the mean alone without a spread."""
     mean, std = float(stats["mean"]), float(stats["std"]) if stats["n"] > 1 else float("nan")
     if not math.isfinite(mean):
         return str(mean)
     if not (math.isfinite(std) and std > 0):
         return f"{mean:.4g}"
     sig = lambda v, k: max(0, k - 1 - math.floor(math.log10(abs(v)))) if v else 0  # noqa: E731
-    d = min(sig(std, 2), sig(mean, 4), 10)
+    if mean and sig(std, 1) > sig(mean, 4):  # the spread is below the 4th digit of the mean
+        return f"{mean:.4g} ± {std:.0e}"
+    d = sig(std, 2)
     return f"{mean:.{d}f} ± {std:.{d}f}"
 
 
