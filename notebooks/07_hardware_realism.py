@@ -39,8 +39,10 @@
 
 # %% tags=["parameters"]
 # Parameters (papermill) = the fields of qinn_lib.config.HardwareRealismConfig.
-# The paper-profile values: the QINN of notebook 03 (Table 1 of the paper, 100k events, 200 epochs,
-# reloaded from its checkpoint), evaluated with 3 seeds on 50k generated and 50k test events.
+# These defaults are the paper-profile values: the QINN of notebook 03 (Table 1 of the paper, 100k
+# events, 200 epochs, reloaded from its checkpoint), evaluated with 3 seeds on 50k generated and 50k
+# test events. The noise scan reaches below p = 1e-4 because the generated M_ll already degrades
+# there; shot_rate_hz is an assumption that only converts executions into device hours.
 # The quick profile trains a tiny QINN (2 epochs, 8k events) and caps the event counts at 4k.
 profile = "paper"
 seed = 1234
@@ -234,11 +236,12 @@ conclusion = hardware_eval.statement(rows)
 print(conclusion)
 
 # %% [markdown]
-# Why so little noise already matters: the circuits scramble (every layer entangles all qubits),
-# so an error anywhere in the circuit reaches every measured qubit, and $M_{\ell\ell}$, built from
-# both leptons' momenta, resolves a peak a few GeV wide. The number of places where an error can
-# happen is the number of channel applications per circuit run (single-qubit gates plus two per
-# CNOT, from the resource table below); times $p$ it is the expected number of errors per run:
+# What sets the scale of $p$: the circuits scramble (every layer entangles all qubits), so an error
+# anywhere in a circuit reaches every measured qubit and shifts every decoded angle (the
+# angle-error panel), while $M_{\ell\ell}$, built from both leptons' momenta, resolves a peak a few
+# GeV wide. The number of places where an error can happen is the number of channel applications
+# per circuit run (single-qubit gates plus two per CNOT, from the resource table below); times $p$
+# it is the expected number of errors per run:
 
 # %%
 resource_rows = resources.circuit_resources(model)  # qml.specs of the circuits module's QNodes

@@ -137,7 +137,7 @@ def time_exact_simulation(trained: Any, *, n_generate: int = 100_000, n_nll: int
 
 def format_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], headers: Sequence[str] | None = None) -> str:
     """Markdown table of ``rows`` (dicts) with the given columns; integers with thousands separators,
-    floats with 3 significant digits."""
+    floats with 3 significant digits, NaN (not measured) as a dash."""
     headers = list(headers or columns)
 
     def cell(v: Any) -> str:
@@ -146,6 +146,8 @@ def format_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], headers:
         if isinstance(v, int):
             return f"{v:,}"
         if isinstance(v, float):
+            if v != v:
+                return "–"  # not measured
             return f"{v:.3g}" if abs(v) < 1e6 else f"{v:.3e}"
         return str(v)
 
