@@ -342,17 +342,17 @@ def _fmt_shots(n: int) -> str:
 
 
 def _format_cell(stats: Mapping[str, Any]) -> str:
-    """``mean ± std`` with two significant digits of the std; a std below the fourth significant
-    digit of the mean as ``71.62 ± 5e-07``; the mean alone without a spread."""
+    """``mean ± std`` with two significant digits of the std but at most four of the mean; a std
+    below the mean's fourth digit as ``71.62 ± 5e-07``; the mean alone without a spread."""
     mean, std = float(stats["mean"]), float(stats["std"]) if stats["n"] > 1 else float("nan")
     if not math.isfinite(mean):
         return str(mean)
-    if not (math.isfinite(std) and std > 0):
+    if not (math.isfinite(std) and std > 1e-12 * abs(mean)):  # no spread, or float rounding only
         return f"{mean:.4g}"
     sig = lambda v, k: max(0, k - 1 - math.floor(math.log10(abs(v)))) if v else 0  # noqa: E731
-    if mean and sig(std, 1) > sig(mean, 4):  # the spread is below the 4th digit of the mean
+    d = min(sig(std, 2), sig(mean, 4)) if mean else sig(std, 2)
+    if round(std, d) == 0:  # the spread is below the 4th digit of the mean
         return f"{mean:.4g} ± {std:.0e}"
-    d = sig(std, 2)
     return f"{mean:.{d}f} ± {std:.{d}f}"
 
 
