@@ -348,11 +348,11 @@ def _format_cell(stats: Mapping[str, Any]) -> str:
     if not math.isfinite(mean):
         return str(mean)
     if not (math.isfinite(std) and std > 1e-12 * abs(mean)):  # no spread, or float rounding only
-        return f"{mean:.4g}"
+        return f"{mean:#.4g}"
     sig = lambda v, k: max(0, k - 1 - math.floor(math.log10(abs(v)))) if v else 0  # noqa: E731
     d = min(sig(std, 2), sig(mean, 4)) if mean else sig(std, 2)
     if round(std, d) == 0:  # the spread is below the 4th digit of the mean
-        return f"{mean:.4g} ± {std:.0e}"
+        return f"{mean:#.4g} ± {std:.0e}"
     return f"{mean:.{d}f} ± {std:.{d}f}"
 
 
