@@ -20,6 +20,11 @@ Modules say what they hold:
 - ``model_viewer``   notebook 02's look inside a trained QINN (distributions, Jacobian, round trip)
 - ``lab``            JupyterLab server extension: the committed reports open read-only
 - ``reports``        runs the notebooks through papermill (``python -m qinn_lib.reports``)
+- ``shots``          finite shots: multinomial sampling of measured probabilities, parameter-shift Jacobian
+- ``noise``          gate noise (depolarising, amplitude damping) as density matrices; default.mixed reference
+- ``hardware``       a trained QINN run on an emulated device (shots and/or noise), both directions
+- ``hardware_eval``  metric sweeps over devices and the "as good as exact simulation" verdict (notebook 07)
+- ``resources``      circuit resources (qubits, CNOTs, depth) and the cost of the paper's tasks on a device
 """
 
 __version__ = "0.1.0"

@@ -454,3 +454,27 @@ class DiagnosisConfig(RunConfig):
     max_uploads: int = _spec(3, lo=1, hi=6, doc="re-uploading runs with 1 .. max_uploads uploads")
     search_trials: int = _spec(40, lo=1, hi=10_000, doc="finished trials of the <= 2.1k-parameter search")
     search_epochs: int = _spec(200, lo=1, hi=100_000, doc="epochs of every search trial (one seed each)")
+
+@dataclass(frozen=True)
+class HardwareRealismConfig(RunConfig):
+    """Notebook 07: the QINN of notebook 03 (same training fields, so its run is reloaded) evaluated
+    on an emulated quantum computer: finite shots, gate noise, and the cost on a device."""
+
+    kind: ClassVar[str] = "hardware_realism"
+    profile: str = _spec("paper", choices=PROFILES)
+    seed: int = _spec(1234, lo=0, hi=2**31 - 1, doc="training seed of notebook 03's QINN")
+    n_events: int = _spec(100_000, lo=100, hi=10_000_000)
+    data_seed: int = _spec(1234, lo=1, hi=900_000_000)
+    epochs: int = _spec(200, lo=1, hi=100_000)
+    n_eval_seeds: int = _spec(3, lo=2, hi=100, doc="evaluation seeds (latent sample, shots); >= 2 for a spread")
+    n_generate: int = _spec(50_000, lo=100, hi=10_000_000, doc="generated events per device and seed")
+    n_test: int = _spec(50_000, lo=100, hi=10_000_000, doc="test events for the reconstruction and the NLL")
+    shots: tuple = _spec((1e2, 1e3, 1e4, 1e5, 1e6), lo=1, hi=1e12, doc="shots per circuit execution")
+    noise_levels: tuple = _spec((1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 1e-3, 1e-2, 1e-1), lo=0.0, hi=1.0,
+                                doc="noise strength p per gate, for each channel")
+    shot_rate_hz: float = _spec(1e3, lo=1e-3, hi=1e9, doc="assumed device shot rate, only to convert executions to hours")
+
+    def validate(self) -> None:
+        bad = [v for v in self.shots if not float(v).is_integer()]
+        if bad:
+            raise ConfigError(f"{type(self).__name__}.shots must be whole numbers of shots, got {bad}")

@@ -94,8 +94,8 @@ _RECORD_KEYS = ("label", "config", "config_fingerprint", "data_fingerprint", "se
 
 # -- reconstruction ------------------------------------------------------------------------------
 def reconstruction_deviation(x, x_rec) -> dict[str, float]:
-    """Mean, median and 95th percentile of ‖x̃ − x‖₂ / ‖x‖₂ over events, plus the per-feature
-    mean absolute error in scaled units (radians)."""
+    """Mean (with its standard error ``sem`` over events), median and 95th percentile of
+    ‖x̃ − x‖₂ / ‖x‖₂ over events, plus the per-feature mean absolute error in scaled units (radians)."""
     x = _numpy(x, "x")
     x_rec = _numpy(x_rec, "x_rec")
     if x.shape != x_rec.shape:
@@ -104,6 +104,7 @@ def reconstruction_deviation(x, x_rec) -> dict[str, float]:
     rel = np.linalg.norm(x_rec[finite] - x[finite], axis=1) / np.linalg.norm(x[finite], axis=1)
     return {
         "mean": float(rel.mean()),
+        "sem": float(rel.std(ddof=1) / math.sqrt(rel.size)) if rel.size > 1 else float("nan"),
         "median": float(np.median(rel)),
         "p95": float(np.percentile(rel, 95)),
         "per_feature_mae": np.abs(x_rec[finite] - x[finite]).mean(axis=0).tolist(),

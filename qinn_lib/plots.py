@@ -97,8 +97,9 @@ def hist_with_ratio(reference: np.ndarray, others: Mapping[str, np.ndarray | Seq
     ax.stairs(ref, bins, color=COLORS["data"], label=reference_label, lw=1.2)
     safe_ref = np.where(ref > 0, ref, np.nan)
     rax.fill_between(centres, 1 - ref_err / safe_ref, 1 + ref_err / safe_ref, color="0.85", step="mid")
-    for label, values in others.items():
-        color = COLORS.get(label)
+    for i, (label, values) in enumerate(others.items()):
+        # a label without a role colour takes the i-th colour of the cycle (stairs would draw black)
+        color = COLORS.get(label, f"C{i % 10}")
         mean, std = _band(values, bins)
         line = ax.stairs(mean, bins, label=label, color=color, lw=1.2)
         color = line.get_edgecolor()

@@ -65,7 +65,8 @@ def _register_optional_configs() -> None:
                        ("03_isp_training", "QINNRunConfig"),
                        ("04_fidelity_vs_mse", "FidelityVsMSEConfig"),
                        ("05_qinn_vs_inn", "ComparisonConfig"),
-                       ("06_why_the_gap", "DiagnosisConfig")):
+                       ("06_why_the_gap", "DiagnosisConfig"),
+                       ("07_hardware_realism", "HardwareRealismConfig")):
         cls = getattr(cfgmod, name, None)
         if cls is not None:
             NOTEBOOK_CONFIGS.setdefault(stem, cls)
@@ -404,6 +405,13 @@ def render_results(results: dict[str, Any]) -> str:
         lines += [f"**Why our QINN misses the paper** (notebook 06, seeds {why['seeds']}, {why['epochs']} epochs; "
                   "each statement is one comparison of seed means against the seed spread):",
                   "", "```", why["claims"], "```", "", why["search_answer"], "", why["closing"], ""]
+    hw = results.get("07_hardware_realism")
+    if hw:
+        lines += [f"**The QINN on an emulated quantum computer** (notebook 07, evaluation seeds {hw['seeds']}; "
+                  "mean ± std over seeds; NLL with the Jacobian measured by parameter shift):", "",
+                  hw["statement"], "", hw["shots_table"], "", hw["noise_table"], "",
+                  "Circuits and what the paper's tasks would cost on a device:", "", hw["resources_table"], "",
+                  hw["cost_table"], ""]
     bench = results.get("bench")
     if bench:
         lines += [

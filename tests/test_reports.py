@@ -18,6 +18,7 @@ EXPECTED_NOTEBOOKS = [
     "04_fidelity_vs_mse",
     "05_qinn_vs_inn",
     "06_why_the_gap",
+    "07_hardware_realism",
 ]
 
 

@@ -1,0 +1,307 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-widgets
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 — The QINN on a simulated quantum computer
+#
+# Beyond the paper. Everything so far used exact expectation values: every $P(\text{qubit}=1)$ of
+# eq. 16 came straight from the state vector. A quantum computer gives something else:
+#
+# * **finite shots** — a circuit is run $N$ times and every probability is a share of $N$ bit
+#   strings, so it carries a binomial error $\sqrt{P(1-P)/N}$;
+# * **a measured Jacobian** — the NLL (eq. 5–7) needs $\partial z/\partial x$, which a device measures
+#   with the parameter-shift rule (refs. [60, 61], sec. 3.1): $\partial P/\partial x'_i =
+#   [P(x'_i+\pi/2) - P(x'_i-\pi/2)]/2$, i.e. $1 + 2n = 11$ circuits per event, each with its own shots;
+# * **noisy gates** — here a depolarising or an amplitude-damping channel of strength $p$ after every gate.
+#
+# This notebook takes the trained QINN of notebook 03, runs it on such an emulated device in both
+# directions (generation through the learned inverse; the likelihood through the forward map) and
+# asks: from how many shots on, and up to which noise level, is it still as good as with exact
+# simulation? Then: what would the paper's tasks cost on a device?
+#
+# The emulation lives in `qinn_lib.shots` (sampling, parameter shift), `qinn_lib.noise` (density
+# matrices), `qinn_lib.hardware` (the QINN on a device), `qinn_lib.hardware_eval` (metrics and
+# verdicts) and `qinn_lib.resources` (circuit counts, device cost).
+
+# %% tags=["parameters"]
+# Parameters (papermill) = the fields of qinn_lib.config.HardwareRealismConfig.
+# These defaults are the paper-profile values: the QINN of notebook 03 (Table 1 of the paper, 100k
+# events, 200 epochs, reloaded from its checkpoint), evaluated with 3 seeds on 50k generated and 50k
+# test events. The noise scan reaches below p = 1e-4 because the generated M_ll already degrades
+# there; shot_rate_hz is an assumption that only converts executions into device hours.
+# The quick profile trains a tiny QINN (2 epochs, 8k events) and caps the event counts at 4k.
+profile = "paper"
+seed = 1234
+n_events = 100_000
+data_seed = 1234
+epochs = 200
+n_eval_seeds = 3
+n_generate = 50_000
+n_test = 50_000
+shots = [1e2, 1e3, 1e4, 1e5, 1e6]
+noise_levels = [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+shot_rate_hz = 1e3
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from qinn_lib import hardware_eval, metrics, noise, observables, plots, reports, resources, runs, shots as shots_lib
+from qinn_lib.config import HardwareRealismConfig, QINNRunConfig
+from qinn_lib.hardware import Device, DeviceQINN
+from qinn_lib.profiles import budget
+
+params = {name: globals()[name] for name in HardwareRealismConfig.field_names()}
+cfg = HardwareRealismConfig(**params)
+torch.set_num_threads(1)  # small tensors: one thread; timings below are single-core
+plots.style()
+qinn_cfg = runs.effective_config(QINNRunConfig(profile=cfg.profile, seed=cfg.seed, n_events=cfg.n_events,
+                                               data_seed=cfg.data_seed, epochs=cfg.epochs))
+n_gen = budget(cfg.profile, "n_generate", cfg.n_generate)
+n_tst = budget(cfg.profile, "n_generate", cfg.n_test)
+eval_seeds = runs.seeds(cfg.seed + runs.EVAL_SEED_OFFSET, cfg.n_eval_seeds)
+shot_grid = [shots_lib.check_shots(n) for n in cfg.shots]
+print(f"profile {cfg.profile}: QINN of notebook 03 ({qinn_cfg.n_events} events, {qinn_cfg.epochs} epochs); "
+      f"{n_gen} generated and {n_tst} test events per device, evaluation seeds {eval_seeds}")
+
+# %% [markdown]
+# ## The trained QINN
+# Notebook 03's configuration, so its finished run is reloaded (or trained, then checkpointed).
+
+# %%
+trained = runs.train_qinn(qinn_cfg, progress=False)
+model = trained.model
+print(f"run: {trained.run_dir.name}, {len(trained.history)} epochs")
+
+# %% [markdown]
+# ## Finite shots
+# The fast path samples the counts of all $2^5$ outcomes of $N$ shots from the exact outcome
+# distribution (a multinomial draw), and reads every qubit's $P(1)$ off the same shots, as a device
+# does: each estimate is Binomial$(N, P)/N$, and estimates of different qubits are correlated
+# (`tests/test_shots.py` checks the mean, variance and covariances against these laws). The readable
+# reference is PennyLane's `default.qubit` with `shots=N`. Three test events, $N = 1000$: both
+# estimates scatter around the exact value by about the binomial error.
+
+# %%
+n_check = 1000
+x3 = trained.data.test[:3]
+dq_exact = DeviceQINN(model, Device(), seed=0)  # float64 copy of the trained model, no shots, no noise
+x_prime = dq_exact.encode(x3)
+dist = dq_exact.forward_distribution(x_prime)  # exact outcome probabilities, (3, 32)
+exact_p = dq_exact.measure(dist)
+fast_p = shots_lib.estimate_marginals(dist, n_check, torch.Generator().manual_seed(1))
+pl_p = shots_lib.reference_shot_marginals(dq_exact.model, x_prime, n_check, seed=2)
+binomial = torch.sqrt(exact_p * (1 - exact_p) / n_check)
+for e in range(3):
+    print(f"event {e}: exact P(1)  " + "  ".join(f"{v:.4f}" for v in exact_p[e]))
+    print(f"         fast sampler " + "  ".join(f"{v:.4f}" for v in fast_p[e]))
+    print(f"         PennyLane    " + "  ".join(f"{v:.4f}" for v in pl_p[e]))
+    print(f"         binomial err " + "  ".join(f"{v:.4f}" for v in binomial[e]))
+pulls = torch.cat([(fast_p - exact_p) / binomial, (pl_p - exact_p) / binomial]).flatten()
+print(f"pulls (estimate - exact) / binomial error, both samplers: mean {pulls.mean():+.2f}, rms {pulls.square().mean().sqrt():.2f}"
+      " (expected 0 and 1)")
+
+# %% [markdown]
+# Without shots and noise the emulated device is the exact simulation: the parameter-shift
+# Jacobian of the 11 circuits equals the analytic one of notebook 02 to rounding.
+
+# %%
+m64 = dq_exact.model
+with torch.no_grad():
+    z_ref, jac_ref = m64.forward_and_jacobian(trained.data.test[:256].double())
+z_dev, jac_dev = dq_exact.forward_and_jacobian(trained.data.test[:256])
+print(f"max |z_device - z| = {float((z_dev - z_ref).abs().max()):.1e}, "
+      f"max |J_parameter-shift - J_analytic| = {float((jac_dev - jac_ref).abs().max()):.1e}")
+
+# %% [markdown]
+# ## Noise
+# After every gate (the encoding $R_y$, every Rot, each CNOT on both its wires) a single-qubit
+# channel of strength $p$: depolarising, $\rho \to (1 - \tfrac{4p}{3})\rho + \tfrac{2p}{3}\mathbb 1$,
+# or amplitude damping ($|1\rangle \to |0\rangle$ with probability $p$, i.e. $T_1$ decay). The
+# readable reference is PennyLane's `default.mixed` with the channel inserted after every gate
+# (`qml.noise.insert`); the fast path carries the $2^5$ measured projectors back through the noisy
+# circuit once (Heisenberg picture) and contracts them with each event's prepared product state.
+# Both on three test events at $p = 10^{-2}$:
+
+# %%
+psi3 = dq_exact.isp_angles(exact_p)  # the ISP angles of the three events' own P
+for channel in noise.CHANNELS:
+    nm = noise.NoiseModel(channel, 1e-2)
+    start = time.perf_counter()
+    fast = noise.NoisyCircuits(m64, nm)
+    fwd, inv = fast.forward_distribution(x_prime), fast.inverse_distribution(psi3)
+    t_fast = time.perf_counter() - start
+    start = time.perf_counter()
+    ref_fwd, ref_inv = noise.reference_forward_probs(m64, x_prime, nm), noise.reference_inverse_probs(m64, psi3, nm)
+    t_ref = time.perf_counter() - start
+    print(f"{channel:>17}: max |fast - default.mixed| forward {float((fwd - ref_fwd).abs().max()):.1e}, "
+          f"inverse {float((inv - ref_inv).abs().max()):.1e}; {t_fast:.2f} s (incl. building both circuits) "
+          f"vs {t_ref:.2f} s for 3 events")
+
+# %% [markdown]
+# ## The sweep
+# For every device and evaluation seed: generate events through the inverse on the device and
+# compare with the test split (JS and W1 of $M_{\ell\ell}$ and $\Delta R_{\ell\ell}$, classifier AUC);
+# reconstruct test events with both directions on the device (reconstruction deviation); evaluate
+# the test NLL with $z$ and the Jacobian measured on the device. A seed fixes the latent sample and
+# the classifier (the same for every device) and the shots. The exact-simulation reference runs
+# through the same code without shots and noise. Noise is studied with exact expectation values,
+# so that each effect is seen alone.
+
+# %%
+devices = [Device(shots=n) for n in shot_grid]
+devices += [Device(noise=noise.NoiseModel(c, p)) for c in noise.CHANNELS for p in cfg.noise_levels]
+start = time.perf_counter()
+records = hardware_eval.sweep(trained, devices, seeds=eval_seeds, n_generate=n_gen, n_test=n_tst)
+sweep_seconds = time.perf_counter() - start
+rows = hardware_eval.summarise_sweep(records)
+print(f"{len(records)} evaluations in {sweep_seconds / 60:.1f} min")
+
+# %%
+columns = ["js/m_ll", "w1/m_ll", "js/delta_r", "w1/delta_r", "auc", "recon_mean", "nll", "angle_error"]
+exact_row = [r for r in rows if r["label"] == hardware_eval.EXACT]
+shot_rows = exact_row + [r for r in rows if r["device"]["shots"] is not None]
+noise_rows = exact_row + [r for r in rows if r["device"]["channel"] is not None]
+shots_table = hardware_eval.verdict_table(shot_rows, columns)
+noise_table = hardware_eval.verdict_table(noise_rows, columns)
+print(shots_table)
+print()
+print(noise_table)
+
+# %% [markdown]
+# ### Against the number of shots
+# Seed mean ± std; the black line is exact simulation with a band of ±2 of its uncertainties
+# (seed spread; for the reconstruction and the NLL the standard error over test events); a cross
+# marks a point worse than exact by more than two combined uncertainties. The last panel is a
+# diagnostic without a verdict: the RMS difference between the angles $\tilde x'$ generated on the
+# device and exactly, event by event from the same $z$.
+
+# %%
+fig = hardware_eval.plot_sweep(rows, columns, x="shots")
+plots.save(fig, "07_metrics_vs_shots", cfg.profile)
+plt.show()
+
+# %% [markdown]
+# ### Against the gate-noise strength
+
+# %%
+fig = hardware_eval.plot_sweep(rows, columns, x="p")
+plots.save(fig, "07_metrics_vs_noise", cfg.profile)
+plt.show()
+
+# %% [markdown]
+# ### What the generated distributions look like
+# $M_{\ell\ell}$ and $\Delta R_{\ell\ell}$ of the first evaluation seed on a few devices: few shots
+# blur the inverse (every angle is decoded from a noisy $P$); depolarising noise pulls every $P$
+# towards 1/2, amplitude damping towards 0.
+
+# %%
+truth = observables.reconstruct(trained.data.sample.test)
+shown = [Device(), Device(shots=shot_grid[0]), Device(shots=shot_grid[len(shot_grid) // 2]),
+         *(Device(noise=noise.NoiseModel(c, 1e-2)) for c in noise.CHANNELS)]
+samples = {d.label: observables.reconstruct(
+    DeviceQINN(model, d, seed=eval_seeds[0] + hardware_eval.SHOT_SEED_OFFSET).generate(
+        n_gen, latent_seed=eval_seeds[0], scaler=trained.data.scaler)) for d in shown}
+fig = plots.ratio_grid(truth, samples, ["m_ll", "delta_r"], observables.OBSERVABLE_LABELS, ncols=2,
+                       ranges={"m_ll": (75.0, 105.0), "delta_r": (0.0, 6.0)})
+plots.save(fig, "07_generated_on_devices", cfg.profile)
+plt.show()
+
+# %% [markdown]
+# ## Is it as good as exact simulation?
+# Computed from the sweep (`hardware_eval.statement`): a shot count counts when it and every larger
+# one in the scan are as good as exact simulation on all metrics of the group, a noise level when it
+# and every smaller one are.
+
+# %%
+found = hardware_eval.thresholds(rows)
+conclusion = hardware_eval.statement(rows)
+print(conclusion)
+
+# %% [markdown]
+# What sets the scale of $p$: the circuits scramble (every layer entangles all qubits), so an error
+# anywhere in a circuit reaches every measured qubit and shifts every decoded angle (the
+# angle-error panel), while $M_{\ell\ell}$, built from both leptons' momenta, resolves a peak a few
+# GeV wide. The number of places where an error can happen is the number of channel applications
+# per circuit run (single-qubit gates plus two per CNOT, from the resource table below); times $p$
+# it is the expected number of errors per run:
+
+# %%
+resource_rows = resources.circuit_resources(model)  # qml.specs of the circuits module's QNodes
+for row in resource_rows[:2]:
+    locations = row["gates"] + row["cnots"]  # one channel per single-qubit gate, two per CNOT
+    print(f"{row['circuit']}: {locations} noisy locations; expected errors per run "
+          + ", ".join(f"{locations * p:.2g} at p = {p:g}" for p in cfg.noise_levels))
+
+# %% [markdown]
+# ## Resources and cost on a device
+# Per circuit: qubits, gates, CNOTs and depth as written (the SWAP test's controlled SWAPs also
+# decomposed into CNOTs and single-qubit gates), the trained angles and the angles set per event.
+
+# %%
+resources_table = resources.format_rows(
+    resource_rows, ["circuit", "qubits", "gates", "cnots", "cswaps", "depth", "cnots_decomposed", "depth_decomposed",
+                    "trained_angles", "event_angles"],
+    ["circuit", "qubits", "gates", "CNOTs", "CSWAPs", "depth", "CNOTs (decomposed)", "depth (decomposed)",
+     "trained angles", "angles per event"])
+print(resources_table)
+
+# %% [markdown]
+# A device runs every circuit $N$ times: executions = events × circuits per event × shots. We
+# cost the paper's tasks at the shot count from which the generated distributions are as good as
+# exact simulation (or, if none is, the largest one scanned), and convert to hours at an *assumed*
+# shot rate (`shot_rate_hz`; real rates differ by orders of magnitude between platforms). Next to
+# it, what the same task costs our exact simulation on one CPU core (minimum of 3 repeats, on a
+# shared machine) and our emulation of the device (the sweep's measured time per event).
+
+# %%
+n_cost = found["shots"]["distributions"] or shot_grid[-1]
+n_weights = model.weights.numel()
+cost_rows = resources.device_cost(model.n_features, n_weights, n_cost, n_train=len(trained.data.train),
+                                  shot_rate_hz=cfg.shot_rate_hz)
+sim = resources.time_exact_simulation(trained)
+epoch_seconds = float(np.mean([h["seconds"] for h in trained.history]))
+emulated = [r["metrics"] for r in records if r["device"]["shots"] == n_cost and r["device"]["channel"] is None]
+per_event_gen = np.mean([m["seconds_generate"] / m["n_generated"] for m in emulated])
+per_event_nll = np.mean([m["seconds_nll"] / m["n_test"] for m in emulated if "seconds_nll" in m])
+ours = [sim["generate_seconds"], sim["nll_seconds"], epoch_seconds]
+emul = [per_event_gen * cost_rows[0]["events"], per_event_nll * cost_rows[1]["events"], float("nan")]
+for row, t_exact, t_emul in zip(cost_rows, ours, emul):
+    row["exact_seconds"], row["emulated_seconds"] = t_exact, t_emul
+cost_table = resources.format_rows(
+    cost_rows, ["task", "circuits_per_event", "circuits", "shots", "executions", "device_hours", "exact_seconds",
+                "emulated_seconds"],
+    ["task", "circuits / event", "circuits", "shots N", "executions", f"device hours at {cfg.shot_rate_hz:g} shots/s",
+     "our exact simulation [s]", "our device emulation [s]"])
+print(cost_table)
+print(f"(training epoch: our time is the mean epoch of this run, {len(trained.data.train):,} events with all losses; "
+      f"the device count is for the NLL gradient alone)")
+
+# %% [markdown]
+# ## Recorded results
+
+# %%
+metrics.write_results(reports.results_path(cfg.profile).with_name("hardware_07.json"), records)
+reports.record("07_hardware_realism", {
+    "seeds": eval_seeds, "statement": conclusion, "thresholds": found, "shots_table": shots_table,
+    "noise_table": noise_table, "resources_table": resources_table, "cost_table": cost_table,
+    "cost_shots": n_cost, "shot_rate_hz": cfg.shot_rate_hz, "sweep_seconds": sweep_seconds,
+    "n_generate": n_gen, "n_test": n_tst, "run": trained.run_dir.name, "rows": rows,
+}, cfg.profile)
