@@ -49,6 +49,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .compiling import should_compile
 from .checkpoints import (  # noqa: F401  (re-exported: the checkpoint API has always been train's)
     CHECKPOINT_NAME,
     FORMAT_VERSION,
@@ -371,8 +372,9 @@ def train(model: torch.nn.Module, objective: Callable[..., dict[str, torch.Tenso
     with claimed([Path(run_dir)], [cfg], data_fingerprint, resume):
         member = _prepare_member(model, cfg, run_dir, extra_state, data_fingerprint, train_x.shape[0] // bs,
                                  resume, label="")
+        terms = _step_terms(model, objective, (int(cfg.epochs) - member.start_epoch) * (train_x.shape[0] // bs))
         (result,) = _fit(
-            [member], lambda xs, gens: [objective(model, xs[0], gens[0])],
+            [member], lambda xs, gens: [terms(xs[0], gens[0])],
             lambda xs, gens: [objective.evaluate(model, xs[0], gens[0])], context,
             train_x, val_x, data_fingerprint=data_fingerprint, progress=progress,
             stop_after_epoch=stop_after_epoch, threads=threads, t_start=t_start)
@@ -432,6 +434,9 @@ def train_lockstep(stack: torch.nn.Module, objective: Any, train_x: torch.Tensor
                 "a stack resumes only from one common epoch. Finish them one by one with train(), or "
                 "delete the checkpoints to restart them together"
             )
+        steps_left = (int(cfgs[0].epochs) - members[0].start_epoch) * (train_x.shape[0] // bs)
+        if should_compile(steps_left) and hasattr(stack, "compile_"):
+            stack.compile_()  # compiled flows for the training steps (qinn_lib.compiling)
         chunked = getattr(objective, "evaluate_stacked_chunks", None)
         return _fit(members, lambda xs, gens: objective.stacked(stack, xs, gens),
                     lambda xs, gens: objective.evaluate_stacked(stack, xs, gens), contextlib.nullcontext,
@@ -439,6 +444,21 @@ def train_lockstep(stack: torch.nn.Module, objective: Any, train_x: torch.Tensor
                     stop_after_epoch=stop_after_epoch, threads=threads, t_start=t_start,
                     extra_checkpoint={"lockstep_seeds": seeds} if len(members) > 1 else None,
                     val_all=(lambda chunks, gens: chunked(stack, chunks, gens)) if chunked is not None else None)
+
+
+def _step_terms(model: torch.nn.Module, objective: Any, steps_left: int) -> Callable:
+    """``terms(x, generator)`` of one training step: ``objective(model, x, generator)``, compiled
+    when the run is long enough to pay for the compile (:func:`qinn_lib.compiling.should_compile`).
+    A model that compiles itself (the INN: ``compile_()`` swaps in compiled flows) keeps the eager
+    objective; otherwise an objective with ``compiled_terms(model)`` (the QINN's lean one-graph
+    loss) provides the compiled step. Either falls back to eager, with one warning, if compiling
+    fails (qinn_lib.compiling.compiled)."""
+    if should_compile(steps_left):
+        if hasattr(model, "compile_"):
+            model.compile_()
+        elif hasattr(objective, "compiled_terms"):
+            return objective.compiled_terms(model)
+    return lambda x, gen: objective(model, x, gen)
 
 
 def _check_inputs(train_x: torch.Tensor, val_x: torch.Tensor, bs: int, stop_after_epoch: int | None) -> None:
