@@ -28,7 +28,8 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
-__all__ = ["MIN_STEPS_TO_COMPILE", "compile_policy", "should_compile", "compiled", "CompileFallbackWarning"]
+__all__ = ["MIN_STEPS_TO_COMPILE", "compile_policy", "should_compile", "compiled", "compiled_step",
+           "CompileFallbackWarning"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,4 +107,38 @@ def compiled(fn: F, *, label: str, **compile_kwargs: Any) -> F:
             return result
 
     call.is_compiled = lambda: state["mode"] == "compiled"  # type: ignore[attr-defined]
+    return call  # type: ignore[return-value]
+
+
+def _shapes(obj: Any) -> Any:
+    """The shapes and dtypes of the tensors in ``obj`` (nested lists/tuples), as a hashable key."""
+    if isinstance(obj, torch.Tensor):
+        return (tuple(obj.shape), obj.dtype, obj.device)
+    if isinstance(obj, (list, tuple)):
+        return tuple(_shapes(o) for o in obj)
+    return type(obj)
+
+
+def compiled_step(fn: F, *, label: str, **compile_kwargs: Any) -> F:
+    """:func:`compiled` ``fn``, used only for the calls of a training step: autograd recording
+    and the tensor shapes of the first such call. Every other call runs ``fn`` eagerly (same
+    results).
+
+    Why: each grad mode and each input shape is a graph of its own, i.e. another compile of
+    minutes, and the other calls (validation and generation under ``no_grad``, the odd batch of
+    another size) happen once per epoch or once per run, where eager costs far less than that.
+    """
+    fast = compiled(fn, label=label, **compile_kwargs)
+    state: dict[str, Any] = {"key": None}
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_grad_enabled():
+            return fn(*args, **kwargs)
+        key = _shapes((args, tuple(kwargs.items())))
+        if state["key"] is None:
+            state["key"] = key
+        return fast(*args, **kwargs) if key == state["key"] else fn(*args, **kwargs)
+
+    call.is_compiled = getattr(fast, "is_compiled", lambda: False)  # type: ignore[attr-defined]
     return call  # type: ignore[return-value]
