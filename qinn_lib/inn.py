@@ -338,6 +338,10 @@ class SoftPermutation(InvertibleModule):
         return f"n={self._q64.shape[0]}, seed={self.seed}"
 
     def _q(self, like: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            # Inside a compiled graph the cast is folded into the graph; filling the cache there
+            # would be a dict mutation that invalidates the graph's guards (one needless recompile).
+            return self._q64.to(dtype=like.dtype, device=like.device)
         key = (like.dtype, like.device)
         q = self._cache.get(key)
         if q is None:
@@ -395,7 +399,7 @@ class INN(nn.Module):
         self.architecture = arch
         self.tail_bound = float(tail_bound)
         self.spline = _check_spline("INN", spline)
-        self._compiled: dict[str, Callable] | None = None
+        self._compiled: Callable | None = None
 
         gen = torch.Generator().manual_seed(seed)
         subnet = mlp_subnet_constructor(arch["subnet_layers"], arch["hidden"], generator=gen, dtype=dtype)
@@ -444,18 +448,18 @@ class INN(nn.Module):
             raise ValueError(f"INN: {name} of shape {tuple(t.shape)} has {int(bad.sum())} non-finite (NaN/inf) entries")
         return t
 
-    def _forward_flow(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.flow(x - self.center, jac=True)
-
-    def _inverse_flow(self, z: torch.Tensor) -> torch.Tensor:
-        h, _ = self.flow(z, rev=True, jac=False)
-        return h + self.center
+    def _flow_pass(self, t: torch.Tensor, rev: bool) -> Any:
+        """The flow after input checks: ``(z, log|det|)`` of ``x = t``, or ``x`` of ``z = t`` (rev).
+        One function for both directions, so :meth:`compile_` has one fallback (and one warning)."""
+        if rev:
+            h, _ = self.flow(t, rev=True, jac=False)
+            return h + self.center
+        return self.flow(t - self.center, jac=True)
 
     def forward_and_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``z = f(x)`` and ``log|det dz/dx|`` per event (eq. 5), shapes (B, n) and (B,)."""
         x = self._batch("x", x)
-        run = self._forward_flow if self._compiled is None else self._compiled["forward"]
-        return run(x)
+        return (self._compiled or self._flow_pass)(x, False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_and_logdet(x)[0]
@@ -463,10 +467,9 @@ class INN(nn.Module):
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         """``x = f^{-1}(z)`` (generation: z ~ N(0, 1) -> scaled features)."""
         z = self._batch("z", z)
-        run = self._inverse_flow if self._compiled is None else self._compiled["inverse"]
-        return run(z)
+        return (self._compiled or self._flow_pass)(z, True)
 
-    def compile_(self) -> "INN":
+    def compile_(self, **compile_kwargs: Any) -> "INN":
         """Compile the flow's forward and inverse passes (``torch.compile`` through
         :func:`qinn_lib.compiling.compiled_step`); returns ``self``. Idempotent.
 
@@ -477,18 +480,16 @@ class INN(nn.Module):
         where compiling fails falls back to eager with one warning. The first compiled call
         compiles (minutes cold, seconds with the on-disk cache; see ``python -m qinn_lib.bench``).
         Whether a run should compile at all is :func:`qinn_lib.compiling.should_compile`.
+        ``compile_kwargs`` go to ``torch.compile`` (e.g. ``backend="aot_eager"`` in tests).
         """
         if self._compiled is None:
-            self._compiled = {
-                "forward": compiled_step(self._forward_flow, label=f"INN {self.size} forward"),
-                "inverse": compiled_step(self._inverse_flow, label=f"INN {self.size} inverse"),
-            }
+            self._compiled = compiled_step(self._flow_pass, label=f"INN {self.size}", **compile_kwargs)
         return self
 
     @property
     def is_compiled(self) -> bool:
         """Whether :meth:`compile_` was called (and compiling has not fallen back to eager)."""
-        return self._compiled is not None and all(f.is_compiled() for f in self._compiled.values())
+        return self._compiled is not None and self._compiled.is_compiled()
 
 
 class INNStack(nn.Module):
@@ -525,7 +526,7 @@ class INNStack(nn.Module):
                     raise ValueError(f"INNStack: member {i} has {attr}={getattr(m, attr)!r}, member 0 has "
                                      f"{getattr(ref, attr)!r}; only INNs of one architecture can be stacked")
         self.members = nn.ModuleList(members)
-        self._compiled: dict[str, Callable] | None = None
+        self._compiled: Callable | None = None
 
     def __len__(self) -> int:
         return len(self.members)
@@ -558,42 +559,38 @@ class INNStack(nn.Module):
             log_jacs = [j_ + lj_ for j_, lj_ in zip(js, log_jacs)]  # FrEIA's order: j + log_det_jac
         return hs, log_jacs
 
-    def _forward_flow(self, xs: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        return self._run([x - m.center for m, x in zip(self.members, xs)], rev=False)
-
-    def _inverse_flow(self, zs: list[torch.Tensor]) -> list[torch.Tensor]:
-        hs, _ = self._run(zs, rev=True)
-        return [h + m.center for m, h in zip(self.members, hs)]
+    def _flow_pass(self, ts: list[torch.Tensor], rev: bool) -> Any:
+        """Every member's flow after input checks (see :meth:`INN._flow_pass`)."""
+        if rev:
+            hs, _ = self._run(ts, rev=True)
+            return [h + m.center for m, h in zip(self.members, hs)]
+        return self._run([x - m.center for m, x in zip(self.members, ts)], rev=False)
 
     def forward_and_logdet(self, xs: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``[(z_i, log|det dz_i/dx_i|)]``: :meth:`INN.forward_and_logdet` of every member."""
         xs = self._check("x", xs)
-        run = self._forward_flow if self._compiled is None else self._compiled["forward"]
-        zs, logdets = run(xs)
+        zs, logdets = (self._compiled or self._flow_pass)(xs, False)
         return list(zip(zs, logdets))
 
     def inverse(self, zs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """``[x_i]``: :meth:`INN.inverse` of every member."""
         zs = self._check("z", zs)
-        run = self._inverse_flow if self._compiled is None else self._compiled["inverse"]
-        return run(zs)
+        return (self._compiled or self._flow_pass)(zs, True)
 
-    def compile_(self) -> "INNStack":
-        """Compile the whole stack's forward and inverse passes (all members in one graph each);
-        returns ``self``. Same contract as :meth:`INN.compile_` (training-step calls compiled,
-        everything else eager, eager fallback with one warning)."""
+    def compile_(self, **compile_kwargs: Any) -> "INNStack":
+        """Compile the whole stack's forward and inverse passes (all members in one graph per
+        direction); returns ``self``. Same contract as :meth:`INN.compile_` (training-step calls
+        compiled, everything else eager, eager fallback with one warning). Compile the stack, not
+        its members: the members' own methods stay eager."""
         if self._compiled is None:
             label = f"INNStack {self.members[0].size} x{len(self.members)}"
-            self._compiled = {
-                "forward": compiled_step(self._forward_flow, label=f"{label} forward"),
-                "inverse": compiled_step(self._inverse_flow, label=f"{label} inverse"),
-            }
+            self._compiled = compiled_step(self._flow_pass, label=label, **compile_kwargs)
         return self
 
     @property
     def is_compiled(self) -> bool:
         """Whether :meth:`compile_` was called (and compiling has not fallen back to eager)."""
-        return self._compiled is not None and all(f.is_compiled() for f in self._compiled.values())
+        return self._compiled is not None and self._compiled.is_compiled()
 
 
 def build_inn(size: str = "16k", n_features: int = 5, *, seed: int = 0,
