@@ -5,7 +5,10 @@ Architecture
 ``INN`` = fixed centring ``x -> x - pi/2``, then ``blocks`` x [:class:`CubicSplineCoupling`,
 :class:`SoftPermutation`], assembled with FrEIA's ``SequenceINN`` (the paper builds its INN with
 FrEIA [55]; FrEIA 0.2 has no spline block, so the coupling is a FrEIA ``InvertibleModule`` whose
-spline is nflows' ``unconstrained_cubic_spline``, the implementation of Neural Spline Flows [54]).
+spline is nflows' ``unconstrained_cubic_spline``, the implementation of Neural Spline Flows [54];
+by default evaluated by :mod:`qinn_lib.spline`, the same function without boolean masks so that
+``torch.compile`` can fuse it, with nflows' own code kept selectable as the reference,
+``spline="nflows"``).
 
 * Coupling (sec. 2, Fig. 1): the features are split as ``x = [u, v]`` with ``u`` the first
   ``n // 2`` features (2 of 5, the same split as FrEIA's coupling blocks) and ``v`` the rest. A subnet predicts
@@ -68,7 +71,10 @@ Initialisation and numerics
   it drops the cubic term whenever the leading coefficient is below 1e-3, an *approximation*
   whose inverse is off by up to 1e-5 even in float64. With both changes the round trip of one
   spline is exact to < 1e-9 for smooth and moderately sharp splines. The spline maths itself is
-  untouched nflows code.
+  nflows' (``spline="nflows"`` runs nflows' code; the default :mod:`qinn_lib.spline` computes the
+  same values expression for expression, tested against it). One deliberate difference: the
+  inverse's gradient is the implicit one (``dx = (dy - ds) / s'``), exact to rounding, where
+  autograd through nflows' closed form loses up to ~1e-6 relative near the identity spline.
 * Seeded: one ``torch.Generator(seed)`` draws every weight (in float64, then cast, so float32 and
   float64 models start identical); permutation ``i`` uses its own stream ``SeedSequence([seed, i])``.
   The global RNG is never touched. The permutation matrices are rebuilt from the seed, not saved
