@@ -151,13 +151,32 @@ def run(batch_size: int = 128, repeats: int = 50, reference_repeats: int = 3, se
     return out
 
 
+#: The INN training-step paths timed by :func:`run_inn`: (key, label).
+_INN_PATHS = (("nflows", "eager, nflows spline"), ("maskfree", "eager, mask-free spline"),
+              ("compiled", "compiled, mask-free spline"))
+
+
 def run_inn(sizes: tuple[str, ...] = ("2k", "6k", "16k"), members: int = 3, batch_size: int = 128,
             repeats: int = 10, seed: int = 0, n_train: int = 37_500, epochs: int = 200,
-            threads: int | None = 1, log=print) -> dict:
+            threads: int | None = 1, log=print, compile: bool = True, cold_cache: bool = True) -> dict:
     """Time one classical-INN training step (Table 1 INN, NLL + M_Z MMD, backward, Adam) for a
     single model and for ``members`` seeds in lockstep (:class:`qinn_lib.inn.INNStack`, how
-    :func:`qinn_lib.runs.train_ensemble` trains INN seed ensembles); print ms/step, the time per
-    seed and the projected paper-profile hours of a 3-seed ensemble both ways."""
+    :func:`qinn_lib.runs.train_ensemble` trains INN seed ensembles), along three paths in the same
+    run: eager with nflows' spline (the reference), eager with the mask-free spline
+    (:mod:`qinn_lib.spline`), and compiled (``compile_()``, mask-free spline; skipped with
+    ``compile=False``). Prints ms/step (min of ``repeats``, the least-disturbed figure on a shared
+    machine, median in brackets), the time per seed, the compile time and the projected
+    paper-profile hours of a 3-seed ensemble.
+
+    Compile time: with ``cold_cache`` the compiled paths compile into a fresh, empty inductor
+    cache ("cold", as on a new machine), then a separate Python process compiles the same graphs
+    again from that on-disk cache ("warm", as every later run on the machine); without it the
+    project's cache is used as it is and only the first compiled step is reported.
+
+    The returned rows keep the keys of the training path (compiled if measured, else eager
+    mask-free) at their top level (``single_ms``, ``lockstep_ms_per_seed``, ...), every path under
+    ``paths``.
+    """
     from .config import INNRunConfig
     from .inn import INN, INNStack
     from .losses import INNObjective
@@ -173,40 +192,158 @@ def run_inn(sizes: tuple[str, ...] = ("2k", "6k", "16k"), members: int = 3, batc
     if len(xs[-1]) < batch_size:
         raise ValueError(f"{members} x batch_size {batch_size} exceeds the {len(data.train)} benchmark events")
     steps = (n_train // batch_size) * epochs
-    out: dict = {"batch_size": batch_size, "members": members, "threads": torch.get_num_threads(), "sizes": {}}
-    log(f"one classical-INN training step, batch {batch_size}, float32 model (float64 spline):")
-    for size in sizes:
-        cfgs = [INNRunConfig(size=size, seed=seed + i, batch_size=batch_size) for i in range(members)]
-        objective = INNObjective(cfgs[0], data.scaler)
-        single = INN.from_config(cfgs[0])
-        opt = make_optimizer(single, cfgs[0])
-        gen = torch.Generator().manual_seed(seed)
-        t_single = _time(_step_fn(_Unconstrained(single), objective, xs[0], gen, opt), repeats, warmup=3)
-        models = [INN.from_config(c) for c in cfgs]
-        stack = INNStack(models)
-        opts = [make_optimizer(m, c) for m, c in zip(models, cfgs)]
-        gens = [torch.Generator().manual_seed(seed + i) for i in range(members)]
+    paths = [p for p in _INN_PATHS if compile or p[0] != "compiled"]
+    out: dict = {"batch_size": batch_size, "members": members, "threads": torch.get_num_threads(), "repeats": repeats,
+                 "timing": "min", "sizes": {}}
+    log(f"one classical-INN training step, batch {batch_size}, float32 model (float64 spline), "
+        f"{out['threads']} thread(s); ms/step = min of {repeats} timed steps (median in brackets): "
+        "the machine may be shared, the min is the least-disturbed figure")
+    with (_fresh_inductor_cache() if compile and cold_cache else contextlib.nullcontext()) as cache_dir:
+        for size in sizes:
+            cfgs = [INNRunConfig(size=size, seed=seed + i, batch_size=batch_size) for i in range(members)]
+            objective = INNObjective(cfgs[0], data.scaler)
+            row: dict = {"paths": {}}
+            for key, label in paths:
+                spline = "nflows" if key == "nflows" else "maskfree"
+                res: dict = {"label": label}
+                single = INN(size, seed=cfgs[0].seed, spline=spline)
+                row["params"] = single.parameter_counts()["total"]
+                stack = INNStack([INN(size, seed=c.seed, spline=spline) for c in cfgs])
+                opts = [make_optimizer(m, c) for m, c in zip(stack.members, cfgs)]
+                gens = [torch.Generator().manual_seed(c.seed) for c in cfgs]
 
-        def lockstep_step():
-            for o in opts:
-                o.zero_grad(set_to_none=True)
-            sum(t["loss"] for t in objective.stacked(stack, xs, gens)).backward()
-            for o in opts:
-                o.step()
+                def lockstep_step():
+                    for o in opts:
+                        o.zero_grad(set_to_none=True)
+                    sum(t["loss"] for t in objective.stacked(stack, xs, gens)).backward()
+                    for o in opts:
+                        o.step()
 
-        t_stack = _time(lockstep_step, repeats, warmup=3)
-        one = 1e3 * statistics.median(t_single)
-        both = 1e3 * statistics.median(t_stack)
-        row = {"params": single.parameter_counts()["total"], "single_ms": one, "lockstep_ms": both,
-               "lockstep_ms_per_seed": both / members, "speedup_per_seed": one * members / both,
-               "paper_hours_3_seeds_single": 3 * steps * one / 3.6e6,
-               "paper_hours_3_seeds_lockstep": 3 * steps * both / members / 3.6e6}
-        out["sizes"][size] = row
-        log(f"  INN {size:>3} ({row['params']} parameters): alone {one:7.1f} ms/step; {members} seeds in lockstep "
-            f"{both:7.1f} ms/step = {row['lockstep_ms_per_seed']:6.1f} ms per seed "
-            f"({row['speedup_per_seed']:.2f}x); 3 seeds x {steps} steps: {row['paper_hours_3_seeds_single']:.1f} h "
-            f"alone, {row['paper_hours_3_seeds_lockstep']:.1f} h in lockstep")
+                single_step = _step_fn(_Unconstrained(single), objective, xs[0], torch.Generator().manual_seed(seed),
+                                       make_optimizer(single, cfgs[0]))
+                for mode, target, step in (("single", single, single_step), ("lockstep", stack, lockstep_step)):
+                    first = None
+                    if key == "compiled":
+                        target.compile_()
+                        t0 = time.perf_counter()
+                        step()  # compiles the forward and inverse graphs (and their backward)
+                        first = time.perf_counter() - t0
+                    times = _time(step, repeats, warmup=2)
+                    res[f"{mode}_ms"] = 1e3 * min(times)
+                    res[f"{mode}_ms_median"] = 1e3 * statistics.median(times)
+                    if first is not None:
+                        if not target.is_compiled:
+                            log(f"  warning: {size} {mode} fell back to eager (see the warning above)")
+                        res[f"{mode}_compile_s"] = first - min(times)
+                        res["compile_cache"] = "cold" if cache_dir else "project cache as found"
+                        if cache_dir:
+                            res[f"{mode}_compile_s_warm"] = _compile_in_new_process(
+                                size, members if mode == "lockstep" else 1, batch_size, threads, cache_dir, log)
+                res["lockstep_ms_per_seed"] = res["lockstep_ms"] / members
+                res["paper_hours_3_seeds_single"] = 3 * steps * res["single_ms"] / 3.6e6
+                res["paper_hours_3_seeds_lockstep"] = 3 * steps * res["lockstep_ms_per_seed"] / 3.6e6
+                row["paths"][key] = res
+            main = row["paths"]["compiled" if compile else "maskfree"]
+            row.update({k: main[k] for k in ("single_ms", "lockstep_ms", "lockstep_ms_per_seed",
+                                             "paper_hours_3_seeds_single", "paper_hours_3_seeds_lockstep")})
+            row["path"] = main["label"]
+            row["speedup_per_seed"] = row["single_ms"] / row["lockstep_ms_per_seed"]
+            ref = row["paths"]["nflows"]
+            row["speedup_vs_nflows_lockstep"] = ref["lockstep_ms_per_seed"] / row["lockstep_ms_per_seed"]
+            out["sizes"][size] = row
+            _log_inn_row(log, size, row, members, steps)
     return out
+
+
+def _log_inn_row(log, size: str, row: dict, members: int, steps: int) -> None:
+    log(f"  INN {size} ({row['params']} parameters)         alone, ms/step    {members} in lockstep, ms/step per seed"
+        f"    3 seeds x {steps} steps")
+    for res in row["paths"].values():
+        log(f"    {res['label']:<28} {res['single_ms']:7.1f} ({res['single_ms_median']:6.1f})   "
+            f"{res['lockstep_ms_per_seed']:7.1f} ({res['lockstep_ms_median'] / members:6.1f})"
+            f"                  {res['paper_hours_3_seeds_single']:.2f} h alone, "
+            f"{res['paper_hours_3_seeds_lockstep']:.2f} h in lockstep")
+        if "single_compile_s" in res:
+            warm = lambda m: (f" / {res[m + '_compile_s_warm']:.1f} s warm" if res.get(m + "_compile_s_warm") else "")  # noqa: E731
+            log(f"    compile ({res['compile_cache']}): alone {res['single_compile_s']:.0f} s{warm('single')}, "
+                f"lockstep {res['lockstep_compile_s']:.0f} s{warm('lockstep')}")
+    log(f"    {row['path']} vs eager nflows, in lockstep: {row['speedup_vs_nflows_lockstep']:.2f}x per seed")
+
+
+@contextlib.contextmanager
+def _fresh_inductor_cache():
+    """An empty inductor cache directory for the duration (removed afterwards): cold compiles."""
+    import shutil
+    import tempfile
+
+    old = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    path = tempfile.mkdtemp(prefix="qinn-inductor-cold-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+    try:
+        torch._dynamo.reset()
+        from torch._inductor.utils import clear_caches
+
+        clear_caches()  # in-memory caches of compiled code: nothing may be found but on that disk
+        yield path
+    finally:
+        torch._dynamo.reset()
+        if old is None:
+            os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+        else:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = old
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _compile_in_new_process(size: str, members: int, batch_size: int, threads: int | None, cache_dir: str,
+                            log) -> float | None:
+    """Seconds a fresh Python process spends on its first compiled INN step (compile from the
+    on-disk cache ``cache_dir``, minus one compiled step), or None if that process failed."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json; from qinn_lib.bench import _inn_compile_probe as p; "
+            f"print(json.dumps(p({size!r}, {members}, {batch_size}, {threads!r})))")
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache_dir, QINN_COMPILE="always")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        log(f"    (warm-compile process failed: {proc.stderr.strip().splitlines()[-1:]})")
+        return None
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    return res["first_s"] - res["step_s"]
+
+
+def _inn_compile_probe(size: str, members: int, batch_size: int, threads: int | None) -> dict:
+    """The compiled graphs of one INN training step (``members`` == 1: an INN, else an INNStack):
+    forward with log-det, inverse, backward, on inputs of the step's shapes; times the first
+    (compiling) and the second call."""
+    import math
+
+    from .inn import INN, INNStack
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    models = [INN(size, seed=i) for i in range(members)]
+    target = (models[0] if members == 1 else INNStack(models)).compile_()
+    gen = torch.Generator().manual_seed(0)
+
+    def call() -> None:
+        xs = [torch.rand(batch_size, 5, generator=gen) * math.pi for _ in models]
+        zs = [torch.randn(batch_size, 5, generator=gen) for _ in models]
+        if members == 1:
+            z, ld = target.forward_and_logdet(xs[0])
+            loss = (z.pow(2).sum(1) - ld).mean() + target.inverse(zs[0]).pow(2).mean()
+        else:
+            loss = sum((z.pow(2).sum(1) - ld).mean() for z, ld in target.forward_and_logdet(xs))
+            loss = loss + sum(x.pow(2).mean() for x in target.inverse(zs))
+        loss.backward()
+
+    t0 = time.perf_counter()
+    call()
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    call()
+    return {"first_s": first, "step_s": time.perf_counter() - t0, "compiled": bool(target.is_compiled)}
 
 
 class _Unconstrained(torch.nn.Module):

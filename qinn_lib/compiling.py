@@ -28,7 +28,8 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
-__all__ = ["MIN_STEPS_TO_COMPILE", "compile_policy", "should_compile", "compiled", "CompileFallbackWarning"]
+__all__ = ["MIN_STEPS_TO_COMPILE", "compile_policy", "should_compile", "compiled", "compiled_step",
+           "CompileFallbackWarning"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,4 +107,41 @@ def compiled(fn: F, *, label: str, **compile_kwargs: Any) -> F:
             return result
 
     call.is_compiled = lambda: state["mode"] == "compiled"  # type: ignore[attr-defined]
+    return call  # type: ignore[return-value]
+
+
+def _signature(obj: Any) -> tuple[Any, Any]:
+    """``(static, shapes)`` of a call's arguments (nested lists/tuples): the non-tensor values
+    (flags such as ``rev``, on which the compiler specialises anyway) and the tensors' shapes,
+    dtypes and devices."""
+    if isinstance(obj, torch.Tensor):
+        return "tensor", (tuple(obj.shape), obj.dtype, obj.device)
+    if isinstance(obj, (list, tuple)):
+        pairs = [_signature(o) for o in obj]
+        return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+    return repr(obj), None
+
+
+def compiled_step(fn: F, *, label: str, **compile_kwargs: Any) -> F:
+    """:func:`compiled` ``fn``, used only for the calls of a training step: autograd recording
+    and, for each value of the non-tensor arguments (e.g. a direction flag), the tensor shapes of
+    the first such call. Every other call runs ``fn`` eagerly (same results).
+
+    Why: each grad mode and each input shape is a graph of its own, i.e. another compile of
+    minutes, and the other calls (validation and generation under ``no_grad``, the odd batch of
+    another size) happen once per epoch or once per run, where eager costs far less than that.
+    """
+    fast = compiled(fn, label=label, **compile_kwargs)
+    first_shapes: dict[Any, Any] = {}
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_grad_enabled():
+            return fn(*args, **kwargs)
+        static, shapes = _signature((args, sorted(kwargs.items())))
+        if first_shapes.setdefault(static, shapes) == shapes:
+            return fast(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    call.is_compiled = getattr(fast, "is_compiled", lambda: False)  # type: ignore[attr-defined]
     return call  # type: ignore[return-value]
