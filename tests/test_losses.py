@@ -460,3 +460,39 @@ def test_objective_evaluate_builds_no_graph():
     assert all(not v.requires_grad for v in out.values())
     ref = obj(model, x, torch.Generator().manual_seed(5))
     torch.testing.assert_close(out["loss"], ref["loss"].detach())
+
+
+# -- compiled_terms: the traceable training-step loss ------------------------------------------------
+def _terms_and_grads(model, terms):
+    grads = torch.autograd.grad(terms["loss"], list(model.parameters()))
+    return {k: v.detach() for k, v in terms.items()}, grads
+
+
+@pytest.mark.parametrize("invertibility", ["mse", "fidelity"])
+def test_compiled_terms_uncompiled_equal_the_objective_on_any_model(invertibility):
+    """A model without step_maps() goes through its own forward_and_logdet / inverse / fidelity:
+    the same terms, values and gradients, as __call__ (same latent draw from the generator)."""
+    model, scaler = AffineFlow(seed=1), LinearScaler()
+    obj = QINNObjective(cfg(invertibility=invertibility), scaler, mass_fn=toy_mass)
+    x = scaled_data(32, seed=2)
+    lean = obj.compiled_terms(model, compile=False)
+    assert not lean.is_compiled()
+    ref, ref_grads = _terms_and_grads(model, obj(model, x, torch.Generator().manual_seed(11)))
+    got, got_grads = _terms_and_grads(model, lean(x, torch.Generator().manual_seed(11)))
+    assert set(got) == set(ref)
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], rtol=0, atol=0, msg=name)
+    for g, r in zip(got_grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"x must have shape \(B, n\)"):
+        lean(x[0], torch.Generator().manual_seed(11))
+
+
+def test_compiled_terms_without_mmd_terms_draw_no_latent_sample():
+    model = AffineFlow(seed=1)
+    obj = QINNObjective(cfg(lambda_mmd_latent=0.0, lambda_mmd_input=0.0, lambda_mz=0.0), scaler=None)
+    gen = torch.Generator().manual_seed(3)
+    state = gen.get_state()
+    out = obj.compiled_terms(model, compile=False)(scaled_data(8, seed=1), gen)
+    assert set(out) == {"loss", "nll", "inv"}
+    assert torch.equal(gen.get_state(), state)  # as __call__: no draw when no term needs it
