@@ -163,14 +163,16 @@ class _MultiKernelMMD(torch.autograd.Function):
         k, g = _kernel_and_slope(diff.square().sum(0), widths, kernel)
         if ctx.needs_input_grad[0]:
             a = g * (4.0 * w).unsqueeze(1) * w.unsqueeze(0)
-            ctx.save_for_backward((diff * a).sum(dim=2).T)
+            # kept feature-major (d, P): the sum over j runs along contiguous memory, which is
+            # also the loop a compiler vectorises (a (P, d) result made it loop over j scalar)
+            ctx.save_for_backward((diff * a).sum(dim=2))
         return torch.dot(w, torch.mv(k, w))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         (dp,) = ctx.saved_tensors
-        return grad * dp, None, None, None
+        return (grad * dp).T, None, None, None
 
 
 def _mmd(x: torch.Tensor, y: torch.Tensor, widths: Sequence[float] | float, kernel: str) -> torch.Tensor:
@@ -382,7 +384,11 @@ class QINNObjective:
         if compile:
             from .compiling import compiled  # lazy: importing losses does not import the compiler policy
 
-            fn = compiled(lean_terms, label=f"{type(self).__name__}.compiled_terms")
+            # Without inductor's per-op size/alignment asserts: ~140 complex ops run as eager
+            # fallbacks inside the graph, and checking each one's strides cost 5 % of the step
+            # (2.60 -> 2.47 ms CPU, measured). Values are tested against the eager objective.
+            fn = compiled(lean_terms, label=f"{type(self).__name__}.compiled_terms",
+                          options={"size_asserts": False, "alignment_asserts": False})
         else:
             fn = lean_terms
         warm = [False]
