@@ -247,6 +247,35 @@ def fidelity_invertibility(fidelity: torch.Tensor) -> torch.Tensor:
     return -torch.log(fidelity.clamp_min(tiny)).mean()
 
 
+# -- one training step as a traceable function (QINNObjective.compiled_terms) ---------------------
+def _lean_terms(objective: "QINNObjective", model: torch.nn.Module, x: torch.Tensor,
+                z_s: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The objective's terms on ``x`` with the latent sample ``z_s`` already drawn: nothing in here
+    breaks a ``torch.compile`` graph for a model with ``step_maps()``."""
+    step_maps = getattr(model, "step_maps", None)
+    if step_maps is not None:
+        fwd, inv, fid = step_maps()
+    else:
+        fwd, inv, fid = model.forward_and_logdet, model.inverse, getattr(model, "fidelity", None)
+    return objective._terms(lambda xs: [fwd(xs[0])], lambda zs: [inv(zs[0])], [x],
+                            [] if z_s is None else [z_s], fidelity=fid)[0]
+
+
+_COMPILED_LEAN_TERMS: list[Callable] = []  # the process's one compiled _lean_terms, made on first use
+
+
+def _compiled_lean_terms() -> Callable:
+    if not _COMPILED_LEAN_TERMS:
+        from .compiling import compiled  # lazy: importing losses does not import the compiler policy
+
+        # Without inductor's per-op size/alignment asserts: ~140 complex ops run as eager
+        # fallbacks inside the graph, and checking each one's strides cost 5 % of the step
+        # (2.60 -> 2.47 ms CPU, measured). Values are tested against the eager objective.
+        _COMPILED_LEAN_TERMS.append(compiled(_lean_terms, label="QINNObjective.compiled_terms",
+                                             options={"size_asserts": False, "alignment_asserts": False}))
+    return _COMPILED_LEAN_TERMS[0]
+
+
 # -- the training objectives (sec. 4, Table 1) ----------------------------------------------------
 class QINNObjective:
     """The weighted QINN training loss of sec. 4 with the weights of Table 1.
@@ -356,41 +385,27 @@ class QINNObjective:
         ``torch.compile`` graph (the same values to float rounding, the same gradients: tested).
 
         Why: a QINN step is a few hundred tiny tensor ops, so its cost is dispatch; compiled into
-        one forward and one backward graph it runs ~1.5x faster (``python -m qinn_lib.bench``).
+        one forward and one backward graph it runs ~1.8x faster (``python -m qinn_lib.bench``).
         One graph needs a model whose whole step can be traced: a model with ``step_maps()``
         (:meth:`qinn_lib.qinn.QINN.step_maps`: no value checks on the input, both circuit
         unitaries built once per call) is traced through those maps; any other model through its
         ``forward_and_logdet`` / ``inverse`` / ``fidelity`` (compiled as far as they trace).
 
+        One compiled function serves the whole process: the objective and the model are its
+        arguments, so models of one architecture, dtype and batch shape (every seed of an
+        ensemble, every run of a scan) share one graph and compile once; a new architecture or
+        loss configuration compiles again.
+
         For training steps: call with grad enabled and ``.backward()`` the ``"loss"``; the
         parameters are read at every call, so optimiser steps in between are seen. The latent
         sample is drawn from ``generator`` outside the graph, exactly as :meth:`__call__` draws
-        it. Batches must have the model's dtype and device (as the trainer's do) and one shape
-        (another shape compiles again). ``compile=False`` returns the same traceable function
-        uncompiled; ``compile=True`` goes through :func:`qinn_lib.compiling.compiled` (on-disk
-        cache; a failing compiler falls back to eager with one warning). Whether compiling pays
-        for a run is :func:`qinn_lib.compiling.should_compile`'s decision, the caller's.
+        it. Batches must have the model's dtype and device (as the trainer's do). ``compile=False``
+        returns the same traceable function uncompiled; ``compile=True`` goes through
+        :func:`qinn_lib.compiling.compiled` (on-disk cache; a failing compiler falls back to eager
+        with one warning). Whether compiling pays for a run is
+        :func:`qinn_lib.compiling.should_compile`'s decision, the caller's.
         """
-        step_maps = getattr(model, "step_maps", None)
-
-        def lean_terms(x: torch.Tensor, z_s: torch.Tensor | None) -> dict[str, torch.Tensor]:
-            if step_maps is not None:
-                fwd, inv, fid = step_maps()
-            else:
-                fwd, inv, fid = model.forward_and_logdet, model.inverse, getattr(model, "fidelity", None)
-            return self._terms(lambda xs: [fwd(xs[0])], lambda zs: [inv(zs[0])], [x],
-                               [] if z_s is None else [z_s], fidelity=fid)[0]
-
-        if compile:
-            from .compiling import compiled  # lazy: importing losses does not import the compiler policy
-
-            # Without inductor's per-op size/alignment asserts: ~140 complex ops run as eager
-            # fallbacks inside the graph, and checking each one's strides cost 5 % of the step
-            # (2.60 -> 2.47 ms CPU, measured). Values are tested against the eager objective.
-            fn = compiled(lean_terms, label=f"{type(self).__name__}.compiled_terms",
-                          options={"size_asserts": False, "alignment_asserts": False})
-        else:
-            fn = lean_terms
+        fn = _compiled_lean_terms() if compile else _lean_terms
         warm = [False]
 
         def terms(x: torch.Tensor, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
@@ -402,12 +417,12 @@ class QINNObjective:
                 if self.weights["mmd_mz"] > 0:
                     self._inverse_constants(x.dtype, x.device)
                     self._mass_function()
-                if step_maps is not None:
+                if hasattr(model, "step_maps"):
                     with torch.no_grad():
-                        step_maps()
+                        model.step_maps()
                 warm[0] = True
             (z_s,) = self._latent_samples([x], [generator]) or [None]
-            return fn(x, z_s)
+            return fn(self, model, x, z_s)
 
         # True while the compiled graph is in use (False uncompiled, or after an eager fallback).
         terms.is_compiled = getattr(fn, "is_compiled", lambda: False)  # type: ignore[attr-defined]

@@ -550,25 +550,29 @@ def test_compiled_terms_uncompiled_match_the_objective(invertibility):
 def test_compiled_terms_compile_to_one_graph_with_the_objective_s_values_and_gradients():
     """torch.compile of the whole loss: one graph (no break: that is what makes it pay), the
     same terms and gradients as the eager objective to float64 rounding, on two steps with an
-    optimiser step in between (the compiled graph reads the updated parameters)."""
+    optimiser step in between (the compiled graph reads the updated parameters); a second model
+    of the same architecture (another seed, its own objective) reuses the graph: no recompile."""
     import torch._dynamo
     from qinn_lib.losses import QINNObjective
 
-    model = QINN(n_layers=2, isp_layers=2, isp_nn_layers=2, isp_hidden=8, seed=2, dtype=F64)
-    obj = QINNObjective(QINNRunConfig(profile="quick"), _angle_scaler())
+    arch = dict(n_layers=2, isp_layers=2, isp_nn_layers=2, isp_hidden=8, dtype=F64)
     x = _x(16, seed=9).clamp(0.0, math.pi)
+    scaler = _angle_scaler()
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    fast = obj.compiled_terms(model, compile=True)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
-    for step in range(2):
-        ref = _objective_terms_and_grads(model, obj(model, x, torch.Generator().manual_seed(step)))
-        got = _objective_terms_and_grads(model, fast(x, torch.Generator().manual_seed(step)))
-        assert fast.is_compiled()
-        _assert_same_terms(got, ref, tol=1e-10)
-        for p, g in zip(model.parameters(), ref[1].values()):
-            p.grad = g
-        opt.step()
-        model.constrain_()
+    for seed in (2, 3):
+        model = QINN(seed=seed, **arch)
+        obj = QINNObjective(QINNRunConfig(profile="quick"), scaler)
+        fast = obj.compiled_terms(model, compile=True)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+        for step in range(2):
+            ref = _objective_terms_and_grads(model, obj(model, x, torch.Generator().manual_seed(step)))
+            got = _objective_terms_and_grads(model, fast(x, torch.Generator().manual_seed(step)))
+            assert fast.is_compiled()
+            _assert_same_terms(got, ref, tol=1e-10)
+            for p, g in zip(model.parameters(), ref[1].values()):
+                p.grad = g
+            opt.step()
+            model.constrain_()
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
     assert not torch._dynamo.utils.counters["graph_break"]
