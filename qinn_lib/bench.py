@@ -3,14 +3,17 @@
 A step is everything training does per batch (Table 1 QINN, batch 128): forward pass, full
 Jacobian and log-determinant, the inverse through the learned ISP (for the MSE loss and for the
 generated sample of the input and M_Z MMDs), every loss term, backward, the Adam step and the
-projection of a, b. It is timed twice in the same run:
+projection of a, b. It is timed in the same run for:
 
-- **fast**: :class:`qinn_lib.qinn.QINN`, the batched torch simulation used for training;
+- **fast**: :class:`qinn_lib.qinn.QINN`, the batched torch simulation used for training, eager and
+  compiled into one graph;
 - **reference**: the same model evaluated through PennyLane ``default.qubit`` QNodes with
   backprop (:mod:`qinn_lib.circuits`), the Jacobian by reverse-mode autograd through them.
 
-It prints ms/step for both, the projected wall time of the paper profile, and the speed-up on the
-last line. No number here is asserted anywhere: this is a measurement, not a test.
+The fast path is timed eager and compiled (:meth:`qinn_lib.losses.QINNObjective.compiled_terms`)
+in the same run. It prints ms/step for each, the compile time, the projected wall time of the paper
+profile, and the ratios to the PennyLane reference. No number here is asserted anywhere: this is a
+measurement, not a test.
 """
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ def _step_fn(model, objective, x, generator, optimizer):
     return step
 
 
+def _compiled_step_fn(model, terms_fn, x, generator, optimizer):
+    """The same step with the terms from ``QINNObjective.compiled_terms`` (one compiled graph)."""
+    return _step_fn(model, lambda _model, xb, gen: terms_fn(xb, gen), x, generator, optimizer)
+
+
 def _time(step, repeats: int, warmup: int) -> list[float]:
     for _ in range(warmup):
         step()
@@ -99,14 +107,23 @@ def _time(step, repeats: int, warmup: int) -> list[float]:
 
 
 def run(batch_size: int = 128, repeats: int = 50, reference_repeats: int = 3, seed: int = 0,
-        n_train: int = 37_500, epochs: int = 200, threads: int | None = 1, log=print) -> dict:
-    """Time both paths; return the measurements (also printed through ``log``)."""
+        n_train: int = 37_500, epochs: int = 200, threads: int | None = 1, rounds: int = 5, log=print) -> dict:
+    """Time one QINN training step three ways in the same process: eager (the objective as the
+    trainer calls it today), compiled (:meth:`QINNObjective.compiled_terms`, one graph) and the
+    PennyLane reference; return the measurements (also printed through ``log``).
+
+    Eager and compiled steps alternate in ``rounds`` blocks of ``repeats / rounds`` steps, so both
+    see the same share of a loaded machine; min and median are reported (min is the figure to
+    compare under load). The compile time is the wall time of the first compiled step (a warm
+    on-disk inductor cache, see :mod:`qinn_lib.compiling`, turns minutes into seconds)."""
     from .qinn import QINN
     from .runs import prepare_data
 
     tune_allocator()  # as train() does
     if threads is not None:
         torch.set_num_threads(threads)
+    if rounds < 1 or repeats < rounds:
+        raise ValueError(f"need 1 <= rounds <= repeats, got rounds={rounds}, repeats={repeats}")
     cfg = QINNRunConfig(batch_size=batch_size, seed=seed)
     data = prepare_data(8_000, cfg.data_seed, "float32")
     x = data.train[:batch_size]
@@ -114,11 +131,27 @@ def run(batch_size: int = 128, repeats: int = 50, reference_repeats: int = 3, se
         raise ValueError(f"batch_size {batch_size} exceeds the {len(data.train)} benchmark events")
     objective = QINNObjective(cfg, data.scaler)
 
-    torch.manual_seed(seed)
-    fast = QINN.from_config(cfg)
-    opt = make_optimizer(fast, cfg)
-    fast_times = _time(_step_fn(fast, objective, x, torch.Generator().manual_seed(seed), opt),
-                       repeats, warmup=5)
+    def model_and_optimizer():
+        torch.manual_seed(seed)
+        model = QINN.from_config(cfg)
+        return model, make_optimizer(model, cfg)
+
+    eager_model, eager_opt = model_and_optimizer()
+    eager_step = _step_fn(eager_model, objective, x, torch.Generator().manual_seed(seed), eager_opt)
+    comp_model, comp_opt = model_and_optimizer()
+    terms_fn = objective.compiled_terms(comp_model, compile=True)
+    comp_step = _compiled_step_fn(comp_model, terms_fn, x, torch.Generator().manual_seed(seed), comp_opt)
+    t0 = time.perf_counter()
+    comp_step()
+    compile_s = time.perf_counter() - t0
+    compiled_ok = terms_fn.is_compiled()
+
+    eager_times: list[float] = []
+    comp_times: list[float] = []
+    per_round = repeats // rounds
+    for r in range(rounds):
+        eager_times += _time(eager_step, per_round, warmup=5 if r == 0 else 1)
+        comp_times += _time(comp_step, per_round, warmup=5 if r == 0 else 1)
 
     torch.manual_seed(seed)
     ref_model = QINN.from_config(cfg)
@@ -127,27 +160,42 @@ def run(batch_size: int = 128, repeats: int = 50, reference_repeats: int = 3, se
     ref_times = _time(_step_fn(ref, objective, x, torch.Generator().manual_seed(seed), opt_ref),
                       reference_repeats, warmup=1)
 
-    fast_ms = 1e3 * statistics.median(fast_times)
+    eager_ms = 1e3 * statistics.median(eager_times)
+    comp_ms = 1e3 * statistics.median(comp_times)
     ref_ms = 1e3 * statistics.median(ref_times)
     steps = (n_train // batch_size) * epochs
     out = {
         "batch_size": batch_size, "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "fast_ms": fast_ms, "fast_ms_min": 1e3 * min(fast_times),
-        "reference_ms": ref_ms, "speedup": ref_ms / fast_ms,
-        "paper_steps": steps, "paper_fast_minutes": steps * fast_ms / 6e4,
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
+        # eager: the objective as the trainer calls it (keys kept for the README's results table)
+        "fast_ms": eager_ms, "fast_ms_min": 1e3 * min(eager_times),
+        "compiled_ms": comp_ms, "compiled_ms_min": 1e3 * min(comp_times), "compiled": compiled_ok,
+        "compile_seconds": compile_s,
+        "compile_speedup": eager_ms / comp_ms, "compile_speedup_min": min(eager_times) / min(comp_times),
+        "reference_ms": ref_ms, "speedup": ref_ms / eager_ms, "compiled_reference_ratio": ref_ms / comp_ms,
+        "paper_steps": steps, "paper_fast_minutes": steps * eager_ms / 6e4,
+        "paper_compiled_minutes": steps * comp_ms / 6e4 + compile_s / 60.0,
         "paper_reference_hours": steps * ref_ms / 3.6e6,
     }
     log(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{out['threads']} thread(s)")
+        f"{out['threads']} thread(s), load average {out['load_average']:.1f} on {os.cpu_count()} cores")
     log(f"one QINN training step, batch {batch_size}, Table 1 model "
-        f"({fast.parameter_counts()['total']} parameters), float32:")
-    log(f"  fast torch simulation   : {fast_ms:8.2f} ms/step (median of {repeats}, min {out['fast_ms_min']:.2f})")
-    log(f"  PennyLane default.qubit : {ref_ms:8.2f} ms/step (median of {reference_repeats})")
+        f"({eager_model.parameter_counts()['total']} parameters), float32:")
+    log(f"  eager torch simulation    : {eager_ms:8.2f} ms/step (median of {len(eager_times)}, "
+        f"min {out['fast_ms_min']:.2f})")
+    state = "" if compiled_ok else "  [compilation FAILED: eager fallback timed]"
+    log(f"  compiled (one graph)      : {comp_ms:8.2f} ms/step (median of {len(comp_times)}, "
+        f"min {out['compiled_ms_min']:.2f}); compile {compile_s:.1f} s (first step){state}")
+    log(f"  PennyLane default.qubit   : {ref_ms:8.2f} ms/step (median of {reference_repeats})")
+    log(f"compiled vs eager: {out['compile_speedup']:.2f}x (median), {out['compile_speedup_min']:.2f}x (min); "
+        f"eager and compiled steps interleaved in {rounds} rounds")
     log(f"paper profile ({n_train // batch_size} steps/epoch x {epochs} epochs = {steps} steps): "
-        f"fast {out['paper_fast_minutes']:.1f} min, PennyLane {out['paper_reference_hours']:.1f} h "
-        "(training steps only)")
-    log(f"speed-up: {out['speedup']:.1f}x")
+        f"eager {out['paper_fast_minutes']:.1f} min, compiled {out['paper_compiled_minutes']:.1f} min "
+        f"(with the compile), PennyLane {out['paper_reference_hours']:.1f} h (training steps only)")
+    out["compiled_reference_ratio_min"] = min(ref_times) / min(comp_times)
+    log(f"PennyLane / compiled: {out['compiled_reference_ratio']:.0f}x (medians), "
+        f"{out['compiled_reference_ratio_min']:.0f}x (mins); PennyLane / eager: {out['speedup']:.0f}x (medians)")
     return out
 
 

@@ -29,9 +29,8 @@ feeding a complex tensor T, dL/dw = Re sum(conj(g_T) dT/dw).
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
 
 import torch
 from torch import nn
@@ -41,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = [
     "QINN",
+    "StepMaps",
     "rot_matrices",
     "ry_state",
     "cnot_ring_permutation",
@@ -58,16 +58,32 @@ _PROB_EPS = 1e-30
 # ---------------------------------------------------------------------------------------------
 # gates and states (plain torch, differentiable by autograd)
 # ---------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=8)
+#: Constant tensors (Rot maps, index/mask tables) by (what, n, device, dtype). A plain dict and
+#: not functools.lru_cache: torch.compile reads the tensors of a global dict as constants of the
+#: graph, whereas it traces an lru_cache-wrapped builder afresh (rebuilding the tables inside the
+#: graph, with a warning). Entries are never written to and carry no gradient: nothing goes stale.
+_CONSTANTS: dict[tuple, Any] = {}
+
+
+def _constant(key: tuple, build: Any) -> Any:
+    value = _CONSTANTS.get(key)
+    if value is None:
+        with torch.inference_mode(False):  # usable by autograd even if first built in inference mode
+            value = _CONSTANTS[key] = build()
+    return value
+
+
 def _rot_constants(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(phi, theta, omega) -> (theta/2, alpha, beta) with alpha = (phi+omega)/2, beta = (phi-omega)/2,
     and the maps from (cos, sin)(theta/2) and (alpha, beta) to the magnitudes and phases of the
     flattened Rot entries (00, 01, 10, 11)."""
-    with torch.inference_mode(False):  # usable by autograd even if first built in inference mode
+    def build() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mix = torch.tensor([[0.0, 0.5, 0.5], [0.5, 0.0, 0.0], [0.0, 0.5, -0.5]], dtype=dtype, device=device)
         mags = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, -1.0, 1.0, 0.0]], dtype=dtype, device=device)
         phases = torch.tensor([[-1.0, 0.0, 0.0, 1.0], [0.0, 1.0, -1.0, 0.0]], dtype=dtype, device=device)
-    return mix, mags, phases
+        return mix, mags, phases
+
+    return _constant(("rot", device, dtype), build)
 
 
 def rot_matrices(w: torch.Tensor) -> torch.Tensor:
@@ -144,15 +160,13 @@ def cnot_ring_permutation(n: int) -> torch.Tensor:
     return torch.tensor(inverse, dtype=torch.long)
 
 
-@functools.lru_cache(maxsize=32)
 def _tables(n: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Constant index, mask and sign tables for n qubits (depend on n, device and dtype only).
 
-    Built once and shared: they are never written to and carry no gradient, so nothing can go
-    stale. The masks select factors in the (qubit, 2, row, event) layout of the Functions.
+    Built once and shared (see :data:`_CONSTANTS`). The masks select factors in the
+    (qubit, 2, row, event) layout of the Functions.
     """
-    with torch.inference_mode(False):  # usable by autograd even if first built in inference mode
-        return _build_tables(n, device, dtype)
+    return _constant(("tables", n, device, dtype), lambda: _build_tables(n, device, dtype))
 
 
 def _build_tables(n: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -655,7 +669,9 @@ class QINN(nn.Module):
     # -- forward direction ------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x' = a x + pi b (sec. 3). Not clipped: events slightly outside [0, pi] stay smooth."""
-        x = self._batch("x", x)
+        return self._encode(self._batch("x", x))
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.clamped_ab()
         return a * x + math.pi * b
 
@@ -667,8 +683,10 @@ class QINN(nn.Module):
 
     def output_state(self, x: torch.Tensor) -> torch.Tensor:
         """|y> = U|x'>, ``(B, 2^n)`` complex."""
-        psi = ry_state(self.encode(x))
-        return psi.to(self.cdtype) @ self.unitary().transpose(0, 1)
+        return self._output_state(self._batch("x", x), self.unitary())
+
+    def _output_state(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return ry_state(self._encode(x)).to(self.cdtype) @ u.transpose(0, 1)
 
     def measure(self, state: torch.Tensor) -> torch.Tensor:
         """P(qubit i = 1) of each state, ``(B, n)`` (the measurement of eq. 16)."""
@@ -687,9 +705,11 @@ class QINN(nn.Module):
         2 Re sum_{bit_k(s)=1} conj(y_s) dy_{i,s}; J = diag(c) (dP/dx') diag(a). Differentiable
         w.r.t. all parameters (log det J enters the NLL, eq. 7).
         """
-        x = self._batch("x", x)
+        return self._forward_and_jacobian(self._batch("x", x), self.unitary())
+
+    def _forward_and_jacobian(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = self.clamped_ab()
-        probs, dprobs = _ForwardMeasure.apply(a * x + math.pi * b, self.unitary(), True)
+        probs, dprobs = _ForwardMeasure.apply(a * x + math.pi * b, u, True)
         return self.c * probs + self.d, dprobs * (self.c[:, None] * a)
 
     def jacobian(self, x: torch.Tensor) -> torch.Tensor:
@@ -698,7 +718,10 @@ class QINN(nn.Module):
 
     def forward_and_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(z, log|det dz/dx|) for the change of variables of eq. 5-7; shapes (B, n), (B,)."""
-        z, jac = self.forward_and_jacobian(x)
+        return self._forward_and_logdet(self._batch("x", x), self.unitary())
+
+    def _forward_and_logdet(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z, jac = self._forward_and_jacobian(x, u)
         return z, torch.linalg.slogdet(jac).logabsdet
 
     # -- inverse direction ------------------------------------------------------------------------
@@ -727,9 +750,11 @@ class QINN(nn.Module):
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         """x~ = f^{-1}(z): P = (z - d)/c, ISP (eq. 21-22), U^dagger (eq. 13-15), decode; ``(B, n)``."""
-        z = self._batch("z", z)
+        return self._inverse(self._batch("z", z), self.unitary(), self.isp_unitary())
+
+    def _inverse(self, z: torch.Tensor, u: torch.Tensor, g_q: torch.Tensor) -> torch.Tensor:
         psi = self._isp_angles((z - self.d) / self.c)
-        x_prime = _InverseMeasure.apply(psi, self.unitary(), self.isp_unitary())
+        x_prime = _InverseMeasure.apply(psi, u, g_q)
         a, b = self.clamped_ab()
         return (x_prime - math.pi * b) / a
 
@@ -738,7 +763,38 @@ class QINN(nn.Module):
 
         |y> = U|x'>; |y~> is built by the ISP from the P measured on |y>.
         """
-        y = self.output_state(x)
+        return self._fidelity(self._batch("x", x), self.unitary(), self.isp_unitary())
+
+    def _fidelity(self, x: torch.Tensor, u: torch.Tensor, g_q: torch.Tensor) -> torch.Tensor:
+        y = self._output_state(x, u)
         prepared = _RotProductState.apply(self._isp_angles(_abs2(y) @ self._tab()["bits"]))
-        y_tilde = prepared @ self.isp_unitary().transpose(0, 1)
+        y_tilde = prepared @ g_q.transpose(0, 1)
         return _abs2((y_tilde.conj() * y).sum(-1))
+
+    # -- one training step, traceable -------------------------------------------------------------
+    def step_maps(self) -> "StepMaps":
+        """The maps one training step needs, on trusted input, sharing U and g_Q built by this call.
+
+        :meth:`forward_and_logdet`, :meth:`inverse` and :meth:`fidelity` without their input
+        checks (a check on the values, ``bool(isnan(x).any())``, cannot be traced into a graph;
+        the trainer's batches come from prepared data, checked once) and without the circuit
+        cache of :meth:`reuse_circuits` (the two unitaries are built here, once, and every map
+        uses them). The arithmetic is the checked methods' own: they call the same functions.
+        This is what :meth:`qinn_lib.losses.QINNObjective.compiled_terms` traces into one
+        ``torch.compile`` graph. Inputs must already have the model's dtype and device.
+        """
+        u = _CircuitUnitary.apply(self.weights)
+        g_q = _CircuitUnitary.apply(self.isp_weights)
+        return StepMaps(
+            forward_and_logdet=lambda x: self._forward_and_logdet(x, u),
+            inverse=lambda z: self._inverse(z, u, g_q),
+            fidelity=lambda x: self._fidelity(x, u, g_q),
+        )
+
+
+class StepMaps(NamedTuple):
+    """See :meth:`QINN.step_maps`."""
+
+    forward_and_logdet: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    inverse: Callable[[torch.Tensor], torch.Tensor]
+    fidelity: Callable[[torch.Tensor], torch.Tensor]

@@ -471,3 +471,108 @@ def test_runs_on_cuda():
     z, logdet = m.forward_and_logdet(x)
     torch.testing.assert_close(z.cpu(), _random_model(seed=61)(x.cpu()), atol=1e-10, rtol=0)
     (logdet.sum() + m.inverse(z).sum()).backward()
+
+
+# ---------------------------------------------------------------------------------------------
+# the traceable training step: step_maps and QINNObjective.compiled_terms
+# ---------------------------------------------------------------------------------------------
+def test_step_maps_match_reference_values_and_gradients():
+    """The unchecked maps of one training step (shared U and g_Q, what torch.compile traces)
+    against the PennyLane QNodes: values, and the gradients of a scalar mixing all three."""
+    model = _random_model(seed=23)
+    x, z = _x(4), _z(4)
+    maps = model.step_maps()
+    zx, logdet = maps.forward_and_logdet(x)
+    torch.testing.assert_close(zx, circuits.reference_forward(model, x), atol=1e-10, rtol=0)
+    torch.testing.assert_close(maps.inverse(z), circuits.reference_inverse(model, z), atol=1e-10, rtol=0)
+    torch.testing.assert_close(maps.fidelity(x), circuits.reference_fidelity(model, x), atol=1e-10, rtol=0)
+    # log det: the checked method's value exactly (tested against the QNodes' Jacobian above)
+    assert torch.equal(logdet, model.forward_and_logdet(x)[1])
+
+    gen = torch.Generator().manual_seed(4)
+    w1, w2 = torch.randn((2, 4, N), generator=gen, dtype=F64)
+    w3 = torch.randn(4, generator=gen, dtype=F64)
+
+    def scalar(forward, inverse, fidelity):
+        return (w1 * forward(x)).sum() + (w2 * inverse(z)).sum() + (w3 * fidelity(x)).sum()
+
+    maps = model.step_maps()
+    fast = _grads(model, scalar(lambda t: maps.forward_and_logdet(t)[0], maps.inverse, maps.fidelity))
+    ref = _grads(model, scalar(lambda t: circuits.reference_forward(model, t),
+                               lambda t: circuits.reference_inverse(model, t),
+                               lambda t: circuits.reference_fidelity(model, t)))
+    for name in ref:
+        assert ref[name].abs().max() > 0, f"reference gradient of {name} vanishes: test would be vacuous"
+        torch.testing.assert_close(fast[name], ref[name], atol=1e-9, rtol=1e-9, msg=name)
+
+
+def _angle_scaler():
+    from qinn_lib.preprocessing import AngleScaler
+
+    gen = torch.Generator().manual_seed(12)
+    u = torch.rand((400, N), generator=gen, dtype=F64)
+    lo = torch.tensor([20.0, 20.0, 0.0, -2.5, -2.5], dtype=F64)
+    hi = torch.tensor([100.0, 100.0, math.pi, 2.5, 2.5], dtype=F64)
+    return AngleScaler.fit((lo + u * (hi - lo)).numpy())  # pT1, pT2, dphi, eta1, eta2
+
+
+def _objective_terms_and_grads(model, terms):
+    names, params = zip(*model.named_parameters())
+    grads = torch.autograd.grad(terms["loss"], params)
+    return {k: v.detach() for k, v in terms.items()}, dict(zip(names, grads))
+
+
+def _assert_same_terms(got, ref, tol):
+    (got_terms, got_grads), (ref_terms, ref_grads) = got, ref
+    assert set(got_terms) == set(ref_terms)
+    for name in ref_terms:
+        torch.testing.assert_close(got_terms[name], ref_terms[name], atol=tol, rtol=tol, msg=name)
+    for name in ref_grads:
+        assert ref_grads[name].abs().max() > 0, name
+        torch.testing.assert_close(got_grads[name], ref_grads[name], atol=tol, rtol=tol, msg=name)
+
+
+@pytest.mark.parametrize("invertibility", ["mse", "fidelity"])
+def test_compiled_terms_uncompiled_match_the_objective(invertibility):
+    """The traceable step (through step_maps) computes the objective's terms and gradients
+    (Table 1 architecture, every loss term switched on)."""
+    from qinn_lib.losses import QINNObjective
+
+    model = _random_model(seed=31)
+    obj = QINNObjective(QINNRunConfig(profile="quick", invertibility=invertibility), _angle_scaler())
+    x = _x(16, seed=8).clamp(0.0, math.pi)
+    ref = _objective_terms_and_grads(model, obj(model, x, torch.Generator().manual_seed(5)))
+    got = _objective_terms_and_grads(model, obj.compiled_terms(model, compile=False)(x, torch.Generator().manual_seed(5)))
+    assert set(ref[0]) == {"loss", "nll", "mmd_latent", "mmd_input", "mmd_mz", "inv"}
+    _assert_same_terms(got, ref, tol=1e-12)
+
+
+def test_compiled_terms_compile_to_one_graph_with_the_objective_s_values_and_gradients():
+    """torch.compile of the whole loss: one graph (no break: that is what makes it pay), the
+    same terms and gradients as the eager objective to float64 rounding, on two steps with an
+    optimiser step in between (the compiled graph reads the updated parameters); a second model
+    of the same architecture (another seed, its own objective) reuses the graph: no recompile."""
+    import torch._dynamo
+    from qinn_lib.losses import QINNObjective
+
+    arch = dict(n_layers=2, isp_layers=2, isp_nn_layers=2, isp_hidden=8, dtype=F64)
+    x = _x(16, seed=9).clamp(0.0, math.pi)
+    scaler = _angle_scaler()
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    for seed in (2, 3):
+        model = QINN(seed=seed, **arch)
+        obj = QINNObjective(QINNRunConfig(profile="quick"), scaler)
+        fast = obj.compiled_terms(model, compile=True)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+        for step in range(2):
+            ref = _objective_terms_and_grads(model, obj(model, x, torch.Generator().manual_seed(step)))
+            got = _objective_terms_and_grads(model, fast(x, torch.Generator().manual_seed(step)))
+            assert fast.is_compiled()
+            _assert_same_terms(got, ref, tol=1e-10)
+            for p, g in zip(model.parameters(), ref[1].values()):
+                p.grad = g
+            opt.step()
+            model.constrain_()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    assert not torch._dynamo.utils.counters["graph_break"]
