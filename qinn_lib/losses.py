@@ -278,7 +278,9 @@ def _compiled_lean_terms() -> Callable:
         # Without inductor's per-op size/alignment asserts: ~140 complex ops run as eager
         # fallbacks inside the graph, and checking each one's strides cost 5 % of the step
         # (2.60 -> 2.47 ms CPU, measured). Values are tested against the eager objective.
-        _COMPILED_LEAN_TERMS.append(compiled(_lean_terms, label="QINNObjective.compiled_terms",
+        # dynamic=False: a second architecture (another n_layers in a scan) gets its own static
+        # graph instead of turning the first into a slower dynamic-shape one.
+        _COMPILED_LEAN_TERMS.append(compiled(_lean_terms, label="QINNObjective.compiled_terms", dynamic=False,
                                              options={"size_asserts": False, "alignment_asserts": False}))
     return _COMPILED_LEAN_TERMS[0]
 

@@ -18,7 +18,9 @@ unitary; forward measurement with Jacobian; inverse measurement with angle decod
 product state), each checked with ``torch.autograd.gradcheck`` and against PennyLane in the tests.
 Inside them the events sit in the last (contiguous) dimension so that elementwise kernels
 vectorise over the batch. A training step may wrap itself in ``with model.reuse_circuits():`` to
-build each circuit unitary once instead of once per call.
+build each circuit unitary once instead of once per call, or take its maps from
+:meth:`QINN.step_maps` (unitaries built once, no input checks), which ``torch.compile`` traces
+into one graph (:meth:`qinn_lib.losses.QINNObjective.compiled_terms`).
 
 Conventions (identical to PennyLane): wire 0 is the most significant bit of a basis index,
 ``RY(x)|0> = cos(x/2)|0> + sin(x/2)|1>`` and ``Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi)``.
