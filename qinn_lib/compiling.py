@@ -62,8 +62,26 @@ def should_compile(total_steps: int) -> bool:
     return int(total_steps) >= MIN_STEPS_TO_COMPILE
 
 
+#: Distinct graphs one compiled function may hold before dynamo silently falls back to eager
+#: (torch's default is 8): a scan or an ablation study compiles one graph per architecture and
+#: loss configuration in a long-lived worker process.
+RECOMPILE_LIMIT = 64
+
+
+def _default_cache_dir() -> str | None:
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        return default_cache_dir()
+    except Exception:  # private API; only used to tell torch's own default from a user's choice
+        return None
+
+
 def _set_cache_dir() -> None:
-    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+    # Something in torch (seen: building the optimizer) may already have put inductor's *default*
+    # /tmp/torchinductor_<user> into the environment; only a different value is a user's choice.
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current and current != _default_cache_dir():
         return
     try:
         from .paths import repo_root
@@ -83,6 +101,14 @@ def compiled(fn: F, *, label: str, **compile_kwargs: Any) -> F:
     compilation is tried again on the next call. ``label`` names the function in the warning.
     """
     _set_cache_dir()
+    try:
+        import torch._dynamo
+
+        for name in ("recompile_limit", "cache_size_limit"):  # the name changed across torch versions
+            if hasattr(torch._dynamo.config, name):
+                setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), RECOMPILE_LIMIT))
+    except Exception:  # configuration only; compiling still works with torch's defaults
+        pass
     try:
         fast = torch.compile(fn, **compile_kwargs)
     except Exception as exc:  # torch.compile itself is lazy; this only catches e.g. an unsupported Python
