@@ -47,7 +47,7 @@ from qinn_lib.config import FidelityVsMSEConfig
 
 cfg = profiles.notebook_config(FidelityVsMSEConfig, globals())
 plots.style()
-model_configs = runs.fidelity_configs(cfg)  # {"QINN (MSE)": [...], "QINN (fidelity)": [...]}, one config per seed
+model_configs = runs.fidelity_vs_mse_configs(cfg)  # {"QINN (MSE)": [...], "QINN (fidelity)": [...]}, one config per seed
 train_seeds = [c.seed for c in model_configs["QINN (MSE)"]]
 print(f"seeds {train_seeds}, {model_configs['QINN (MSE)'][0].epochs} epochs, {model_configs['QINN (MSE)'][0].n_events} events")
 
@@ -55,10 +55,12 @@ print(f"seeds {train_seeds}, {model_configs['QINN (MSE)'][0].epochs} epochs, {mo
 # ## Train both
 # With the paper's parameters every run is a model shipped with the package (`qinn_lib.shipped`).
 # Otherwise each run is checkpointed; runs that already exist (for instance the MSE runs of
-# notebook 05, or notebook 03's seed) are reloaded, not retrained.
+# notebook 05, or notebook 03's seed) are reloaded, not retrained. The others are trained as Dask
+# jobs in one batch (`qinn_lib.cluster`): one single-threaded worker per core by default, or your
+# cluster if `QINN_DASK_SCHEDULER` names one.
 
 # %%
-ensembles = {label: runs.train_ensemble(label, cfgs) for label, cfgs in model_configs.items()}
+ensembles = runs.train_ensembles(model_configs)
 truth = observables.reconstruct(ensembles["QINN (MSE)"].runs[0].data.sample.test)
 
 # %% [markdown]

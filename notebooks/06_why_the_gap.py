@@ -39,14 +39,14 @@
 
 # %% tags=["parameters"]
 # Parameters (papermill) = the fields of qinn_lib.config.DiagnosisConfig.
-# These defaults are the paper profile: Table 1 settings, 200 epochs, 3 seeds per ablation and per
-# upload count, and a 40-trial search (200 epochs per trial); the quick profile trains 1 seed for
-# 2 epochs on 8k events and runs 2 search trials.
-profile = "paper"
+# These defaults reproduce the paper's settings (Table 1, 200 epochs) with 3 seeds per ablation and
+# per upload count, and a 40-trial search (200 epochs per trial); the quick profile (chosen by the
+# reports runner, not here) trains 1 seed for 2 epochs on 8k events and runs 2 search trials.
 seed = 1234
 n_seeds = 3
 n_events = 100_000
 data_seed = 1234
+lhe_file = ""
 epochs = 200
 ablation_priority = 3
 max_uploads = 3
@@ -58,35 +58,36 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from qinn_lib import ablations, diagnostics, gap, metrics, plots, reports, reuploading, runs, search
-from qinn_lib.config import DiagnosisConfig, QINNRunConfig
+from qinn_lib import ablations, diagnostics, gap, metrics, paths, plots, profiles, reports, reuploading, runs, search
+from qinn_lib.config import DiagnosisConfig
 from qinn_lib.profiles import budget
 
-cfg = DiagnosisConfig(profile=profile, seed=seed, n_seeds=n_seeds, n_events=n_events, data_seed=data_seed,
-                      epochs=epochs, ablation_priority=ablation_priority, max_uploads=max_uploads,
-                      search_trials=search_trials, search_epochs=search_epochs)
+cfg = profiles.notebook_config(DiagnosisConfig, globals())
 plots.style()
-train_seeds = runs.seeds(cfg.seed, budget(cfg.profile, "n_seeds", cfg.n_seeds))
-base = runs.effective_config(QINNRunConfig(profile=cfg.profile, n_events=cfg.n_events, data_seed=cfg.data_seed,
-                                           epochs=cfg.epochs))  # Table 1 (the runs of notebooks 04/05)
-ablation_cfgs = ablations.ablation_configs(base, train_seeds, keep=cfg.ablation_priority)
-upload_cfgs = reuploading.reuploading_configs(base, range(1, cfg.max_uploads + 1), train_seeds)
-print(f"profile {cfg.profile}: seeds {train_seeds}, {base.epochs} epochs on {base.n_events} events; "
+# {label: [config per seed]}: the ablations (the baseline, Table 1, first: the runs of notebooks
+# 04/05), then the re-uploading flows; already profile-capped
+run_cfgs = runs.diagnosis_configs(cfg)
+ablation_cfgs = {label: cs for label, cs in run_cfgs.items() if cs[0].kind == "qinn"}
+upload_cfgs = {cs[0].uploads: cs for cs in run_cfgs.values() if cs[0].kind == "reuploading"}
+base = ablation_cfgs[ablations.BASELINE][0]
+train_seeds = [c.seed for c in ablation_cfgs[ablations.BASELINE]]
+print(f"seeds {train_seeds}, {base.epochs} epochs on {base.n_events} events; "
       f"{len(ablation_cfgs)} QINN ensembles, {len(upload_cfgs)} re-uploading ensembles")
 for ab in ablations.ABLATIONS:
     print(f"  {ab.label(base):>20} (priority {ab.priority}): {ab.why}")
 
 # %% [markdown]
 # ## Train (or reload) every run
-# All QINN ensembles go to the Dask cluster in one batch (`qinn_lib.cluster`); the baseline runs
-# are those of notebooks 04/05 (same configuration, so they are reloaded). Each run's record
+# All runs go to the Dask cluster in one batch (`qinn_lib.cluster`; the reports runner trains them
+# before the notebook starts, with every other notebook's runs); the baseline runs are those of
+# notebooks 04/05 (same configuration, so they are reloaded). Each run's record
 # gets the diagnostics of `qinn_lib.diagnostics`: the fold fraction, the reconstruction error
 # split by the sign of $\det J$, every reading of the 2.1 % metric and the Monte Carlo integral of
 # the model's density over the scaling box.
 
 # %%
 ensembles = ablations.train_ablations(ablation_cfgs, normalisation_samples=100_000)
-flat_uploads = reuploading.train_reuploading_runs([c for cs in upload_cfgs.values() for c in cs])
+flat_uploads = runs.train_runs([c for cs in upload_cfgs.values() for c in cs], label="re-uploading")
 upload_runs = {u: flat_uploads[i * len(train_seeds):(i + 1) * len(train_seeds)] for i, u in enumerate(upload_cfgs)}
 data = ensembles[ablations.BASELINE].runs[0].data
 records = [r for e in ensembles.values() for r in e.records]
@@ -95,14 +96,13 @@ for u, trained_list in upload_runs.items():
     for trained in trained_list:
         flagged = diagnostics.flagged_nll(trained.model, trained.data, normalisation_samples=100_000,
                                           seed=int(trained.cfg.seed))
-        upload_records.append(metrics.make_record(f"{u} upload{'s' if u > 1 else ''}", trained, {
+        upload_records.append(metrics.make_record(reuploading.upload_label(u), trained, {
             "nll": flagged["nll"], "fold_fraction": flagged["fold_fraction"],
             "density_normalisation": flagged["normalisation"], "params_total": trained.model.parameter_counts()["total"]}))
 rows = metrics.summarise(records)
 upload_rows = metrics.summarise(upload_records)
 by_label = {r["label"]: r["metrics"] for r in rows + upload_rows}
-references, ref_note = gap.reference_metrics(reports.results_path(cfg.profile).with_name("models_05.json"),
-                                             data.fingerprint)
+references, ref_note = gap.reference_metrics(gap.reference_path(cfg.profile), data.fingerprint)
 by_label.update({k: v for k, v in references.items() if k.startswith("INN")})
 print(ref_note)
 
@@ -125,7 +125,7 @@ for label in (ablations.BASELINE, "NLL only", f"{2 * base.n_layers} layers"):
         fourier[label] = max(diagnostics.fourier_check(diagnostics.angle_map(t.model), points)["max_residual"]
                              for t in ensembles[label].runs)
 for u, trained_list in upload_runs.items():
-    fourier[f"{u} upload{'s' if u > 1 else ''}"] = max(
+    fourier[reuploading.upload_label(u)] = max(
         diagnostics.fourier_check(diagnostics.angle_map(t.model), points)["max_residual"] for t in trained_list)
 fourier_text = "\n".join(f"{label:>22}: largest residual of the degree-1 fit {value:.1e}" for label, value in fourier.items())
 print(fourier_text)
@@ -140,7 +140,7 @@ print(fourier_text)
 # is that of a density.
 
 # %%
-nll_labels = ["NLL only", *[f"{u} upload{'s' if u > 1 else ''}" for u in upload_cfgs], "INN 2k", "INN 6k", "INN 16k"]
+nll_labels = ["NLL only", *[reuploading.upload_label(u) for u in upload_cfgs], "INN 2k", "INN 6k", "INN 16k"]
 nll_rows = [{"label": lab, "n_seeds": by_label[lab]["nll"]["n"], "metrics": by_label[lab]}
             for lab in nll_labels if lab in by_label]
 nll_table = metrics.format_table(nll_rows, ["nll", "fold_fraction", "density_normalisation", "params_total"])
@@ -197,7 +197,7 @@ ax1.barh(labels_ff, means, xerr=stds, color="0.6")
 ax1.invert_yaxis()
 ax1.set_xlabel("fold fraction (test events, seed mean ± std)")
 fig.tight_layout()
-plots.save(fig, "06_folds", cfg.profile)
+plots.save(fig, "06_folds")
 plt.show()
 
 # %%
@@ -240,7 +240,7 @@ ax.set_xlabel("reconstruction deviation ‖x̃ − x‖/‖x‖ (mean)")
 ax.set_ylabel(r"JS($M_{\ell\ell}$)")
 ax.legend(fontsize=6, ncol=2)
 fig.tight_layout()
-plots.save(fig, "06_tradeoff", cfg.profile)
+plots.save(fig, "06_tradeoff")
 plt.show()
 
 # %%
@@ -303,7 +303,7 @@ trials = search.trial_records(study)
 front = search.front_trials(trials)
 fig = search.plot_front(trials, references={k: v for k, v in references.items() if k.startswith("INN")},
                         baseline=by_label[ablations.BASELINE])
-plots.save(fig, "06_pareto", cfg.profile)
+plots.save(fig, "06_pareto")
 plt.show()
 front_text = "\n".join(f"trial {t['number']:>3}: recon {100 * t['values']['recon_mean']:.2f} %, JS(M_ll) "
                        f"{t['values']['js/m_ll']:.4f}, {t['params_total']} parameters, mse {t['params']['mse_reduction']}, "
@@ -344,5 +344,5 @@ reports.record("06_why_the_gap", {
     "readings_note": readings_note, "search_trials": len(trials), "search_front": front_text,
     "search_answer": search_answer, "closing": closing, "reference_note": ref_note,
     "claim_verdicts": [{k: c[k] for k in ("key", "category", "verdict")} for c in claims],
-}, cfg.profile)
-metrics.write_results(reports.results_path(cfg.profile).with_name("models_06.json"), records + upload_records)
+})
+metrics.write_results(paths.output_dir() / "models_06.json", records + upload_records)

@@ -43,11 +43,12 @@
 # events, 200 epochs, reloaded from its checkpoint), evaluated with 3 seeds on 50k generated and 50k
 # test events. The noise scan reaches below p = 1e-4 because the generated M_ll already degrades
 # there; shot_rate_hz is an assumption that only converts executions into device hours.
-# The quick profile trains a tiny QINN (2 epochs, 8k events) and caps the event counts at 4k.
-profile = "paper"
+# The quick profile (chosen by the reports runner, not here) trains a tiny QINN (2 epochs, 8k
+# events) and caps the event counts at 4k.
 seed = 1234
 n_events = 100_000
 data_seed = 1234
+lhe_file = ""
 epochs = 200
 n_eval_seeds = 3
 n_generate = 50_000
@@ -63,22 +64,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from qinn_lib import hardware_eval, metrics, noise, observables, plots, reports, resources, runs, shots as shots_lib
-from qinn_lib.config import HardwareRealismConfig, QINNRunConfig
+from qinn_lib import hardware_eval, metrics, noise, observables, paths, plots, profiles, reports, resources, runs
+from qinn_lib import shots as shots_lib
+from qinn_lib.config import HardwareRealismConfig
 from qinn_lib.hardware import Device, DeviceQINN
 from qinn_lib.profiles import budget
 
-params = {name: globals()[name] for name in HardwareRealismConfig.field_names()}
-cfg = HardwareRealismConfig(**params)
+cfg = profiles.notebook_config(HardwareRealismConfig, globals())
 torch.set_num_threads(1)  # small tensors: one thread; timings below are single-core
 plots.style()
-qinn_cfg = runs.effective_config(QINNRunConfig(profile=cfg.profile, seed=cfg.seed, n_events=cfg.n_events,
-                                               data_seed=cfg.data_seed, epochs=cfg.epochs))
+(qinn_cfg,) = runs.hardware_realism_configs(cfg)["QINN"]  # notebook 03's QINN, profile-capped
 n_gen = budget(cfg.profile, "n_generate", cfg.n_generate)
 n_tst = budget(cfg.profile, "n_generate", cfg.n_test)
 eval_seeds = runs.seeds(cfg.seed + runs.EVAL_SEED_OFFSET, cfg.n_eval_seeds)
 shot_grid = [shots_lib.check_shots(n) for n in cfg.shots]
-print(f"profile {cfg.profile}: QINN of notebook 03 ({qinn_cfg.n_events} events, {qinn_cfg.epochs} epochs); "
+print(f"QINN of notebook 03 ({qinn_cfg.n_events} events, {qinn_cfg.epochs} epochs); "
       f"{n_gen} generated and {n_tst} test events per device, evaluation seeds {eval_seeds}")
 
 # %% [markdown]
@@ -195,7 +195,7 @@ print(noise_table)
 
 # %%
 fig = hardware_eval.plot_sweep(rows, columns, x="shots")
-plots.save(fig, "07_metrics_vs_shots", cfg.profile)
+plots.save(fig, "07_metrics_vs_shots")
 plt.show()
 
 # %% [markdown]
@@ -203,7 +203,7 @@ plt.show()
 
 # %%
 fig = hardware_eval.plot_sweep(rows, columns, x="p")
-plots.save(fig, "07_metrics_vs_noise", cfg.profile)
+plots.save(fig, "07_metrics_vs_noise")
 plt.show()
 
 # %% [markdown]
@@ -221,7 +221,7 @@ samples = {d.label: observables.reconstruct(
         n_gen, latent_seed=eval_seeds[0], scaler=trained.data.scaler)) for d in shown}
 fig = plots.ratio_grid(truth, samples, ["m_ll", "delta_r"], observables.OBSERVABLE_LABELS, ncols=2,
                        ranges={"m_ll": (75.0, 105.0), "delta_r": (0.0, 6.0)})
-plots.save(fig, "07_generated_on_devices", cfg.profile)
+plots.save(fig, "07_generated_on_devices")
 plt.show()
 
 # %% [markdown]
@@ -298,10 +298,10 @@ print(f"(training epoch: our time is the mean epoch of this run, {len(trained.da
 # ## Recorded results
 
 # %%
-metrics.write_results(reports.results_path(cfg.profile).with_name("hardware_07.json"), records)
+metrics.write_results(paths.output_dir() / "hardware_07.json", records)
 reports.record("07_hardware_realism", {
     "seeds": eval_seeds, "statement": conclusion, "thresholds": found, "shots_table": shots_table,
     "noise_table": noise_table, "resources_table": resources_table, "cost_table": cost_table,
     "cost_shots": n_cost, "shot_rate_hz": cfg.shot_rate_hz, "sweep_seconds": sweep_seconds,
     "n_generate": n_gen, "n_test": n_tst, "run": trained.run_dir.name, "rows": rows,
-}, cfg.profile)
+})

@@ -32,13 +32,13 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .errors import QinnError
 
 __all__ = ["ClusterError", "SCHEDULER_ENV", "get_client", "close_default_client", "map_jobs",
            "TrainJob", "group_jobs", "plan_training", "pack_jobs", "train_runs", "estimated_cost",
-           "submitter_env", "job_env"]
+           "submitter_env", "job_env", "trainers"]
 
 #: Environment variable naming a Dask scheduler address for every multi-run job.
 SCHEDULER_ENV = "QINN_DASK_SCHEDULER"
@@ -172,7 +172,8 @@ class TrainJob:
     def label(self) -> str:
         c = self.configs[0]
         name = c.kind + (f"-{c.size}" if hasattr(c, "size") else "")
-        extra = f"-{c.invertibility}" if hasattr(c, "invertibility") else ""
+        extra = (f"-{c.invertibility}" if hasattr(c, "invertibility") else
+                 f"-u{c.uploads}" if hasattr(c, "uploads") else "")
         return f"{name}{extra}-seeds-{'-'.join(str(x.seed) for x in self.configs)}"
 
 
@@ -248,7 +249,9 @@ def pack_jobs(costs: Sequence[float], n_workers: int) -> float:
 _JOB_ENV = ("QINN_DATA_DIR", "QINN_RUNS_DIR", "QINN_COMPILE")
 
 
-def _job_env() -> dict[str, str]:
+def submitter_env() -> dict[str, str]:
+    """The settings (data and runs folders, compile policy) a job must take from the process that
+    submits it; pass them to the job and apply them there with :func:`job_env`."""
     from . import paths
 
     env = {k: os.environ[k] for k in _JOB_ENV if k in os.environ}
@@ -256,25 +259,21 @@ def _job_env() -> dict[str, str]:
     return env
 
 
-def submitter_env() -> dict[str, str]:
-    """The settings (data and runs folders, compile policy) a job must take from the process that
-    submits it; pass them to the job and apply them there with :func:`job_env`."""
-    return _job_env()
-
-
-@contextlib.contextmanager
-def job_env(env: dict[str, str] | None) -> Iterator[None]:
+def job_env(env: dict[str, str] | None) -> contextlib.AbstractContextManager[None]:
     """Inside a worker: ``env`` (from :func:`submitter_env`) set for the duration of one job."""
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    from .profiles import environment
+
+    return environment(env or {})
+
+
+def trainers() -> dict[str, tuple[type, Callable[..., Any]]]:
+    """Config kind -> (its config class, the function that trains or reloads one run of it): the
+    kinds of run :func:`train_runs` takes."""
+    from . import reuploading, runs
+    from .config import INNRunConfig, QINNRunConfig, ReuploadingRunConfig
+
+    return {"qinn": (QINNRunConfig, runs.train_qinn), "inn": (INNRunConfig, runs.train_inn),
+            "reuploading": (ReuploadingRunConfig, reuploading.train_reuploading)}
 
 
 def _run_training_job(kind: str, cfg_dicts: list[dict[str, Any]], env: dict[str, str] | None = None,
@@ -283,17 +282,16 @@ def _run_training_job(kind: str, cfg_dicts: list[dict[str, Any]], env: dict[str,
     import torch
 
     from . import runs
-    from .config import INNRunConfig, QINNRunConfig
 
     with job_env(env):
         torch.set_num_threads(threads)
-        cls = {"qinn": QINNRunConfig, "inn": INNRunConfig}[kind]
+        cls, train = trainers()[kind]
         cfgs = [cls(**d) for d in cfg_dicts]
         t0 = time.perf_counter()
         if len(cfgs) > 1:
             trained = runs.train_inn_lockstep(cfgs, progress=False)
         else:
-            trained = [(runs.train_qinn if kind == "qinn" else runs.train_inn)(cfgs[0], progress=False)]
+            trained = [train(cfgs[0], progress=False)]
         return {"run_dirs": [str(t.run_dir) for t in trained], "seconds": time.perf_counter() - t0,
                 "epochs": [len(t.history) for t in trained], "worker_pid": os.getpid()}
 
@@ -305,10 +303,15 @@ def train_runs(configs: Sequence[Any], *, client: Any = None, lockstep: bool = T
     Returns one :class:`qinn_lib.runs.TrainedModel` per config, in the order given, identical to
     training them one by one in this process with the same seeds (the runs are deterministic and
     reloaded from their checkpoints). Finished runs are not resubmitted. ``data``: an already prepared
-    :class:`~qinn_lib.runs.PreparedData` to reload with, where the configs' data match it."""
+    :class:`~qinn_lib.runs.PreparedData` to reload with, where the configs' data match it.
+    The configs may mix the kinds of :func:`trainers` (QINN, INN, re-uploading flow)."""
     from . import runs
 
     configs = list(configs)
+    trainer = trainers()
+    unknown = sorted({f"{type(c).__name__} ({c.kind!r})" for c in configs if c.kind not in trainer})
+    if unknown:
+        raise ValueError(f"train_runs: cannot train {', '.join(unknown)}; known kinds: {sorted(trainer)}")
     jobs = plan_training(configs, lockstep=lockstep)
     if jobs:
         if log:
@@ -319,15 +322,14 @@ def train_runs(configs: Sequence[Any], *, client: Any = None, lockstep: bool = T
             if log:
                 log(f"  done: {jobs[i].label} in {summary['seconds'] / 60:.1f} min (worker pid {summary['worker_pid']})")
 
-        env = _job_env()
+        env = submitter_env()
         map_jobs(_run_training_job, [(j.configs[0].kind, [c.to_dict() for c in j.configs], env) for j in jobs],
                  client=client, keys=[j.label for j in jobs], on_done=done)
-    trainer = {"qinn": runs.train_qinn, "inn": runs.train_inn}
     prepared: dict[tuple, Any] = {}
     out = []
     for cfg in configs:
         key = runs.data_key(cfg)
         if key not in prepared:
             prepared[key] = (data if data is not None and data.key == key else runs.prepare_data(*key))
-        out.append(trainer[cfg.kind](cfg, progress=False, data=prepared[key]))
+        out.append(trainer[cfg.kind][1](cfg, progress=False, data=prepared[key]))
     return out

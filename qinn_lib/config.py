@@ -46,6 +46,14 @@ def _spec(default: Any, *, lo: float | None = None, hi: float | None = None,
     return field(default=default, metadata=meta)
 
 
+def _lhe_file() -> Any:
+    """The ``lhe_file`` field every notebook configuration has (and every run it trains): a MadGraph
+    LHE file (.lhe or .lhe.gz) used instead of the Pythia events; empty = Pythia (and then left out
+    of the fingerprint, see :meth:`RunConfig.fingerprint`). A file name, so ``-p all lhe_file
+    events.lhe.gz`` is resolved against the shell's directory for every notebook alike."""
+    return _spec("", doc="MadGraph events (.lhe or .lhe.gz) used instead of the Pythia sample; '' = Pythia", path=True)
+
+
 def _default(f: dataclasses.Field) -> Any:
     return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
 
@@ -227,7 +235,7 @@ class DataConfig(RunConfig):
     profile: str = _spec("paper", choices=PROFILES, doc="quick caps counts (see qinn_lib.profiles)")
     n_events: int = _spec(100_000, lo=100, hi=10_000_000, doc="events after cuts (paper: 100k)")
     seed: int = _spec(1234, lo=1, hi=900_000_000, doc="Pythia random seed (0 would mean: seed from the clock)")
-    lhe_file: str = _spec("", doc="optional MadGraph LHE file used instead of Pythia", path=True)
+    lhe_file: str = _lhe_file()
 
 
 @dataclass(frozen=True)
@@ -239,7 +247,7 @@ class QINNRunConfig(RunConfig):
     seed: int = _spec(1234, lo=0, hi=2**31 - 1)
     n_events: int = _spec(100_000, lo=100, hi=10_000_000)
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
-    lhe_file: str = _spec("", doc="MadGraph events (.lhe or .lhe.gz) used instead of the Pythia sample; '' = Pythia")
+    lhe_file: str = _lhe_file()
     # optimisation
     epochs: int = _spec(200, lo=1, hi=100_000)
     batch_size: int = _spec(128, lo=2, hi=65_536)
@@ -327,7 +335,7 @@ class INNRunConfig(RunConfig):
     seed: int = _spec(1234, lo=0, hi=2**31 - 1)
     n_events: int = _spec(100_000, lo=100, hi=10_000_000)
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
-    lhe_file: str = _spec("", doc="MadGraph events (.lhe or .lhe.gz) used instead of the Pythia sample; '' = Pythia")
+    lhe_file: str = _lhe_file()
     size: str = _spec("16k", choices=tuple(INN_SIZES), doc="Table 1 size: 2k, 6k or 16k parameters")
     epochs: int = _spec(200, lo=1, hi=100_000)
     batch_size: int = _spec(128, lo=2, hi=65_536)
@@ -362,7 +370,7 @@ class CircuitDemoConfig(RunConfig):
     isp_layers: int = _spec(8, lo=1, hi=200, doc="ISP quantum layers (paper: 8)")
     n_events: int = _spec(100_000, lo=100, hi=10_000_000, doc="events loaded for the demo fits")
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
-    lhe_file: str = _spec("", doc="MadGraph events (.lhe or .lhe.gz) used instead of the Pythia sample; '' = Pythia")
+    lhe_file: str = _lhe_file()
     fit_steps: int = _spec(300, lo=1, hi=100_000, doc="Adam steps of the quick invertibility fit per depth")
     n_seeds: int = _spec(3, lo=1, hi=20, doc="seeds per depth in the static depth scan (the spread of a fit)")
     max_depth: int = _spec(12, lo=1, hi=64, doc="largest depth in the static depth scan")
@@ -379,7 +387,7 @@ class FidelityVsMSEConfig(RunConfig):
     n_seeds: int = _spec(3, lo=1, hi=100, doc="training seeds per loss (bands and mean ± std)")
     n_events: int = _spec(100_000, lo=100, hi=10_000_000)
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
-    lhe_file: str = _spec("", doc="MadGraph events (.lhe or .lhe.gz) used instead of the Pythia sample; '' = Pythia")
+    lhe_file: str = _lhe_file()
     epochs: int = _spec(200, lo=1, hi=100_000)
     lambda_mz: float = _spec(0.375, lo=0.0, hi=1e6, doc="the M_Z MMD whose interplay with the fidelity loss sec. 4.1 discusses")
 
@@ -398,11 +406,12 @@ class ComparisonConfig(RunConfig):
     n_seeds: int = _spec(3, lo=1, hi=100)
     n_events: int = _spec(100_000, lo=100, hi=10_000_000)
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
-    lhe_file: str = _spec("", doc="MadGraph events (.lhe or .lhe.gz) used instead of the Pythia sample; '' = Pythia")
+    lhe_file: str = _lhe_file()
     epochs: int = _spec(200, lo=1, hi=100_000)
 
     def validate(self) -> None:
         _check_batch_fits(self)
+
 
 @dataclass(frozen=True)
 class ReuploadingRunConfig(RunConfig):
@@ -415,6 +424,7 @@ class ReuploadingRunConfig(RunConfig):
     seed: int = _spec(1234, lo=0, hi=2**31 - 1)
     n_events: int = _spec(100_000, lo=100, hi=10_000_000)
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
+    lhe_file: str = _lhe_file()
     epochs: int = _spec(200, lo=1, hi=100_000)
     batch_size: int = _spec(128, lo=2, hi=65_536)
     max_lr: float = _spec(1e-3, lo=1e-8, hi=1.0)
@@ -449,11 +459,13 @@ class DiagnosisConfig(RunConfig):
     n_seeds: int = _spec(3, lo=1, hi=100, doc="training seeds per ablation and per upload count")
     n_events: int = _spec(100_000, lo=100, hi=10_000_000)
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
+    lhe_file: str = _lhe_file()
     epochs: int = _spec(200, lo=1, hi=100_000, doc="epochs of every ablation and re-uploading run")
     ablation_priority: int = _spec(3, lo=1, hi=3, doc="train the ablations of priority <= this (3: all; see qinn_lib.ablations)")
     max_uploads: int = _spec(3, lo=1, hi=6, doc="re-uploading runs with 1 .. max_uploads uploads")
     search_trials: int = _spec(40, lo=1, hi=10_000, doc="finished trials of the <= 2.1k-parameter search")
     search_epochs: int = _spec(200, lo=1, hi=100_000, doc="epochs of every search trial (one seed each)")
+
 
 @dataclass(frozen=True)
 class HardwareRealismConfig(RunConfig):
@@ -465,6 +477,7 @@ class HardwareRealismConfig(RunConfig):
     seed: int = _spec(1234, lo=0, hi=2**31 - 1, doc="training seed of notebook 03's QINN")
     n_events: int = _spec(100_000, lo=100, hi=10_000_000)
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
+    lhe_file: str = _lhe_file()
     epochs: int = _spec(200, lo=1, hi=100_000)
     n_eval_seeds: int = _spec(3, lo=2, hi=100, doc="evaluation seeds (latent sample, shots); >= 2 for a spread")
     n_generate: int = _spec(50_000, lo=100, hi=10_000_000, doc="generated events per device and seed")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-__all__ = ["CATEGORIES", "claim", "closing_paragraph", "reading_table", "reference_metrics", "format_claims"]
+__all__ = ["CATEGORIES", "claim", "closing_paragraph", "reading_table", "reference_path", "reference_metrics",
+           "format_claims"]
 
 #: Where a statement belongs in the closing paragraph.
 CATEGORIES = {
@@ -101,6 +102,17 @@ def reading_table(rows: Sequence[Mapping[str, Any]], labels: Sequence[str], *, p
 def _pct(s: Mapping[str, Any]) -> str:
     std = s.get("std", float("nan"))
     return f"{100 * s['mean']:.2f} ± {100 * std:.2f} %" if math.isfinite(std) else f"{100 * s['mean']:.2f} %"
+
+
+def reference_path(profile: str) -> Any:
+    """Where notebook 05's seed ensembles (``models_05.json``) are for a notebook-06 run in
+    ``profile``: beside this run's own results (:func:`qinn_lib.results.results_path`; with the
+    reports runner, notebook 05 has just written it there), else the file published for the profile
+    (``figures/`` or ``figures/quick/``), e.g. the committed paper results for a run by hand."""
+    from .results import results_path
+
+    own = results_path().with_name("models_05.json")
+    return own if own.is_file() else results_path(profile).with_name("models_05.json")
 
 
 def reference_metrics(path: Any, data_fingerprint: str) -> tuple[dict[str, dict], str]:

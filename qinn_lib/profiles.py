@@ -148,6 +148,15 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+def _describe(run_cfg: Any) -> str:
+    """A run's kind and what tells it from its siblings, e.g. "qinn (mse)", "inn (16k)", "reuploading (2 uploads)"."""
+    from .reuploading import upload_label
+
+    detail = (getattr(run_cfg, "invertibility", "") or getattr(run_cfg, "size", "")
+              or (upload_label(run_cfg.uploads) if hasattr(run_cfg, "uploads") else ""))
+    return f"{run_cfg.kind} ({detail})" if detail else run_cfg.kind
+
+
 def notebook_config(cls: type, namespace: Mapping[str, Any], *, log=print):
     """The notebook's run configuration: its parameters (taken from ``namespace``, i.e. the
     notebook's ``globals()``) plus the profile, which the notebook does not choose.
@@ -191,7 +200,7 @@ def notebook_config(cls: type, namespace: Mapping[str, Any], *, log=print):
         own = any(getattr(defaults, n) != getattr(paper_cfg, n) for n in names)
         if absent and not own:
             profile = "quick"
-            kinds = sorted({f"{c.kind} ({getattr(c, 'invertibility', '') or getattr(c, 'size', '')})" for c in absent})
+            kinds = sorted({_describe(c) for c in absent})
             note = (f"{len(absent)} of the {len(needed)} paper-profile models this notebook needs are neither shipped "
                     f"with the package nor trained under build/runs ({', '.join(kinds)}), and training them takes "
                     "from minutes to hours. So this run uses the quick profile (capped counts: "

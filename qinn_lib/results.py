@@ -52,6 +52,9 @@ SECTION_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "04_fidelity_vs_mse": {"seeds": "list", "table": "str", "verdict": "str"},
     "05_qinn_vs_inn": {"seeds": "list", "table": "str", "conclusion": "str", "claims?": "str"},
+    "06_why_the_gap": {"seeds": "list", "epochs": "int", "claims": "str", "search_answer": "str", "closing": "str"},
+    "07_hardware_realism": {"seeds": "list", "statement": "str", "shots_table": "str", "noise_table": "str",
+                            "resources_table": "str", "cost_table": "str"},
     "bench": {
         "batch_size": "int", "threads": "int", "machine": "str", "fast_ms": _NUMBER, "fast_ms_min": _NUMBER,
         "paper_fast_minutes": _NUMBER, "reference_ms": _NUMBER, "paper_reference_hours": _NUMBER,

@@ -31,7 +31,6 @@ tangent i picks up ``R_y'(x'_i)`` applied to the state (product rule). The Penny
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, Callable, Sequence
 
 import torch
@@ -40,8 +39,8 @@ from torch import nn
 from .losses import nll
 from .qinn import QINN, circuit_unitary
 
-__all__ = ["ReuploadingFlow", "NLLObjective", "pennylane_reference", "train_reuploading",
-           "train_reuploading_runs", "reuploading_configs"]
+__all__ = ["ReuploadingFlow", "NLLObjective", "pennylane_reference", "train_reuploading", "reuploading_configs",
+           "upload_label"]
 
 _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
@@ -226,53 +225,13 @@ class NLLObjective:
 def train_reuploading(cfg: Any, *, progress: bool = True, resume: bool = True, data: Any = None) -> Any:
     """Train (or reload) the flow of ``cfg`` (a ReuploadingRunConfig, already profile-capped) with
     the NLL alone; returns a :class:`~qinn_lib.runs.TrainedModel` (its ``generate``/``reconstruct``
-    do not apply: there is no inverse)."""
+    do not apply: there is no inverse). Several runs at once, as Dask jobs:
+    :func:`qinn_lib.runs.train_runs` (which trains these like the QINN and INN runs)."""
     from . import runs
 
-    data = data or runs.prepare_data(cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device)
+    data = data or runs.prepare_data(*runs.data_key(cfg))
     model = ReuploadingFlow.from_config(cfg, n_features=int(data.train.shape[1]))
     return runs._train(cfg, model, NLLObjective(), data, progress=progress, resume=resume)
-
-
-def _reuploading_job(cfg_dict: dict[str, Any], env: dict[str, str] | None) -> dict[str, Any]:
-    """Executed in a Dask worker: train (or resume) one run; return a small summary."""
-    import os
-
-    from .cluster import job_env
-    from .config import ReuploadingRunConfig
-
-    with job_env(env):
-        torch.set_num_threads(1)
-        t0 = time.perf_counter()
-        trained = train_reuploading(ReuploadingRunConfig(**cfg_dict), progress=False)
-        return {"run_dir": str(trained.run_dir), "seconds": time.perf_counter() - t0, "worker_pid": os.getpid()}
-
-
-def train_reuploading_runs(configs: Sequence[Any], *, client: Any = None, log: Callable[[str], None] | None = print,
-                           data: Any = None) -> list[Any]:
-    """Every unfinished run of ``configs`` as a Dask job (:func:`qinn_lib.cluster.map_jobs`, most
-    uploads first), then all of them reloaded here from their checkpoints, in the order given."""
-    from . import cluster, runs
-
-    configs = list(configs)
-    prepared: dict[tuple, Any] = {}
-
-    def data_for(cfg: Any) -> Any:
-        key = (cfg.n_events, cfg.data_seed, cfg.dtype, cfg.device)
-        if key not in prepared:
-            prepared[key] = data if data is not None and data.key == key else runs.prepare_data(*key)
-        return prepared[key]
-
-    todo = [c for c in configs if runs.completed_epochs(c, data_for(c)) < c.epochs]
-    todo = sorted({c.fingerprint(): c for c in todo}.values(), key=lambda c: -c.uploads * c.epochs)
-    if todo:
-        labels = [f"reuploading-u{c.uploads}-seed-{c.seed}" for c in todo]
-        if log:
-            log(f"training {len(todo)} re-uploading run(s) as Dask jobs: {', '.join(labels)}")
-        env = cluster.submitter_env()
-        cluster.map_jobs(_reuploading_job, [(c.to_dict(), env) for c in todo], client=client, keys=labels,
-                         on_done=(lambda i, s: log(f"  done: {labels[i]} in {s['seconds'] / 60:.1f} min")) if log else None)
-    return [train_reuploading(c, progress=False, data=data_for(c)) for c in configs]
 
 
 def reuploading_configs(base: Any, uploads: Sequence[int], seeds: Sequence[int]) -> dict[int, list[Any]]:
@@ -283,3 +242,8 @@ def reuploading_configs(base: Any, uploads: Sequence[int], seeds: Sequence[int])
     shared = {k: getattr(base, k) for k in ReuploadingRunConfig.field_names()
               if k not in ("seed", "uploads") and hasattr(base, k)}
     return {u: [ReuploadingRunConfig(**shared, uploads=int(u), seed=int(s)) for s in seeds] for u in uploads}
+
+
+def upload_label(uploads: int) -> str:
+    """The ensemble label of the re-uploading flows with ``uploads`` uploads: "1 upload", "2 uploads"."""
+    return f"{int(uploads)} upload{'s' if int(uploads) != 1 else ''}"

@@ -21,7 +21,8 @@ import torch
 
 from . import paths
 from .atomic import check_writable
-from .config import INN_SIZES, ComparisonConfig, FidelityVsMSEConfig, INNRunConfig, QINNRunConfig, RunConfig
+from .config import (INN_SIZES, ComparisonConfig, DiagnosisConfig, FidelityVsMSEConfig, HardwareRealismConfig,
+                     INNRunConfig, QINNRunConfig, RunConfig)
 from .data import EventSample, load_sample
 from .errors import add_debug_option, run_cli
 from .preprocessing import AngleScaler
@@ -219,6 +220,32 @@ def fidelity_vs_mse_configs(cfg: FidelityVsMSEConfig) -> dict[str, list[RunConfi
             for name, loss in (("MSE", "mse"), ("fidelity", "fidelity"))}
 
 
+def diagnosis_configs(cfg: DiagnosisConfig) -> dict[str, list[RunConfig]]:
+    """The run configurations of notebook 06, per label, each a list over the seeds, already
+    profile-capped: the ablations of :func:`qinn_lib.ablations.ablation_configs` (the baseline
+    first: Table 1's QINN, i.e. notebook 04/05's MSE runs, so those are reloaded), then the
+    re-uploading flows with 1 .. ``max_uploads`` uploads (labels :func:`qinn_lib.reuploading.upload_label`).
+    The search's trials are not planned here: Optuna chooses them as it goes (:mod:`qinn_lib.search`)."""
+    from .ablations import ablation_configs
+    from .reuploading import reuploading_configs, upload_label
+
+    train_seeds = seeds(cfg.seed, budget(cfg.profile, "n_seeds", cfg.n_seeds))
+    base = effective_config(QINNRunConfig(profile=cfg.profile, seed=cfg.seed, n_events=cfg.n_events,
+                                          data_seed=cfg.data_seed, epochs=cfg.epochs, lhe_file=cfg.lhe_file))
+    out = ablation_configs(base, train_seeds, keep=cfg.ablation_priority)
+    for uploads, configs in reuploading_configs(base, range(1, cfg.max_uploads + 1), train_seeds).items():
+        out[upload_label(uploads)] = configs
+    return out
+
+
+def hardware_realism_configs(cfg: HardwareRealismConfig) -> dict[str, list[RunConfig]]:
+    """The run of notebook 07, already profile-capped: notebook 03's QINN (Table 1 with ``cfg``'s
+    seed, events and epochs), so the run trained or shipped for notebook 03 is reloaded."""
+    return {"QINN": [effective_config(QINNRunConfig(profile=cfg.profile, seed=cfg.seed, n_events=cfg.n_events,
+                                                    data_seed=cfg.data_seed, epochs=cfg.epochs,
+                                                    lhe_file=cfg.lhe_file))]}
+
+
 #: What each notebook configuration trains, ``{label: [run configs]}`` (see :func:`planned_runs`).
 #: Notebooks that train models register their configuration class here.
 RUN_PLANS: dict[type, Any] = {
@@ -226,6 +253,8 @@ RUN_PLANS: dict[type, Any] = {
     INNRunConfig: lambda cfg: {f"INN {cfg.size}": [effective_config(cfg)]},
     FidelityVsMSEConfig: fidelity_vs_mse_configs,
     ComparisonConfig: comparison_configs,
+    DiagnosisConfig: diagnosis_configs,
+    HardwareRealismConfig: hardware_realism_configs,
 }
 
 

@@ -97,6 +97,17 @@ def test_path_parameter_is_resolved_against_the_current_directory(tmp_path, monk
     assert DataConfig.parse_text("lhe_file", "") == ""
 
 
+def test_lhe_file_is_resolved_alike_for_every_notebook(tmp_path, monkeypatch):
+    """``-p all lhe_file events.lhe`` must name the same file in every notebook: the kernels run in
+    notebooks/, so a name left relative in one config would point elsewhere there."""
+    from qinn_lib.reports import NOTEBOOK_CONFIGS
+
+    (tmp_path / "mine.lhe").write_text("<LesHouchesEvents/>")
+    monkeypatch.chdir(tmp_path)
+    for cls in {*NOTEBOOK_CONFIGS.values(), QINNRunConfig}:
+        assert cls.parse_text("lhe_file", "mine.lhe") == str(tmp_path / "mine.lhe"), cls.__name__
+
+
 def test_batch_larger_than_the_training_split_is_refused_before_any_data():
     with pytest.raises(ConfigError, match=r"batch_size \(128\) exceeds the 75 training events of n_events=200"):
         QINNRunConfig(n_events=200)

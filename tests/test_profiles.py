@@ -9,8 +9,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from qinn_lib import paths, plots, profiles, reports, runs  # noqa: E402
-from qinn_lib.config import CircuitDemoConfig, ComparisonConfig, DataConfig, FidelityVsMSEConfig, QINNRunConfig  # noqa: E402
+from qinn_lib import ablations, paths, plots, profiles, reports, runs  # noqa: E402
+from qinn_lib.config import (CircuitDemoConfig, ComparisonConfig, DataConfig, DiagnosisConfig,  # noqa: E402
+                             FidelityVsMSEConfig, HardwareRealismConfig, QINNRunConfig)
 
 
 def namespace(cls, **changes):
@@ -118,3 +119,36 @@ def test_notebook_runs_and_lhe_file_reach_every_run():
     committed = reports.load_results("paper").get("03_isp_training", {}).get("config_fingerprint")
     if committed:  # written before lhe_file existed; run folders and shipped models are found by it
         assert QINNRunConfig().fingerprint() == committed
+
+
+def test_notebook_06_plans_its_ablations_and_reuploading_runs():
+    """reports --profile paper pretrains notebook 06's runs with the others' in one Dask batch."""
+    plan = runs.planned_runs(DiagnosisConfig(profile="quick", lhe_file="z.lhe"))
+    labels = list(plan)
+    assert labels[0] == ablations.BASELINE and labels[-3:] == ["1 upload", "2 uploads", "3 uploads"]
+    flat = [c for cs in plan.values() for c in cs]
+    assert {c.lhe_file for c in flat} == {"z.lhe"} and {c.epochs for c in flat} == {2} and {c.seed for c in flat} == {1234}
+    assert {c.kind for c in plan["2 uploads"]} == {"reuploading"} and plan["2 uploads"][0].uploads == 2
+    # the baseline is notebook 04/05's MSE QINN: reloaded, not trained again
+    assert plan[ablations.BASELINE] == runs.comparison_configs(ComparisonConfig(profile="quick", lhe_file="z.lhe"))["QINN"]
+    paper = runs.planned_runs(DiagnosisConfig(ablation_priority=1, max_uploads=2))
+    assert len(paper) == 1 + 4 + 2 and all(len(cs) == 3 and cs[0].epochs == 200 for cs in paper.values())
+    assert runs.notebook_runs(DiagnosisConfig(profile="quick")) == [c.replace(lhe_file="") for c in flat]
+
+
+def test_notebook_07_plans_notebook_03s_qinn():
+    assert runs.notebook_runs(HardwareRealismConfig(profile="quick")) == runs.notebook_runs(QINNRunConfig(profile="quick"))
+    (qinn,) = runs.notebook_runs(HardwareRealismConfig(seed=7, lhe_file="z.lhe"))
+    assert (qinn.seed, qinn.lhe_file, qinn.epochs, qinn.kind) == (7, "z.lhe", 200, "qinn")
+
+
+def test_interactive_notebooks_06_and_07_check_their_models(isolated, monkeypatch):
+    lines = []
+    cfg = profiles.notebook_config(DiagnosisConfig, namespace(DiagnosisConfig), log=lines.append)
+    assert cfg.profile == "quick"
+    assert "42 of the 42 paper-profile models" in lines[1] and "reuploading (2 uploads)" in lines[1]
+    asked = []
+    monkeypatch.setattr(runs, "availability", lambda c, models="shipped": asked.append(c) or "trained")
+    lines = []
+    cfg = profiles.notebook_config(HardwareRealismConfig, namespace(HardwareRealismConfig), log=lines.append)
+    assert cfg.profile == "paper" and len(lines) == 1 and asked == runs.notebook_runs(QINNRunConfig())

@@ -38,6 +38,17 @@ def test_every_key_the_readme_renders_is_in_the_schema(section):
     assert text and "No results recorded yet" not in text
 
 
+def test_every_section_the_readme_renders_has_a_schema():
+    """A section render_results shows without a schema would be read unchecked (a KeyError halfway
+    through the README for a record written by an older notebook)."""
+    import inspect
+    import re
+
+    rendered = set(re.findall(r'results\.get\("([^"]+)"\)', inspect.getsource(reports.render_results)))
+    assert {"01_data_exploration", "06_why_the_gap", "07_hardware_realism", "bench"} <= rendered
+    assert rendered <= set(SECTION_SCHEMAS), sorted(rendered - set(SECTION_SCHEMAS))
+
+
 def test_record_writes_the_schema_version_and_reads_a_file_written_before_it(repo):
     path = repo / "figures" / "results.json"
     path.write_text(json.dumps({"bench": section_from_schema("bench")}))  # the layout before versioning

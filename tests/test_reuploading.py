@@ -110,20 +110,22 @@ def test_reuploading_configs_share_the_base_run_settings():
     assert (c.epochs, c.n_events, c.max_lr, c.n_layers, c.profile) == (3, 8000, 2e-3, 6, "quick")
 
 
-def test_train_reuploading_runs_through_dask_and_reloads(tmp_path, monkeypatch):
-    """One short run as a Dask job (in-process cluster), then reloaded without retraining."""
+def test_reuploading_runs_train_through_dask_and_reload(tmp_path, monkeypatch):
+    """One short run as a Dask job (in-process cluster, the runner of the QINN and INN runs), then
+    reloaded without retraining."""
     distributed = pytest.importorskip("distributed")
-    from qinn_lib import reuploading, runs
+    from qinn_lib import runs
 
     monkeypatch.setenv("QINN_RUNS_DIR", str(tmp_path / "runs"))
     data = runs.prepare_data(8000, 1234)
     cfg = ReuploadingRunConfig(profile="quick", n_events=8000, epochs=1, uploads=2, n_layers=2)
     logs: list[str] = []
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
-        (trained,) = reuploading.train_reuploading_runs([cfg], client=client, log=logs.append, data=data)
+        (trained,) = runs.train_runs([cfg], client=client, log=logs.append, data=data)
         assert len(trained.history) == 1 and any("Dask" in m for m in logs)
+        assert any("reuploading-u2-seeds-1234" in m for m in logs)
         logs.clear()
-        (again,) = reuploading.train_reuploading_runs([cfg], client=client, log=logs.append, data=data)
+        (again,) = runs.train_runs([cfg], client=client, log=logs.append, data=data)
     assert logs == []  # finished: nothing submitted
     assert again.history == trained.history
     for p, q in zip(again.model.parameters(), trained.model.parameters()):
