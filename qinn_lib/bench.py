@@ -447,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch intra-op threads (default 1, as training uses; see qinn_lib.train)")
     parser.add_argument("--inn-repeats", type=int, default=10,
                         help="timed classical-INN steps per size and mode (0 skips the INN benchmark)")
+    parser.add_argument("--cold-compile", action="store_true",
+                        help="time the INN compiles into an empty cache and again from disk in a new process "
+                             "(minutes per size); default: the project's compile cache as it is")
     parser.add_argument("--record", action="store_true",
                         help="store the numbers in figures/results.json for the README's results table")
     add_debug_option(parser)
@@ -463,12 +466,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.record:  # before minutes of timing, not after
             check_recordable("paper")
         out = run(args.batch_size, args.repeats, args.reference_repeats, threads=args.threads)
-        inn = (run_inn(batch_size=args.batch_size, repeats=args.inn_repeats, threads=args.threads)
-               if args.inn_repeats else None)
+        inn = (run_inn(batch_size=args.batch_size, repeats=args.inn_repeats, threads=args.threads,
+                       cold_cache=args.cold_compile) if args.inn_repeats else None)
+        projection = None
+        if inn is not None:
+            # Per-seed ms/step of the path training uses (compiled, INN seeds in lockstep).
+            step_ms = {"qinn": out.get("compiled_ms", out["fast_ms"])}
+            step_ms.update({f"inn {size}": row["lockstep_ms_per_seed"] for size, row in inn["sizes"].items()})
+            if len(step_ms) == 4:
+                projection = project_paper_profile(step_ms, n_workers=min(2, os.cpu_count() or 1))
+                print(f"projected paper profile (notebooks 03-05, training steps only): {projection['runs']} runs as "
+                      f"{projection['jobs']} Dask jobs on {projection['n_workers']} workers: "
+                      f"{projection['core_hours']:.2f} core-hours, {projection['wall_minutes']:.0f} min wall")
         if args.record:
             path = record("bench", out, "paper")
             if inn is not None:
                 record("bench_inn", inn, "paper")
+            if projection is not None:
+                record("bench_projection", projection, "paper")
             print(f"recorded in {path} (README: python -m qinn_lib.reports --update-readme)")
         return 0
 

@@ -415,30 +415,47 @@ def render_results(results: dict[str, Any]) -> str:
     bench = results.get("bench")
     if bench:
         lines += [
-            "**Speed** (`.venv/bin/python -m qinn_lib.bench --record`; one full training step, batch {batch_size}, {threads} thread, {machine}):".format(**bench),
+            "**Speed** (`.venv/bin/python -m qinn_lib.bench --record`; one full QINN training step, batch {batch_size}, "
+            "{threads} thread, {machine}; median of the timed steps, min in brackets):".format(**bench),
             "",
             "| path | ms / step | paper profile (58k steps) |",
             "| --- | --- | --- |",
-            f"| fast torch simulation | {bench['fast_ms']:.1f} (min {bench['fast_ms_min']:.1f}) | {bench['paper_fast_minutes']:.1f} min |",
+            f"| fast torch simulation, eager | {bench['fast_ms']:.1f} (min {bench['fast_ms_min']:.1f}) | {bench['paper_fast_minutes']:.1f} min |",
+        ]
+        if "compiled_ms" in bench:
+            lines.append(f"| fast torch simulation, compiled (`torch.compile`, {bench['compile_seconds']:.0f} s to compile) | "
+                         f"{bench['compiled_ms']:.1f} (min {bench['compiled_ms_min']:.1f}) | {bench['paper_compiled_minutes']:.1f} min |")
+        lines += [
             f"| PennyLane default.qubit (backprop) | {bench['reference_ms']:.0f} | {bench['paper_reference_hours']:.1f} h |",
-            f"| speed-up | {bench['speedup']:.1f}× | |",
+            f"| speed-up over PennyLane | {bench['speedup']:.0f}× eager"
+            + (f", {bench['compiled_reference_ratio']:.0f}× compiled" if "compiled_reference_ratio" in bench else "")
+            + " | |",
             "",
         ]
     bench_inn = results.get("bench_inn")
     if bench_inn:
         lines += [
-            f"**Classical INN training step** (same command; batch {bench_inn['batch_size']}; one seed alone vs "
+            f"**Classical INN training step** (same command; batch {bench_inn['batch_size']}; min of the timed steps; one seed alone vs "
             f"{bench_inn['members']} seeds in lockstep through `INNStack`, as seed ensembles are trained; "
             "hours for training steps only):",
             "",
-            "| INN | parameters | alone, ms / step | lockstep, ms / step per seed | speed-up | 3 seeds × 200 epochs |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| INN | parameters | path | alone, ms / step | lockstep, ms / step per seed | lockstep, nflows eager | 3 seeds × 200 epochs |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for size, row in sorted(bench_inn["sizes"].items(), key=lambda item: item[1]["params"]):
-            lines.append(f"| {size} | {row['params']:,} | {row['single_ms']:.0f} | {row['lockstep_ms_per_seed']:.0f} | "
-                         f"{row['speedup_per_seed']:.2f}× | {row['paper_hours_3_seeds_single']:.1f} h → "
-                         f"{row['paper_hours_3_seeds_lockstep']:.1f} h |")
+            ref = row.get("paths", {}).get("nflows", {}).get("lockstep_ms_per_seed")
+            lines.append(f"| {size} | {row['params']:,} | {row.get('path', 'eager')} | {row['single_ms']:.1f} | "
+                         f"{row['lockstep_ms_per_seed']:.1f} | " + (f"{ref:.1f}" if ref is not None else "–") + " | "
+                         f"{row['paper_hours_3_seeds_single']:.2f} h alone, {row['paper_hours_3_seeds_lockstep']:.2f} h lockstep |")
         lines.append("")
+    proj = results.get("bench_projection")
+    if proj:
+        lines += [
+            f"**Projected paper profile** (same command): the {proj['runs']} training runs of notebooks 03–05 as "
+            f"{proj['jobs']} Dask jobs on {proj['n_workers']} single-threaded workers, from the compiled ms/step above "
+            f"(training steps only): {proj['core_hours']:.2f} core-hours, **{proj['wall_minutes']:.0f} min** of wall time.",
+            "",
+        ]
     if not lines:
         return "No results recorded yet: run `python -m qinn_lib.reports --profile paper`."
     return "\n".join(lines).rstrip()
