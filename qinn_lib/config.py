@@ -466,6 +466,9 @@ class DiagnosisConfig(RunConfig):
     search_trials: int = _spec(40, lo=1, hi=10_000, doc="finished trials of the <= 2.1k-parameter search")
     search_epochs: int = _spec(200, lo=1, hi=100_000, doc="epochs of every search trial (one seed each)")
 
+    def validate(self) -> None:
+        _check_batch_fits(self)
+
 
 @dataclass(frozen=True)
 class HardwareRealismConfig(RunConfig):
@@ -488,6 +491,7 @@ class HardwareRealismConfig(RunConfig):
     shot_rate_hz: float = _spec(1e3, lo=1e-3, hi=1e9, doc="assumed device shot rate, only to convert executions to hours")
 
     def validate(self) -> None:
+        _check_batch_fits(self)
         bad = [v for v in self.shots if not float(v).is_integer()]
         if bad:
             raise ConfigError(f"{type(self).__name__}.shots must be whole numbers of shots, got {bad}")

@@ -394,6 +394,14 @@ def load_events(n_events: int = 100_000, seed: int = 1234, *, cache_dir: str | o
 # --------------------------------------------------------------------------------------------
 # users' own samples
 # --------------------------------------------------------------------------------------------
+def _lhe_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or a :class:`DataError` saying why it is no LHE file to read."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"LHE file {path} " + ("is a folder" if path.is_dir() else "does not exist"))
+    return path
+
+
 def read_lhe(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     """Features of the events in a Les Houches file (plain or gzipped), with the paper's cuts.
 
@@ -406,9 +414,7 @@ def read_lhe(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
 
     import pylhe
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"LHE file {path} " + ("is a folder" if path.is_dir() else "does not exist"))
+    path = _lhe_path(path)
     t0 = time.perf_counter()
     mom: list[tuple[float, ...]] = []
     flav: list[int] = []
@@ -505,9 +511,7 @@ def load_lhe_events(path: str | os.PathLike, *, cache_dir: str | os.PathLike | N
     the sample again, so the features are cached in ``cache_dir`` (default
     :func:`qinn_lib.paths.data_dir`) under the sha256 of the file's bytes: an edited file is a
     new sample, and a renamed or moved one is found again."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"LHE file {path} does not exist")
+    path = _lhe_path(path)
     if not use_cache:
         features, meta = read_lhe(path)
         return EventSample.from_array(features, meta)

@@ -207,9 +207,15 @@ def pretrain_runs(plan: list[tuple[Path, dict[str, Any]]], profile: str, *, mode
     if not configs:
         return
     start = time.perf_counter()
-    with environment({"QINN_MODELS": models}):  # shipped models count as trained, as in the kernels
-        cluster.train_runs(configs, log=lambda msg: log(f"[qinn] {msg}"))
+    try:
+        with environment({"QINN_MODELS": models}):  # shipped models count as trained, as in the kernels
+            cluster.train_runs(configs, log=lambda msg: log(f"[qinn] {msg}"))
+    finally:
+        # The notebooks run in kernels of their own: the runner's idle workers would only hold
+        # memory (and log heartbeat errors at exit) until the last notebook finishes.
+        cluster.close_default_client()
     log(f"[qinn] every run of the planned notebooks is trained ({time.perf_counter() - start:.1f} s)")
+
 
 class _quiet_about:
     """Drop papermill's "Passed unknown parameter: NAME" warning for the runner's own variable."""

@@ -63,6 +63,13 @@ def test_pack_jobs_is_the_greedy_queue():
         cluster.pack_jobs([1], 0)
 
 
+def test_train_runs_names_a_kind_it_cannot_train_before_any_work():
+    from qinn_lib.config import DataConfig
+
+    with pytest.raises(ValueError, match=r"cannot train DataConfig \('data'\); known kinds: \['inn', 'qinn', 'reuploading'\]"):
+        cluster.train_runs([_qinn(1), DataConfig()], client="tcp://127.0.0.1:1", log=None)
+
+
 def test_dask_results_equal_serial_and_come_back_in_order(dirs, local_cluster, monkeypatch):
     cfgs = [_qinn(11), _qinn(12), _inn(13), _inn(14)]
     trained = cluster.train_runs(cfgs, client=local_cluster, log=None)

@@ -116,5 +116,12 @@ def test_batch_larger_than_the_training_split_is_refused_before_any_data():
     with pytest.raises(ConfigError, match="INNRunConfig.batch_size"):
         INNRunConfig(n_events=1000, batch_size=512)
     QINNRunConfig(n_events=1000, batch_size=375)  # exactly one batch is fine
+    # notebook configs without a batch size: refused by their own name, not later by a run's
+    from qinn_lib.reports import NOTEBOOK_CONFIGS
+
+    for cls in NOTEBOOK_CONFIGS.values():
+        if cls.kind not in ("data", "circuit_demo"):  # they train no runs
+            with pytest.raises(ConfigError, match=rf"{cls.__name__}\.(n_events is too small|batch_size)"):
+                cls(n_events=300)
     with pytest.raises(ConfigError, match="batch_size must be >= 2"):
         QINNRunConfig.from_dict(QINNRunConfig.from_text({"batch_size": "0"}))

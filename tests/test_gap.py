@@ -69,6 +69,18 @@ def test_reference_metrics(tmp_path):
     assert rows == {} and "other data" in note
 
 
+def test_reference_path_prefers_this_runs_notebook_05(tmp_path, monkeypatch):
+    """With the reports runner, notebook 05 has just written models_05.json into the output folder;
+    run by hand without it, notebook 06 reads the file published for its profile."""
+    from qinn_lib import paths
+
+    monkeypatch.setenv("QINN_OUTPUT_DIR", str(tmp_path))
+    assert gap.reference_path("paper") == paths.figures_dir("paper") / "models_05.json"
+    assert gap.reference_path("quick") == paths.figures_dir("quick") / "models_05.json"
+    (tmp_path / "models_05.json").write_text("{}")
+    assert gap.reference_path("paper") == tmp_path / "models_05.json"
+
+
 def test_readme_section_is_rendered_from_the_record():
     text = reports.render_results({"06_why_the_gap": {
         "seeds": [1, 2, 3], "epochs": 200, "claims": "NLL only vs INN 2k -> reproduced",
