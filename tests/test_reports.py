@@ -243,8 +243,16 @@ def test_inn_benchmark_is_rendered_from_its_record():
     text = reports.render_results({"bench_inn": {"batch_size": 128, "members": 3, "threads": 1, "sizes": {
         "16k": {"params": 15960, "single_ms": 110.0, "lockstep_ms": 141.0, "lockstep_ms_per_seed": 47.0,
                 "speedup_per_seed": 2.34, "paper_hours_3_seeds_single": 5.35,
-                "paper_hours_3_seeds_lockstep": 2.29}}}})
-    assert "| 16k | 15,960 | 110 | 47 | 2.34× | 5.3 h → 2.3 h |" in text
+                "paper_hours_3_seeds_lockstep": 2.29, "path": "compiled",
+                "paths": {"nflows": {"lockstep_ms_per_seed": 69.7}}}}}})
+    assert "| 16k | 15,960 | compiled | 110.0 | 47.0 | 69.7 | 5.35 h alone, 2.29 h lockstep |" in text
+
+
+def test_benchmark_projection_is_rendered_from_its_record():
+    text = reports.render_results({"bench_projection": {"jobs": 9, "runs": 15, "core_hours": 1.5,
+                                                        "wall_minutes": 47.0, "n_workers": 2}})
+    assert "the 15 training runs of notebooks 03–05 as 9 Dask jobs on 2 single-threaded workers" in text
+    assert "1.50 core-hours, **47 min** of wall time" in text
 
 
 # -- reliability (issue 12) ---------------------------------------------------------------------------
