@@ -60,6 +60,8 @@ SECTION_SCHEMAS: dict[str, dict[str, Any]] = {
         "paper_fast_minutes": _NUMBER, "reference_ms": _NUMBER, "paper_reference_hours": _NUMBER,
         "speedup": _NUMBER,
     },
+    "bench_projection": {"jobs": "int", "runs": "int", "core_hours": _NUMBER, "wall_minutes": _NUMBER,
+                         "n_workers": "int"},
     "bench_inn": {
         "batch_size": "int", "members": "int", "threads": "int",
         "sizes": {"params": "int", "single_ms": _NUMBER, "lockstep_ms_per_seed": _NUMBER,
