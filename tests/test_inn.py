@@ -31,15 +31,8 @@ F64 = torch.float64
 B = DEFAULT_TAIL_BOUND
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Batches of a few hundred 5-feature events are thousands of tiny ops: a second intra-op thread
-    # only adds synchronisation, and on a busy 2-core runner it made this file 5x slower (68 s vs
-    # 13 s measured). Restored after every test so other test files are unaffected.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Thousands of tiny ops: one intra-op thread is faster (tests/conftest.py, one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- helpers ----------------------------------------------------------------------------------------

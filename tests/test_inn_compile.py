@@ -21,12 +21,8 @@ from qinn_lib.inn import INN, CubicSplineCoupling, INNStack
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Thousands of tiny ops: one intra-op thread is faster (tests/conftest.py, one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _randomised(size: str, seed: int, dtype=torch.float32) -> INN:

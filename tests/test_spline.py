@@ -40,12 +40,8 @@ SCALES = {"near_identity": 1e-3, "smooth": 0.3, "moderate": 1.0, "sharp": 3.0}
 CONDITIONED = ["near_identity", "smooth", "moderate"]
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Thousands of tiny ops: one intra-op thread is faster (tests/conftest.py, one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- helpers ----------------------------------------------------------------------------------------
