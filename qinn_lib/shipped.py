@@ -226,6 +226,9 @@ def publish(trained: dict[str, list], folder: Path | None = None, *, replace_set
                     raise ShippedModelError(f"{set_name}: run {run.run_dir} is unfinished ({len(run.history)}/{cfg.epochs} epochs)")
                 name = f"{cfg.kind}-{cfg.fingerprint()}-{run.data.fingerprint}.pt"
                 save_checkpoint(folder / name, _shippable(run.result.checkpoint))
+                # The manifest holds each file's sha256 (checked on load); the training checkpoint's
+                # sidecar hash file would only be a second copy that is not package data.
+                (folder / f"{name}.sha256").unlink(missing_ok=True)
                 models[name] = {
                     "key": f"{cfg.kind}-{cfg.fingerprint()}", "set": set_name, "kind": cfg.kind,
                     "sha256": _sha256(folder / name), "bytes": (folder / name).stat().st_size,
