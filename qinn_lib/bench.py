@@ -431,8 +431,7 @@ def project_paper_profile(step_ms: dict[str, float], *, n_workers: int = 2,
     for job in jobs:
         c = job.configs[0]
         key = c.kind + (f" {c.size}" if c.kind == "inn" else "")
-        steps = c.epochs * (int(c.n_events * 0.375) // c.batch_size)
-        costs.append(steps * step_ms[key] * len(job.configs) / 1e3 + compile_seconds)
+        costs.append(cluster.training_steps(c) * step_ms[key] * len(job.configs) / 1e3 + compile_seconds)
     wall = cluster.pack_jobs(costs, n_workers)
     return {"jobs": len(jobs), "runs": sum(len(j.configs) for j in jobs), "core_hours": sum(costs) / 3600,
             "wall_minutes": wall / 60, "n_workers": n_workers}

@@ -177,12 +177,20 @@ class TrainJob:
         return f"{name}{extra}-seeds-{'-'.join(str(x.seed) for x in self.configs)}"
 
 
+def training_steps(cfg: Any) -> int:
+    """Optimiser steps of a whole run: epochs x full batches of the training split (the trainer
+    drops the last incomplete batch)."""
+    from .data import split_sizes
+
+    return int(cfg.epochs) * (split_sizes(cfg.n_events)[0] // int(cfg.batch_size))
+
+
 def estimated_cost(job: TrainJob) -> float:
     """Relative cost of a job (ms of training steps), for ordering only."""
     c = job.configs[0]
     key = c.kind + (f" {c.size}" if hasattr(c, "size") else "")
     per_seed = _STEP_COST_MS.get(key, 10.0) * (0.6 if len(job.configs) > 1 else 1.0)
-    return per_seed * len(job.configs) * c.epochs * max(1, c.n_events * 0.375 // c.batch_size)
+    return per_seed * len(job.configs) * max(c.epochs, training_steps(c))
 
 
 def _identity(cfg: Any) -> tuple:
@@ -214,12 +222,15 @@ def group_jobs(configs: Iterable[Any], *, lockstep: bool = True,
     return sorted(jobs, key=estimated_cost, reverse=True)
 
 
-def plan_training(configs: Iterable[Any], *, lockstep: bool = True) -> list[TrainJob]:
+def plan_training(configs: Iterable[Any], *, lockstep: bool = True,
+                  prepared: dict[tuple, Any] | None = None) -> list[TrainJob]:
     """:func:`group_jobs` with each run's progress read from its checkpoint (validated like a
-    resume), so finished runs are skipped and partly trained INN seeds stack by epoch."""
+    resume), so finished runs are skipped and partly trained INN seeds stack by epoch.
+    ``prepared``: a ``{runs.data_key: PreparedData}`` cache to use and fill (the caller reloads
+    the runs with the same data afterwards)."""
     from . import runs
 
-    data: dict[tuple, Any] = {}
+    data: dict[tuple, Any] = {} if prepared is None else prepared
 
     def completed(cfg: Any) -> int:
         if runs._shipped_entry(cfg) is not None:  # a model shipped with the package: nothing to train
@@ -312,7 +323,8 @@ def train_runs(configs: Sequence[Any], *, client: Any = None, lockstep: bool = T
     unknown = sorted({f"{type(c).__name__} ({c.kind!r})" for c in configs if c.kind not in trainer})
     if unknown:
         raise ValueError(f"train_runs: cannot train {', '.join(unknown)}; known kinds: {sorted(trainer)}")
-    jobs = plan_training(configs, lockstep=lockstep)
+    prepared: dict[tuple, Any] = {} if data is None else {data.key: data}
+    jobs = plan_training(configs, lockstep=lockstep, prepared=prepared)
     if jobs:
         if log:
             log(f"training {sum(len(j.configs) for j in jobs)} run(s) as {len(jobs)} Dask job(s): "
@@ -325,11 +337,10 @@ def train_runs(configs: Sequence[Any], *, client: Any = None, lockstep: bool = T
         env = submitter_env()
         map_jobs(_run_training_job, [(j.configs[0].kind, [c.to_dict() for c in j.configs], env) for j in jobs],
                  client=client, keys=[j.label for j in jobs], on_done=done)
-    prepared: dict[tuple, Any] = {}
     out = []
     for cfg in configs:
         key = runs.data_key(cfg)
-        if key not in prepared:
-            prepared[key] = (data if data is not None and data.key == key else runs.prepare_data(*key))
+        if key not in prepared:  # only runs whose progress was not read above (shipped models)
+            prepared[key] = runs.prepare_data(*key)
         out.append(trainer[cfg.kind][1](cfg, progress=False, data=prepared[key]))
     return out

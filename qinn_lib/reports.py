@@ -183,7 +183,7 @@ def _drop_redundant_injection(path: Path, source: Path) -> None:
         atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
-def notebook_config(notebook: Path, params: dict[str, Any], profile: str) -> RunConfig:
+def _planned_config(notebook: Path, params: dict[str, Any], profile: str) -> RunConfig:
     """The run configuration a notebook will build from ``params`` (its declared defaults with
     ``params`` on top), as checked by :func:`check_parameters`."""
     values = {name: params[name] if name in params else _literal(default)
@@ -202,7 +202,7 @@ def pretrain_runs(plan: list[tuple[Path, dict[str, Any]]], profile: str, *, mode
 
     configs = []
     for nb, params in plan:
-        for run_cfgs in runs.planned_runs(notebook_config(nb, params, profile)).values():
+        for run_cfgs in runs.planned_runs(_planned_config(nb, params, profile)).values():
             configs.extend(run_cfgs)
     if not configs:
         return
