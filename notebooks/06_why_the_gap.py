@@ -39,18 +39,22 @@
 
 # %% tags=["parameters"]
 # Parameters (papermill) = the fields of qinn_lib.config.DiagnosisConfig.
-# These defaults reproduce the paper's settings (Table 1, 200 epochs) with 3 seeds per ablation and
-# per upload count, and a 40-trial search (200 epochs per trial); the quick profile (chosen by the
-# reports runner, not here) trains 1 seed for 2 epochs on 8k events and runs 2 search trials.
+# These defaults are the committed paper-profile report: Table 1's settings and 200 epochs for every
+# run, 3 seeds per ablation and per upload count, a 12-trial search of 200 epochs per trial. The run
+# budget (2 cores) cut two things: the ISP-64 ablation (priority 3; it leaves the paper's 2k-parameter
+# budget, and the search varies the ISP within it) -- ablation_priority = 3 adds it (3 runs) -- and
+# the search's length: search_trials = 40 (the issue's plan) costs ~2 core-hours more. The quick
+# profile (chosen by the reports runner, not here) trains 1 seed for 2 epochs on 8k events and runs
+# 2 search trials.
 seed = 1234
 n_seeds = 3
 n_events = 100_000
 data_seed = 1234
 lhe_file = ""
 epochs = 200
-ablation_priority = 3
+ablation_priority = 2
 max_uploads = 3
-search_trials = 40
+search_trials = 12
 search_epochs = 200
 
 # %%
