@@ -106,6 +106,26 @@ def test_nll_per_event_is_the_true_negative_log_density():
     torch.testing.assert_close(nll_per_event(z, logdet), expected, rtol=0, atol=1e-12)
 
 
+def test_nll_training_loss_floors_log_det_on_a_fold_and_is_unchanged_above_it():
+    """Regression: an NLL-only run stopped with loss=inf when one event landed where det J = 0
+    (float32 slogdet gives -inf there). The training loss floors log|J|; the metric does not."""
+    from qinn_lib.losses import LOGDET_FLOOR
+
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(6, 5, generator=g)
+    logdet = torch.randn(6, generator=g, requires_grad=True)
+    assert torch.equal(nll(z, logdet), nll_per_event(z, logdet, include_constant=False).mean())  # bit for bit
+    folded = torch.cat([logdet.detach()[:5], torch.tensor([float("-inf")])]).requires_grad_()
+    value = nll(z, folded)
+    assert torch.isfinite(value)
+    expected = (0.5 * z.pow(2).sum(1) - torch.cat([folded.detach()[:5], torch.tensor([LOGDET_FLOOR])])).mean()
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+    value.backward()
+    assert folded.grad[5] == 0 and bool((folded.grad[:5] == -1 / 6).all())
+    assert torch.isinf(nll_per_event(z, folded.detach())[5])  # the metric still says: not a density there
+    assert torch.isnan(nll(z, torch.full((6,), float("nan"))))  # NaN still reaches the divergence check
+
+
 def test_nll_shape_errors_name_the_argument():
     with pytest.raises(ValueError, match="logdet"):
         nll(torch.zeros(4, 2), torch.zeros(3))
