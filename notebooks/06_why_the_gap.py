@@ -65,7 +65,6 @@ import torch
 
 from qinn_lib import ablations, diagnostics, gap, metrics, paths, plots, profiles, reports, reuploading, runs, search
 from qinn_lib.config import DiagnosisConfig
-from qinn_lib.profiles import budget
 
 cfg = profiles.notebook_config(DiagnosisConfig, globals())
 plots.style()
@@ -300,10 +299,8 @@ print(readings_note)
 # Table 1 itself. The dashed lines are the INN ensembles of notebook 05 (their inverse is exact).
 
 # %%
-search_base = runs.effective_config(base.replace(epochs=cfg.search_epochs))
-n_trials = budget(cfg.profile, "search_trials", cfg.search_trials)
-study = search.run_search(search_base, n_trials=n_trials, name=search.default_name(search_base, cfg.seed),
-                          sampler_seed=cfg.seed)
+search_base, search_name, n_trials = search.notebook_search(cfg)  # Table 1 at search_epochs, profile-capped
+study = search.run_search(search_base, n_trials=n_trials, name=search_name, sampler_seed=cfg.seed)
 trials = search.trial_records(study)
 front = search.front_trials(trials)
 fig = search.plot_front(trials, references={k: v for k, v in references.items() if k.startswith("INN")},

@@ -210,7 +210,8 @@ plt.show()
 # ### What the generated distributions look like
 # $M_{\ell\ell}$ and $\Delta R_{\ell\ell}$ of the first evaluation seed on a few devices: few shots
 # blur the inverse (every angle is decoded from a noisy $P$); depolarising noise pulls every $P$
-# towards 1/2, amplitude damping towards 0.
+# towards 1/2, amplitude damping towards 0. A device whose curve is missing on the left generated
+# (almost) no event inside the plotted $M_{\ell\ell}$ window: the shares are printed below the figure.
 
 # %%
 truth = observables.reconstruct(trained.data.sample.test)

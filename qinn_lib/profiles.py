@@ -197,19 +197,21 @@ def notebook_config(cls: type, namespace: Mapping[str, Any], *, log=print):
         paper_cfg, defaults = cls(profile="paper", **values), cls(profile="paper")
         needed = runs.notebook_runs(paper_cfg)
         absent = [c for c in needed if runs.availability(c, ctx.models) is None]
+        other = runs.missing_work(paper_cfg, ctx.models)  # e.g. notebook 06's search trials
         own = any(getattr(defaults, n) != getattr(paper_cfg, n) for n in names)
-        if absent and not own:
+        # What is missing, e.g. "39 of the 39 paper-profile models (qinn (mse), ...); search (0 of 8 trials finished)"
+        missing = "; ".join(([f"{len(absent)} of the {len(needed)} paper-profile models ("
+                              f"{', '.join(sorted({_describe(c) for c in absent}))})"] if absent else []) + other)
+        if missing and not own:
             profile = "quick"
-            kinds = sorted({_describe(c) for c in absent})
-            note = (f"{len(absent)} of the {len(needed)} paper-profile models this notebook needs are neither shipped "
-                    f"with the package nor trained under build/runs ({', '.join(kinds)}), and training them takes "
-                    "from minutes to hours. So this run uses the quick profile (capped counts: "
-                    f"{', '.join(f'{k} <= {v}' for k, v in QUICK_CAPS.items())}) and its numbers differ from "
+            note = (f"this notebook needs work that is neither shipped with the package nor done under build/: "
+                    f"{missing}; training it takes from minutes to hours. So this run uses the quick profile (capped "
+                    f"counts: {', '.join(f'{k} <= {v}' for k, v in QUICK_CAPS.items())}) and its numbers differ from "
                     f"the committed report. To train the paper models here, start JupyterLab with "
                     f"{PROFILE_ENV}=paper (or run python -m qinn_lib.runs / python -m qinn_lib.shipped refresh).")
-        elif absent:
-            note = (f"{len(absent)} of the {len(needed)} models for these parameters are not trained yet: "
-                    "this run trains them in the paper profile (checkpointed under build/runs, resumable). "
+        elif missing:
+            note = (f"not trained yet for these parameters: {missing}. "
+                    "This run trains them in the paper profile (checkpointed under build/, resumable). "
                     f"For a capped trial run, start JupyterLab with {PROFILE_ENV}=quick.")
     cfg = cls(profile=profile, **values)
     log(f"[qinn] profile {profile} ({who}); models: {ctx.models}; figures and results -> "

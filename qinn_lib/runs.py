@@ -342,6 +342,19 @@ def notebook_runs(cfg: RunConfig) -> list[RunConfig]:
     return [c for group in planned_runs(cfg).values() for c in group]
 
 
+def missing_work(cfg: RunConfig, models: str = "shipped") -> list[str]:
+    """What a notebook with configuration ``cfg`` would have to train beyond its model runs
+    (:func:`notebook_runs`), described for a person; [] when nothing. Today: notebook 06's search,
+    when fewer of its trials are finished (under build/search, or shipped) than it asks for."""
+    if cfg.kind != "diagnosis":
+        return []
+    from .search import finished_trials, notebook_search
+
+    _, name, n_trials = notebook_search(cfg)
+    done = finished_trials(name, models)
+    return [] if done >= n_trials else [f"search ({done} of {n_trials} trials finished)"]
+
+
 def _shipped_entry(cfg: RunConfig) -> dict | None:
     """The shipped model for ``cfg``, unless ``QINN_MODELS=train``."""
     from . import profiles, shipped

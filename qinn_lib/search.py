@@ -33,7 +33,7 @@ import numpy as np
 
 __all__ = ["MAX_PARAMS", "OBJECTIVES", "qinn_parameter_count", "max_isp_hidden", "suggest_config",
            "table1_params", "evaluate_trial", "run_search", "pareto_front", "front_trials", "trial_records",
-           "study_path", "default_name", "plot_front"]
+           "study_path", "default_name", "plot_front", "notebook_search", "finished_trials"]
 
 #: Parameter budget: the paper's QINN has "2k" parameters (Table 1; ours: 2063).
 MAX_PARAMS = 2100
@@ -171,6 +171,46 @@ def study_path(name: str) -> Path:
     return folder / f"{name}.journal"
 
 
+def notebook_search(cfg: Any) -> tuple[Any, str, int]:
+    """Notebook 06's search for its :class:`~qinn_lib.config.DiagnosisConfig`: ``(base_cfg, name,
+    n_trials)`` -- Table 1's QINN at ``search_epochs`` (profile-capped), the study name and the
+    number of finished trials the profile asks for. One definition for the notebook and for the
+    check whether Run All would have to train (:func:`qinn_lib.runs.missing_work`)."""
+    from .config import QINNRunConfig
+    from .profiles import budget
+    from .runs import effective_config
+
+    base = effective_config(QINNRunConfig(profile=cfg.profile, seed=cfg.seed, n_events=cfg.n_events,
+                                          data_seed=cfg.data_seed, epochs=cfg.search_epochs, lhe_file=cfg.lhe_file))
+    return base, default_name(base, cfg.seed), int(budget(cfg.profile, "search_trials", cfg.search_trials))
+
+
+def finished_trials(name: str, models: str = "shipped") -> int:
+    """Finished trials of the study ``name`` available without training: in its journal under
+    ``build/search``, else (``models == "shipped"``) in the journal shipped with the package."""
+    from . import shipped
+
+    path = study_path(name)
+    if path.is_file():
+        return _finished(_open_study(path, name, 0))
+    entry = shipped.find_search(name) if models == "shipped" else None
+    return int(entry["finished"]) if entry else 0
+
+
+def _seed_from_shipped(path: Path, name: str) -> None:
+    """Start the study ``name`` from the journal shipped with the package (checked against its
+    sha256), when there is no journal of it under ``build/search`` yet and shipped models are in
+    use: its finished trials then count, and only the missing ones are trained."""
+    from . import shipped
+    from .profiles import context
+
+    if path.exists() or context().models != "shipped":
+        return
+    entry = shipped.find_search(name)
+    if entry is not None:
+        shipped.copy_search(entry, path)
+
+
 def _open_study(path: Path, name: str, sampler_seed: int) -> Any:
     import optuna
     from optuna.storages import JournalStorage
@@ -209,7 +249,9 @@ def run_search(base_cfg: Any, *, n_trials: int, name: str, sampler_seed: int = 0
 
     if n_trials < 1:
         raise ValueError(f"run_search: n_trials must be >= 1, got {n_trials}")
-    study = _open_study(study_path(name), name, sampler_seed)
+    path = study_path(name)
+    _seed_from_shipped(path, name)
+    study = _open_study(path, name, sampler_seed)
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in stale:  # interrupted in an earlier session: run again with the same parameters
         study.tell(t.number, state=TrialState.FAIL)

@@ -134,6 +134,57 @@ def load_into(model: torch.nn.Module, entry: dict[str, Any], *, expected_cfg: An
     return ckpt
 
 
+# -- shipped search studies (notebook 06) --------------------------------------------------------------
+SEARCH_SUBDIR = "search"
+
+
+def find_search(name: str, folder: Path | None = None) -> dict[str, Any] | None:
+    """The manifest entry of the shipped Optuna journal of study ``name``, or None."""
+    folder = shipped_dir() if folder is None else Path(folder)
+    entry = read_manifest(folder).get("searches", {}).get(name)
+    return dict(entry, name=name, folder=str(folder)) if entry else None
+
+
+def copy_search(entry: dict[str, Any], dest: Path) -> None:
+    """Copy a shipped journal to ``dest`` (where the study will run), after checking its sha256."""
+    import shutil
+
+    src = Path(entry["folder"]) / entry["file"]
+    if not src.is_file():
+        raise ShippedModelError(f"shipped search journal {src} is listed in {MANIFEST_NAME} but missing")
+    if _sha256(src) != entry["sha256"]:
+        raise ShippedModelError(f"shipped search journal {src} does not match its sha256 in {MANIFEST_NAME}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+
+
+def publish_search(name: str, folder: Path | None = None) -> str:
+    """Ship the journal of study ``name`` from ``build/search`` (its finished trials: all of them,
+    or the study is refused). Returns the file name written."""
+    import shutil
+
+    from .search import _finished, _open_study, study_path
+
+    folder = shipped_dir() if folder is None else Path(folder)
+    src = study_path(name)
+    if not src.is_file():
+        raise ShippedModelError(f"no search journal {src} to ship (run notebook 06 first)")
+    study = _open_study(src, name, 0)
+    finished, total = _finished(study), len(study.get_trials(deepcopy=False))
+    if finished != total:
+        raise ShippedModelError(f"search {name}: {total - finished} of {total} trials are unfinished; finish the study first")
+    with _locked(folder):
+        manifest = read_manifest(folder)
+        file = f"{SEARCH_SUBDIR}/{name}.journal"
+        (folder / SEARCH_SUBDIR).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, folder / file)
+        manifest.setdefault("searches", {})[name] = {
+            "file": file, "sha256": _sha256(folder / file), "finished": finished,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+        atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return file
+
+
 def verify(folder: Path | None = None) -> list[str]:
     """Problems of the shipped set (empty if none): files missing or altered, files not listed."""
     folder = shipped_dir() if folder is None else Path(folder)
@@ -145,17 +196,28 @@ def verify(folder: Path | None = None) -> list[str]:
             problems.append(f"{path}: listed in {MANIFEST_NAME} but missing")
         elif _sha256(path) != entry["sha256"]:
             problems.append(f"{path}: sha256 differs from {MANIFEST_NAME}")
-    listed = set(manifest["models"])
-    problems += [f"{p}: not listed in {MANIFEST_NAME}" for p in sorted(folder.glob("*.pt")) if p.name not in listed]
+    for name, entry in manifest.get("searches", {}).items():
+        path = folder / entry["file"]
+        if not path.is_file():
+            problems.append(f"{path}: search {name} listed in {MANIFEST_NAME} but missing")
+        elif _sha256(path) != entry["sha256"]:
+            problems.append(f"{path}: sha256 differs from {MANIFEST_NAME}")
+    listed = set(manifest["models"]) | {e["file"] for e in manifest.get("searches", {}).values()}
+    files = [*folder.glob("*.pt"), *folder.glob(f"{SEARCH_SUBDIR}/*.journal")]
+    problems += [f"{p}: not listed in {MANIFEST_NAME}" for p in sorted(files) if p.relative_to(folder).as_posix() not in listed]
     return problems
 
 
 # -- which models ship -----------------------------------------------------------------------------
 def default_sets() -> dict[str, list]:
-    """The paper-profile runs of notebooks 03-05, by set name: ``qinn-mse`` (notebook 03's run is
-    its first seed; notebook 05's QINN), ``qinn-fidelity`` and ``inn-2k``/``inn-6k``/``inn-16k``."""
-    from .config import ComparisonConfig, FidelityVsMSEConfig
-    from .runs import comparison_configs, fidelity_vs_mse_configs
+    """The paper-profile runs of notebooks 03-06, by set name: ``qinn-mse`` (notebook 03's run is
+    its first seed; notebook 05's QINN; notebook 06's baseline), ``qinn-fidelity``,
+    ``inn-2k``/``inn-6k``/``inn-16k``, and notebook 06's ablations and re-uploading flows
+    (``06-...``, e.g. ``06-nll-only``, ``06-2-uploads``). Notebook 06's search ships as its study
+    journal (:func:`publish_search`)."""
+    from .ablations import BASELINE
+    from .config import ComparisonConfig, DiagnosisConfig, FidelityVsMSEConfig
+    from .runs import comparison_configs, diagnosis_configs, fidelity_vs_mse_configs
 
     fid = fidelity_vs_mse_configs(FidelityVsMSEConfig(profile="paper"))
     cmp_ = comparison_configs(ComparisonConfig(profile="paper"))
@@ -163,7 +225,17 @@ def default_sets() -> dict[str, list]:
     sets.update({label.lower().replace(" ", "-"): cfgs for label, cfgs in cmp_.items() if label.startswith("INN")})
     assert [c.fingerprint() for c in cmp_["QINN"]] == [c.fingerprint() for c in sets["qinn-mse"]], \
         "notebook 05's QINN runs must be notebook 04's MSE runs"
+    diag = diagnosis_configs(DiagnosisConfig(profile="paper"))
+    assert [c.fingerprint() for c in diag[BASELINE]] == [c.fingerprint() for c in sets["qinn-mse"]], \
+        "notebook 06's baseline runs must be notebook 04's MSE runs"
+    sets.update({_set_name(label): cfgs for label, cfgs in diag.items() if label != BASELINE})
     return sets
+
+
+def _set_name(label: str) -> str:
+    """Set name of a notebook 06 ensemble, e.g. "06-lambda-mz-x-10", "06-2-uploads"."""
+    words = "".join(ch if ch.isascii() and ch.isalnum() else " " for ch in label.replace("λ", "lambda").replace("×", "x"))
+    return "06-" + "-".join(words.lower().split())
 
 
 def train_fresh(sets: dict[str, list], runs_dir: Path, *, progress: bool = True, log=print) -> dict[str, list]:
@@ -302,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the shipped models")
     sub.add_parser("verify", help="check every file against its sha256 in the manifest")
+    p_search = sub.add_parser("ship-search", help="ship notebook 06's finished search study from build/search")
+    p_search.add_argument("name", help="study name, e.g. qinn2k-paper-...-s1234 (the journal's file stem)")
     for name, text in (("refresh", "train from scratch and replace the shipped models"),
                        ("compare", "train from scratch and compare with the shipped weights (nothing is replaced)")):
         p = sub.add_parser(name, help=text)
@@ -319,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{e['set']:>14}  seed {e['seed']}  {e['epochs']} epochs  {e['bytes'] / 1024:6.1f} kB  "
                       f"data {e['data_fingerprint']}  {name}")
             print(f"{len(models)} shipped model(s) in {folder}")
+            for name, e in read_manifest(folder).get("searches", {}).items():
+                print(f"{'search':>14}  {e['finished']} finished trials  {name}")
+            return 0
+        if args.command == "ship-search":
+            print(f"wrote {publish_search(args.name, folder)} to {folder}; commit it with {MANIFEST_NAME}")
             return 0
         if args.command == "verify":
             problems = verify(folder)

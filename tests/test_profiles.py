@@ -82,7 +82,7 @@ def test_interactive_with_own_parameters_trains_in_the_paper_profile(isolated):
     cfg = profiles.notebook_config(QINNRunConfig, namespace(QINNRunConfig, epochs=3, mmd_widths=[0.1, 1.0]),
                                    log=lines.append)
     assert cfg.profile == "paper" and cfg.epochs == 3
-    assert "1 of the 1 models for these parameters are not trained yet" in lines[1]
+    assert "not trained yet for these parameters: 1 of the 1 paper-profile models" in lines[1]
 
 
 def test_notebooks_without_models_use_the_paper_profile(isolated):
@@ -146,7 +146,16 @@ def test_interactive_notebooks_06_and_07_check_their_models(isolated, monkeypatc
     lines = []
     cfg = profiles.notebook_config(DiagnosisConfig, namespace(DiagnosisConfig), log=lines.append)
     assert cfg.profile == "quick"
-    assert "42 of the 42 paper-profile models" in lines[1] and "reuploading (2 uploads)" in lines[1]
+    n = len(runs.notebook_runs(DiagnosisConfig()))
+    assert f"{n} of the {n} paper-profile models" in lines[1] and "reuploading (2 uploads)" in lines[1]
+    assert "search (0 of 8 trials finished)" in lines[1]
+    # every run trained but the search not: Run All still must not start it (hours)
+    monkeypatch.setattr(runs, "availability", lambda c, models="shipped": "trained")
+    lines = []
+    assert profiles.notebook_config(DiagnosisConfig, namespace(DiagnosisConfig), log=lines.append).profile == "quick"
+    assert "paper-profile models" not in lines[1] and "build/: search (0 of 8 trials finished)" in lines[1]
+    monkeypatch.setattr(runs, "missing_work", lambda c, models="shipped": [])
+    assert profiles.notebook_config(DiagnosisConfig, namespace(DiagnosisConfig), log=lambda *a: None).profile == "paper"
     asked = []
     monkeypatch.setattr(runs, "availability", lambda c, models="shipped": asked.append(c) or "trained")
     lines = []

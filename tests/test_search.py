@@ -125,6 +125,45 @@ def test_failed_trials_count_and_the_sampler_is_seeded(tmp_path, monkeypatch, cl
     assert search.front_trials(search.trial_records(study)) == []
 
 
+def test_a_shipped_study_is_reused_instead_of_searching_again(tmp_path, monkeypatch, client):
+    """Notebook 06 in a fresh clone: the search's journal ships with the package, so Run All
+    reads its trials instead of training them; QINN_MODELS=train ignores it; a damaged copy is a
+    clear error; and the availability check counts the shipped trials."""
+    from qinn_lib import runs, shipped
+    from qinn_lib.config import DiagnosisConfig
+
+    monkeypatch.setenv("QINN_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("QINN_SHIPPED_DIR", str(tmp_path / "shipped"))
+    CALLS.clear()
+    search.run_search(BASE, n_trials=2, name="toy", sampler_seed=3, client=client, job=toy_job, log=None)
+    with pytest.raises(shipped.ShippedModelError, match="no search journal"):
+        shipped.publish_search("absent")
+    assert shipped.publish_search("toy") == "search/toy.journal"
+    assert shipped.find_search("toy")["finished"] == 2 and shipped.verify() == []
+
+    search.study_path("toy").unlink()  # a fresh clone: nothing under build/search
+    assert search.finished_trials("toy") == 2 and search.finished_trials("toy", models="train") == 0
+    study = search.run_search(BASE, n_trials=2, name="toy", sampler_seed=3, client=client, job=toy_job, log=None)
+    assert len(CALLS) == 2 and len(search.trial_records(study)) == 2  # read, not searched again
+
+    search.study_path("toy").unlink()
+    monkeypatch.setenv("QINN_MODELS", "train")
+    search.run_search(BASE, n_trials=1, name="toy", sampler_seed=3, client=client, job=toy_job, log=None)
+    assert len(CALLS) == 3  # shipped studies ignored: searched afresh
+    monkeypatch.delenv("QINN_MODELS")
+
+    search.study_path("toy").unlink()
+    (tmp_path / "shipped" / "search" / "toy.journal").write_text("damaged\n")
+    assert any("sha256 differs" in p for p in shipped.verify())
+    with pytest.raises(shipped.ShippedModelError, match="does not match its sha256"):
+        search.run_search(BASE, n_trials=2, name="toy", client=client, job=toy_job, log=None)
+
+    # notebook 06's own check: its paper search is not shipped here, so Run All would have to search
+    _, name, n = search.notebook_search(DiagnosisConfig(profile="paper"))
+    assert runs.missing_work(DiagnosisConfig(profile="paper")) == [f"search (0 of {n} trials finished)"]
+    assert name.startswith("qinn2k-paper-") and runs.missing_work(BASE) == []
+
+
 def test_plot_front(tmp_path, monkeypatch, client):
     monkeypatch.setenv("QINN_RUNS_DIR", str(tmp_path / "runs"))
     study = search.run_search(BASE, n_trials=3, name="plot", client=client, job=toy_job, log=None)

@@ -117,7 +117,10 @@ def test_refresh_of_one_set_keeps_the_others(isolated):
 
 def test_default_sets_are_the_notebooks_paper_runs():
     sets = shipped.default_sets()
-    assert sorted(sets) == ["inn-16k", "inn-2k", "inn-6k", "qinn-fidelity", "qinn-mse"]
+    assert sorted(s for s in sets if not s.startswith("06-")) == ["inn-16k", "inn-2k", "inn-6k", "qinn-fidelity", "qinn-mse"]
+    # notebook 06's ensembles (its baseline is qinn-mse), each under its own set name
+    assert {"06-mse-sum", "06-nll-only", "06-lambda-mz-x-10", "06-24-layers", "06-1-upload", "06-3-uploads"} <= set(sets)
+    assert len({c.fingerprint() for cfgs in sets.values() for c in cfgs}) == sum(len(c) for c in sets.values())
     assert all(len(cfgs) == 3 and all(c.profile == "paper" and c.epochs == 200 for c in cfgs) for cfgs in sets.values())
     # notebook 03's run (the parameters cell = QINNRunConfig's defaults) is the first MSE seed
     assert sets["qinn-mse"][0].fingerprint() == QINNRunConfig().fingerprint()
@@ -128,9 +131,10 @@ def test_shipped_files_are_package_data():
     config = tomllib.loads((paths.repo_root() / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["qinn_lib"]
     folder = paths.repo_root() / "qinn_lib" / "shipped_models"
-    files = [p.relative_to(folder.parent).as_posix() for p in folder.iterdir() if not p.name.startswith(".")]
+    files = [p.relative_to(folder.parent).as_posix() for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
     assert "shipped_models/manifest.json" in files
-    for f in files + ["shipped_models/qinn-0123-4567.pt"]:  # and any model file refresh will write
+    files += [f"shipped_models/search/{p.name}" for p in (folder / "search").glob("*")]
+    for f in files + ["shipped_models/qinn-0123-4567.pt", "shipped_models/search/qinn2k-paper-0123-s1.journal"]:
         assert any(fnmatch.fnmatch(f, pat) for pat in patterns), f"{f} would not be installed"
     assert shipped.verify(folder) == [], "the committed shipped set matches its manifest"
 
