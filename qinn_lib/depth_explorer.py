@@ -45,13 +45,11 @@ def invertibility_fit(x: torch.Tensor, n_layers: int, isp_layers: int, *, steps:
     P(qubit=1) per qubit over ``x``) before and after, the seconds taken and the model.
     """
     from .qinn import QINN
+    from .threads import torch_threads
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         x = x.to(dtype)
         model = QINN(x.shape[1], n_layers, isp_layers, seed=seed, dtype=dtype)
         gen = torch.Generator().manual_seed(seed)
@@ -78,8 +76,6 @@ def invertibility_fit(x: torch.Tensor, n_layers: int, isp_layers: int, *, steps:
             final = float(mse_invertibility(x, model.inverse(model(x))))
             spread_after = model.measure(model.output_state(x)).std(dim=0).double().numpy()
         seconds = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(old_threads)
     return {"n_layers": n_layers, "isp_layers": isp_layers, "steps": len(history), "seed": seed,
             "history": np.array(history), "final_mse": final, "spread_before": spread_before,
             "spread_after": spread_after, "seconds": seconds, "stopped": stopped, "model": model}

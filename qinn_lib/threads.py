@@ -1,0 +1,36 @@
+"""How many threads torch's CPU ops use inside a block.
+
+Every network here is tiny (5 features, hidden widths 32-64, batches of 128-512), so an op is far
+too small to split across cores: a second intra-op thread only adds synchronisation, and on a
+loaded 2-core machine OpenMP's spin-waiting makes it much worse (a 32x32 matmul went from 9 us on
+one thread to 24 ms on two; notebook 04's classifier AUCs took minutes instead of seconds in a
+JupyterLab kernel beside two training workers). The trainer, the depth explorer and the Dask
+workers therefore run on one thread; :func:`torch_threads` is the one place that sets and
+restores it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+
+__all__ = ["torch_threads"]
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None = 1) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads (``None``: leave torch's setting alone);
+    the previous number is restored afterwards, also after an exception."""
+    if threads is None:
+        yield
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1 or None, got {threads!r}")
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
