@@ -119,7 +119,7 @@ def test_default_sets_are_the_notebooks_paper_runs():
     sets = shipped.default_sets()
     assert sorted(s for s in sets if not s.startswith("06-")) == ["inn-16k", "inn-2k", "inn-6k", "qinn-fidelity", "qinn-mse"]
     # notebook 06's ensembles (its baseline is qinn-mse), each under its own set name
-    assert {"06-mse-sum", "06-nll-only", "06-lambda-mz-x-10", "06-24-layers", "06-1-upload", "06-3-uploads"} <= set(sets)
+    assert {"06-mse-sum", "06-nll-only", "06-lambda-mz-x-10", "06-24-layers", "06-1-upload", "06-2-uploads"} <= set(sets)
     assert len({c.fingerprint() for cfgs in sets.values() for c in cfgs}) == sum(len(c) for c in sets.values())
     assert all(len(cfgs) == 3 and all(c.profile == "paper" and c.epochs == 200 for c in cfgs) for cfgs in sets.values())
     # notebook 03's run (the parameters cell = QINNRunConfig's defaults) is the first MSE seed
