@@ -123,7 +123,7 @@ def test_notebook_runs_and_lhe_file_reach_every_run():
 
 def test_notebook_06_plans_its_ablations_and_reuploading_runs():
     """reports --profile paper pretrains notebook 06's runs with the others' in one Dask batch."""
-    plan = runs.planned_runs(DiagnosisConfig(profile="quick", lhe_file="z.lhe"))
+    plan = runs.planned_runs(DiagnosisConfig(profile="quick", lhe_file="z.lhe", max_uploads=3))
     labels = list(plan)
     assert labels[0] == ablations.BASELINE and labels[-3:] == ["1 upload", "2 uploads", "3 uploads"]
     flat = [c for cs in plan.values() for c in cs]
@@ -133,7 +133,7 @@ def test_notebook_06_plans_its_ablations_and_reuploading_runs():
     assert plan[ablations.BASELINE] == runs.comparison_configs(ComparisonConfig(profile="quick", lhe_file="z.lhe"))["QINN"]
     paper = runs.planned_runs(DiagnosisConfig(ablation_priority=1, max_uploads=2))
     assert len(paper) == 1 + 4 + 2 and all(len(cs) == 3 and cs[0].epochs == 200 for cs in paper.values())
-    assert runs.notebook_runs(DiagnosisConfig(profile="quick")) == [c.replace(lhe_file="") for c in flat]
+    assert runs.notebook_runs(DiagnosisConfig(profile="quick", max_uploads=3)) == [c.replace(lhe_file="") for c in flat]
 
 
 def test_notebook_07_plans_notebook_03s_qinn():
