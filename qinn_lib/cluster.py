@@ -158,8 +158,12 @@ def map_jobs(fn: Callable[..., Any], jobs: Sequence[tuple], *, client: Any = Non
 # Training jobs
 # --------------------------------------------------------------------------------------------
 
-#: Rough ms per optimiser step and seed, only to queue the longest jobs first (LPT packing).
-_STEP_COST_MS = {"qinn": 8.0, "inn 2k": 15.0, "inn 6k": 25.0, "inn 16k": 25.0}
+#: Rough ms per optimiser step and seed on one core, only to queue the longest jobs first (LPT
+#: packing): compiled QINN (Table 1 depth) and INN steps of ``python -m qinn_lib.bench`` (an INN
+#: seed costs 0.6x of this in a lockstep stack), the eager re-uploading step (measured 10 ms).
+_STEP_COST_MS = {"qinn": 4.5, "reuploading": 10.0, "inn 2k": 7.8, "inn 6k": 12.3, "inn 16k": 14.2}
+#: Circuit layers (model + ISP) of Table 1's QINN, the depth _STEP_COST_MS["qinn"] was measured at.
+_TABLE1_CIRCUIT_LAYERS = 20
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,9 @@ class TrainJob:
         name = c.kind + (f"-{c.size}" if hasattr(c, "size") else "")
         extra = (f"-{c.invertibility}" if hasattr(c, "invertibility") else
                  f"-u{c.uploads}" if hasattr(c, "uploads") else "")
-        return f"{name}{extra}-seeds-{'-'.join(str(x.seed) for x in self.configs)}"
+        # The configuration's fingerprint tells ensembles of one kind apart (notebook 06's ablations
+        # are all "qinn-mse") and names its run folder (build/runs/<kind>-<fingerprint>-<data>).
+        return f"{name}{extra}-{c.fingerprint()[:8]}-seeds-{'-'.join(str(x.seed) for x in self.configs)}"
 
 
 def training_steps(cfg: Any) -> int:
@@ -190,6 +196,8 @@ def estimated_cost(job: TrainJob) -> float:
     c = job.configs[0]
     key = c.kind + (f" {c.size}" if hasattr(c, "size") else "")
     per_seed = _STEP_COST_MS.get(key, 10.0) * (0.6 if len(job.configs) > 1 else 1.0)
+    if c.kind == "qinn":  # a QINN step scales with its circuit depth (e.g. notebook 06's 24 layers)
+        per_seed *= (int(c.n_layers) + int(c.isp_layers)) / _TABLE1_CIRCUIT_LAYERS
     return per_seed * len(job.configs) * max(c.epochs, training_steps(c))
 
 

@@ -123,7 +123,7 @@ def test_reuploading_runs_train_through_dask_and_reload(tmp_path, monkeypatch):
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
         (trained,) = runs.train_runs([cfg], client=client, log=logs.append, data=data)
         assert len(trained.history) == 1 and any("Dask" in m for m in logs)
-        assert any("reuploading-u2-seeds-1234" in m for m in logs)
+        assert any(f"reuploading-u2-{cfg.fingerprint()[:8]}-seeds-1234" in m for m in logs)
         logs.clear()
         (again,) = runs.train_runs([cfg], client=client, log=logs.append, data=data)
     assert logs == []  # finished: nothing submitted

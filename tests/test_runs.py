@@ -93,7 +93,7 @@ def test_inn_ensemble_trains_and_evaluates(isolated_dirs):
     ens = runs.train_ensemble("INN 2k", cfgs, progress=False, log=messages.append)
     assert [r["seed"] for r in ens.records] == [3, 4]
     # the two unfinished seeds were trained together (INNStack), then reloaded as ordinary runs
-    assert messages[0] == "training 2 run(s) as 1 Dask job(s): inn-2k-seeds-3-4"
+    assert messages[0] == f"training 2 run(s) as 1 Dask job(s): inn-2k-{cfgs[0].fingerprint()[:8]}-seeds-3-4"
     assert [run.history[-1]["lockstep_members"] for run in ens.runs] == [2, 2]
     assert all(run.result.epochs_run == 0 for run in ens.runs)
     # each seed is charged its share of the stack's wall time
