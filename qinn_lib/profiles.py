@@ -214,6 +214,9 @@ def notebook_config(cls: type, namespace: Mapping[str, Any], *, log=print):
                     "This run trains them in the paper profile (checkpointed under build/, resumable). "
                     f"For a capped trial run, start JupyterLab with {PROFILE_ENV}=quick.")
     cfg = cls(profile=profile, **values)
+    from .threads import set_notebook_threads
+
+    set_notebook_threads()  # one torch thread per kernel unless $QINN_THREADS says otherwise (qinn_lib.threads)
     log(f"[qinn] profile {profile} ({who}); models: {ctx.models}; figures and results -> "
         f"{_relative(ctx.output_dir)}/")
     if note:

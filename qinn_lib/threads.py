@@ -16,7 +16,10 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["torch_threads"]
+__all__ = ["torch_threads", "THREADS_ENV", "set_notebook_threads"]
+
+#: Environment variable: torch threads of a notebook kernel (default 1, see set_notebook_threads).
+THREADS_ENV = "QINN_THREADS"
 
 
 @contextlib.contextmanager
@@ -34,3 +37,23 @@ def torch_threads(threads: int | None = 1) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def set_notebook_threads() -> int:
+    """Set the calling process's torch intra-op threads for a notebook kernel: ``$QINN_THREADS``,
+    default 1; returns the number set. Called by :func:`qinn_lib.profiles.notebook_config`, i.e.
+    at the top of every notebook. Why 1: a kernel's work (evaluating models on batches of 8192
+    events, the classifier AUCs) is small ops, and the kernel usually shares the cores with Dask
+    workers or a training; on two threads notebook 05's Run All spent minutes in spline inverses
+    while two workers trained. On a big idle machine, ``QINN_THREADS=4`` may be faster."""
+    import os
+
+    value = os.environ.get(THREADS_ENV, "").strip() or "1"
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ValueError(f"environment variable {THREADS_ENV}={value!r}: must be an integer >= 1")
+    torch.set_num_threads(threads)
+    return threads

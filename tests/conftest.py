@@ -4,13 +4,17 @@ tests must not inherit them. And fixtures shared by several test files."""
 import pytest
 import torch
 
-RUN_CONTEXT_VARIABLES = ("QINN_PROFILE", "QINN_MODELS", "QINN_RUNNER", "QINN_OUTPUT_DIR", "QINN_SHIPPED_DIR")
+RUN_CONTEXT_VARIABLES = ("QINN_PROFILE", "QINN_MODELS", "QINN_RUNNER", "QINN_OUTPUT_DIR", "QINN_SHIPPED_DIR",
+                         "QINN_THREADS")
 
 
 @pytest.fixture(autouse=True)
 def _clean_run_context(monkeypatch):
     for name in RUN_CONTEXT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    threads = torch.get_num_threads()  # profiles.notebook_config sets the process's threads, as in a kernel
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

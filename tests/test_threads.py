@@ -38,3 +38,20 @@ def test_classifier_auc_leaves_the_thread_count_alone():
     before = torch.get_num_threads()
     classifier_auc(truth, truth[::-1].copy(), seed=1, epochs=1)
     assert torch.get_num_threads() == before
+
+
+def test_notebook_kernels_run_on_one_thread_unless_told(monkeypatch):
+    from qinn_lib.threads import THREADS_ENV, set_notebook_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv(THREADS_ENV, raising=False)
+        assert set_notebook_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv(THREADS_ENV, "2")
+        assert set_notebook_threads() == 2 and torch.get_num_threads() == 2
+        for bad in ("0", "two"):
+            monkeypatch.setenv(THREADS_ENV, bad)
+            with pytest.raises(ValueError, match=f"{THREADS_ENV}={bad!r}: must be an integer >= 1"):
+                set_notebook_threads()
+    finally:
+        torch.set_num_threads(before)
