@@ -104,6 +104,11 @@ for u, trained_list in upload_runs.items():
         upload_records.append(metrics.make_record(reuploading.upload_label(u), trained, {
             "nll": flagged["nll"], "fold_fraction": flagged["fold_fraction"],
             "density_normalisation": flagged["normalisation"], "params_total": trained.model.parameter_counts()["total"]}))
+# A map that folds has a "density" integrating to Z != 1 over the scaling box, and its NLL is then
+# optimistic by ln Z. Divided by Z it is a proper density again: the normalised NLL = NLL + ln Z.
+for r in records + upload_records:
+    if "density_normalisation" in r["metrics"]:
+        r["metrics"]["nll_normalised"] = r["metrics"]["nll"] + float(np.log(r["metrics"]["density_normalisation"]))
 rows = metrics.summarise(records)
 upload_rows = metrics.summarise(upload_records)
 by_label = {r["label"]: r["metrics"] for r in rows + upload_rows}
@@ -140,15 +145,17 @@ print(fourier_text)
 # re-uploading flows against the INNs of notebook 05 (test NLL in nats per event in physical
 # units; lower is better). The forward map has the same 200 parameters in every QINN and flow
 # here (180 circuit angles, a, b, c, d); the QINN's other parameters are its ISP, which the NLL
-# does not use. `fold_fraction` and `density_normalisation` (the model's density
+# does not use. `fold_fraction` and `density_normalisation` Z (the model's density
 # integrated over the scaling box by Monte Carlo; above 1 it over-counts) say whether each NLL
-# is that of a density.
+# is that of a density; `nll_normalised` = NLL + ln Z is the NLL of the density divided by Z,
+# which is a proper density, so it is the fair comparison with the INNs (whose Z is 1).
 
 # %%
 nll_labels = ["NLL only", *[reuploading.upload_label(u) for u in upload_cfgs], "INN 2k", "INN 6k", "INN 16k"]
 nll_rows = [{"label": lab, "n_seeds": by_label[lab]["nll"]["n"], "metrics": by_label[lab]}
             for lab in nll_labels if lab in by_label]
-nll_table = metrics.format_table(nll_rows, ["nll", "fold_fraction", "density_normalisation", "params_total"])
+nll_table = metrics.format_table(nll_rows, ["nll", "density_normalisation", "nll_normalised", "fold_fraction",
+                                               "params_total"])
 print(nll_table)
 
 
@@ -166,6 +173,11 @@ for u in list(upload_cfgs)[1:]:
                             f"uploading the input {u} times lowers the NLL-only ceiling (the encoding limits the density)",
                             m("1 upload", "nll"), m(f"{u} uploads", "nll"), "b<a", a_label="1 upload",
                             b_label=f"{u} uploads", metric="nll"))
+    claims.append(gap.claim(f"uploads_{u}_normalised", "architecture",
+                            f"uploading the input {u} times lowers the NLL-only ceiling also once each model's density "
+                            "is normalised over the scaling box (NLL + ln Z)",
+                            m("1 upload", "nll_normalised"), m(f"{u} uploads", "nll_normalised"), "b<a",
+                            a_label="1 upload", b_label=f"{u} uploads", metric="nll_normalised"))
 print(gap.format_claims(claims))
 
 # %% [markdown]
