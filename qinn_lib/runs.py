@@ -220,6 +220,15 @@ def fidelity_vs_mse_configs(cfg: FidelityVsMSEConfig) -> dict[str, list[RunConfi
             for name, loss in (("MSE", "mse"), ("fidelity", "fidelity"))}
 
 
+def diagnosis_base(cfg: DiagnosisConfig, epochs: int | None = None) -> QINNRunConfig:
+    """Table 1's QINN on notebook 06's events and first seed, profile-capped, trained for
+    ``epochs`` (default ``cfg.epochs``): the baseline of the ablations, and at ``search_epochs``
+    the base of the search (:func:`qinn_lib.search.notebook_search`)."""
+    return effective_config(QINNRunConfig(profile=cfg.profile, seed=cfg.seed, n_events=cfg.n_events,
+                                          data_seed=cfg.data_seed, epochs=cfg.epochs if epochs is None else epochs,
+                                          lhe_file=cfg.lhe_file))
+
+
 def diagnosis_configs(cfg: DiagnosisConfig) -> dict[str, list[RunConfig]]:
     """The run configurations of notebook 06, per label, each a list over the seeds, already
     profile-capped: the ablations of :func:`qinn_lib.ablations.ablation_configs` (the baseline
@@ -230,8 +239,7 @@ def diagnosis_configs(cfg: DiagnosisConfig) -> dict[str, list[RunConfig]]:
     from .reuploading import reuploading_configs, upload_label
 
     train_seeds = seeds(cfg.seed, budget(cfg.profile, "n_seeds", cfg.n_seeds))
-    base = effective_config(QINNRunConfig(profile=cfg.profile, seed=cfg.seed, n_events=cfg.n_events,
-                                          data_seed=cfg.data_seed, epochs=cfg.epochs, lhe_file=cfg.lhe_file))
+    base = diagnosis_base(cfg)
     out = ablation_configs(base, train_seeds, keep=cfg.ablation_priority)
     for uploads, configs in reuploading_configs(base, range(1, cfg.max_uploads + 1), train_seeds).items():
         out[upload_label(uploads)] = configs

@@ -176,12 +176,10 @@ def notebook_search(cfg: Any) -> tuple[Any, str, int]:
     n_trials)`` -- Table 1's QINN at ``search_epochs`` (profile-capped), the study name and the
     number of finished trials the profile asks for. One definition for the notebook and for the
     check whether Run All would have to train (:func:`qinn_lib.runs.missing_work`)."""
-    from .config import QINNRunConfig
     from .profiles import budget
-    from .runs import effective_config
+    from .runs import diagnosis_base
 
-    base = effective_config(QINNRunConfig(profile=cfg.profile, seed=cfg.seed, n_events=cfg.n_events,
-                                          data_seed=cfg.data_seed, epochs=cfg.search_epochs, lhe_file=cfg.lhe_file))
+    base = diagnosis_base(cfg, cfg.search_epochs)
     return base, default_name(base, cfg.seed), int(budget(cfg.profile, "search_trials", cfg.search_trials))
 
 

@@ -138,6 +138,10 @@ def load_into(model: torch.nn.Module, entry: dict[str, Any], *, expected_cfg: An
 SEARCH_SUBDIR = "search"
 
 
+def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
 def find_search(name: str, folder: Path | None = None) -> dict[str, Any] | None:
     """The manifest entry of the shipped Optuna journal of study ``name``, or None."""
     folder = shipped_dir() if folder is None else Path(folder)
@@ -181,7 +185,7 @@ def publish_search(name: str, folder: Path | None = None) -> str:
         manifest.setdefault("searches", {})[name] = {
             "file": file, "sha256": _sha256(folder / file), "finished": finished,
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-        atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        _write_manifest(folder, manifest)
     return file
 
 
@@ -312,7 +316,7 @@ def publish(trained: dict[str, list], folder: Path | None = None, *, replace_set
                 }
                 written.append(name)
         manifest["models"] = dict(sorted(models.items()))
-        atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        _write_manifest(folder, manifest)
     return written
 
 

@@ -64,6 +64,7 @@ from .checkpoints import (  # noqa: F401  (re-exported: the checkpoint API has a
 )
 from .errors import QinnError
 from .preprocessing import SCALED_RANGE
+from .threads import torch_threads
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -497,112 +498,107 @@ def _fit(members: list[_Member], step_terms: Callable, val_terms: Callable, cont
     for m in members:
         m.model.train()
     tune_allocator()
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads must be >= 1 or None, got {threads}")
-        torch.set_num_threads(threads)
-    try:
-        for epoch in range(start_epoch, last_epoch):
-            t_epoch = time.perf_counter()
-            perms = [torch.randperm(train_x.shape[0], generator=_generator(m.cfg.seed, epoch, _STREAM_SHUFFLE))
-                     for m in members]
-            obj_gens = [_generator(m.cfg.seed, epoch, _STREAM_OBJECTIVE) for m in members]
-            sums: list[dict[str, float]] = [{} for _ in members]
-            skipped = [0 for _ in members]
-            lr = float("nan")
-            for step in range(steps_per_epoch):
-                xs = [train_x[perm[step * bs:(step + 1) * bs]].to(device) for perm in perms]
+    with torch_threads(threads):  # one thread by default (qinn_lib.threads); restored afterwards
+        try:
+            for epoch in range(start_epoch, last_epoch):
+                t_epoch = time.perf_counter()
+                perms = [torch.randperm(train_x.shape[0], generator=_generator(m.cfg.seed, epoch, _STREAM_SHUFFLE))
+                         for m in members]
+                obj_gens = [_generator(m.cfg.seed, epoch, _STREAM_OBJECTIVE) for m in members]
+                sums: list[dict[str, float]] = [{} for _ in members]
+                skipped = [0 for _ in members]
+                lr = float("nan")
+                for step in range(steps_per_epoch):
+                    xs = [train_x[perm[step * bs:(step + 1) * bs]].to(device) for perm in perms]
+                    for m in members:
+                        m.optimizer.zero_grad(set_to_none=True)
+                    with context():
+                        terms_list = step_terms(xs, obj_gens)
+                        values_list = []
+                        for m, terms in zip(members, terms_list):
+                            values = {k: float(v.detach()) for k, v in terms.items()}
+                            if not math.isfinite(values["loss"]) or values["loss"] > m.cfg.max_loss:
+                                bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+                                raise TrainingDiverged(
+                                    f"{m.label}training diverged in epoch {epoch + 1}, batch {step + 1}/{steps_per_epoch}: "
+                                    f"loss {values['loss']:.6g} (max_loss {m.cfg.max_loss:g}); terms: {_format_terms(values)}"
+                                    + (f"; non-finite: {sorted(bad)}" if bad else "")
+                                    + f". {_last_good(m.ckpt_path, epoch)}"
+                                )
+                            values_list.append(values)
+                        # Members share no parameters: the gradient of the sum is each member's own.
+                        loss = terms_list[0]["loss"] if len(members) == 1 else sum(t["loss"] for t in terms_list)
+                        loss.backward()
+                    skip = []
+                    for k, (m, ps, values) in enumerate(zip(members, params, values_list)):
+                        grads = [p.grad.reshape(-1) for p in ps if p.grad is not None]
+                        if grads and not bool(torch.isfinite(torch.cat(grads)).all()):  # one check, not one per tensor
+                            # A finite loss with a non-finite gradient is a numerical edge case of one
+                            # batch (e.g. nflows' closed-form spline inverse at a degenerate root), not
+                            # divergence: that batch's update is skipped (counted in the history), and
+                            # only repeated occurrences stop the run.
+                            skipped[k] += 1
+                            if skipped[k] > max_skipped:
+                                bad_grads = [n for n, p in m.model.named_parameters()
+                                             if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+                                raise TrainingDiverged(
+                                    f"{m.label}training diverged in epoch {epoch + 1}, batch {step + 1}/{steps_per_epoch}: "
+                                    f"non-finite gradients in {skipped[k]} batches of this epoch (at most {max_skipped} "
+                                    f"are skipped), last of {bad_grads} (terms: {_format_terms(values)}). "
+                                    f"{_last_good(m.ckpt_path, epoch)}"
+                                )
+                            skip.append(k)
+                    lr = float(members[0].optimizer.param_groups[0]["lr"])
+                    for k, m in enumerate(members):
+                        if k not in skip:
+                            m.optimizer.step()
+                        m.scheduler.step()
+                        if hasattr(m.model, "constrain_"):
+                            m.model.constrain_()
+                    for acc, values in zip(sums, values_list):
+                        for k, v in values.items():
+                            acc[k] = acc.get(k, 0.0) + v
                 for m in members:
-                    m.optimizer.zero_grad(set_to_none=True)
-                with context():
-                    terms_list = step_terms(xs, obj_gens)
-                    values_list = []
-                    for m, terms in zip(members, terms_list):
-                        values = {k: float(v.detach()) for k, v in terms.items()}
-                        if not math.isfinite(values["loss"]) or values["loss"] > m.cfg.max_loss:
-                            bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-                            raise TrainingDiverged(
-                                f"{m.label}training diverged in epoch {epoch + 1}, batch {step + 1}/{steps_per_epoch}: "
-                                f"loss {values['loss']:.6g} (max_loss {m.cfg.max_loss:g}); terms: {_format_terms(values)}"
-                                + (f"; non-finite: {sorted(bad)}" if bad else "")
-                                + f". {_last_good(m.ckpt_path, epoch)}"
-                            )
-                        values_list.append(values)
-                    # Members share no parameters: the gradient of the sum is each member's own.
-                    loss = terms_list[0]["loss"] if len(members) == 1 else sum(t["loss"] for t in terms_list)
-                    loss.backward()
-                skip = []
-                for k, (m, ps, values) in enumerate(zip(members, params, values_list)):
-                    grads = [p.grad.reshape(-1) for p in ps if p.grad is not None]
-                    if grads and not bool(torch.isfinite(torch.cat(grads)).all()):  # one check, not one per tensor
-                        # A finite loss with a non-finite gradient is a numerical edge case of one
-                        # batch (e.g. nflows' closed-form spline inverse at a degenerate root), not
-                        # divergence: that batch's update is skipped (counted in the history), and
-                        # only repeated occurrences stop the run.
-                        skipped[k] += 1
-                        if skipped[k] > max_skipped:
-                            bad_grads = [n for n, p in m.model.named_parameters()
-                                         if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
-                            raise TrainingDiverged(
-                                f"{m.label}training diverged in epoch {epoch + 1}, batch {step + 1}/{steps_per_epoch}: "
-                                f"non-finite gradients in {skipped[k]} batches of this epoch (at most {max_skipped} "
-                                f"are skipped), last of {bad_grads} (terms: {_format_terms(values)}). "
-                                f"{_last_good(m.ckpt_path, epoch)}"
-                            )
-                        skip.append(k)
-                lr = float(members[0].optimizer.param_groups[0]["lr"])
-                for k, m in enumerate(members):
-                    if k not in skip:
-                        m.optimizer.step()
-                    m.scheduler.step()
-                    if hasattr(m.model, "constrain_"):
-                        m.model.constrain_()
-                for acc, values in zip(sums, values_list):
-                    for k, v in values.items():
-                        acc[k] = acc.get(k, 0.0) + v
-            for m in members:
-                bad_params = [n for n, p in m.model.named_parameters() if not bool(torch.isfinite(p).all())]
-                if bad_params:
-                    raise TrainingDiverged(
-                        f"{m.label}training diverged in epoch {epoch + 1}: parameters {bad_params} are no longer "
-                        f"finite. {_last_good(m.ckpt_path, epoch)}"
-                    )
-            vals = _validate([m.model for m in members], val_terms, val_x.to(device), bs,
-                             [int(m.cfg.seed) for m in members], context, evaluate_all=val_all)
-            seconds = time.perf_counter() - t_epoch
-            for m, acc, val, skips in zip(members, sums, vals, skipped):
-                record: dict[str, float] = {"epoch": epoch + 1, "lr": lr}
-                record.update({f"train_{k}": v / steps_per_epoch for k, v in acc.items()})
-                record.update({f"val_{k}": v for k, v in val.items()})
-                record["seconds"] = seconds
-                record["skipped_steps"] = skips
-                if len(members) > 1:
-                    record["lockstep_members"] = len(members)
-                m.history.append(record)
-                state = {
-                    "format_version": FORMAT_VERSION,
-                    "model": m.model.state_dict(),
-                    "optimizer": m.optimizer.state_dict(),
-                    "scheduler": m.scheduler.state_dict(),
-                    "epoch": epoch + 1,
-                    "steps_per_epoch": steps_per_epoch,
-                    "history": m.history,
-                    "cfg": m.cfg.to_dict(),
-                    "cfg_kind": m.cfg.kind,
-                    "data_fingerprint": data_fingerprint,
-                    "extra_state": m.extra_state,
-                    "torch_version": str(torch.__version__),
-                }
-                state.update(extra_checkpoint or {})
-                save_checkpoint(m.ckpt_path, state)
-            epochs_run += 1
-            bar.update(1)
-            last = members[0].history[-1]
-            bar.set_postfix(loss=f"{last['train_loss']:.4g}", val_loss=f"{last['val_loss']:.4g}")
-    finally:
-        bar.close()
-        torch.set_num_threads(old_threads)
+                    bad_params = [n for n, p in m.model.named_parameters() if not bool(torch.isfinite(p).all())]
+                    if bad_params:
+                        raise TrainingDiverged(
+                            f"{m.label}training diverged in epoch {epoch + 1}: parameters {bad_params} are no longer "
+                            f"finite. {_last_good(m.ckpt_path, epoch)}"
+                        )
+                vals = _validate([m.model for m in members], val_terms, val_x.to(device), bs,
+                                 [int(m.cfg.seed) for m in members], context, evaluate_all=val_all)
+                seconds = time.perf_counter() - t_epoch
+                for m, acc, val, skips in zip(members, sums, vals, skipped):
+                    record: dict[str, float] = {"epoch": epoch + 1, "lr": lr}
+                    record.update({f"train_{k}": v / steps_per_epoch for k, v in acc.items()})
+                    record.update({f"val_{k}": v for k, v in val.items()})
+                    record["seconds"] = seconds
+                    record["skipped_steps"] = skips
+                    if len(members) > 1:
+                        record["lockstep_members"] = len(members)
+                    m.history.append(record)
+                    state = {
+                        "format_version": FORMAT_VERSION,
+                        "model": m.model.state_dict(),
+                        "optimizer": m.optimizer.state_dict(),
+                        "scheduler": m.scheduler.state_dict(),
+                        "epoch": epoch + 1,
+                        "steps_per_epoch": steps_per_epoch,
+                        "history": m.history,
+                        "cfg": m.cfg.to_dict(),
+                        "cfg_kind": m.cfg.kind,
+                        "data_fingerprint": data_fingerprint,
+                        "extra_state": m.extra_state,
+                        "torch_version": str(torch.__version__),
+                    }
+                    state.update(extra_checkpoint or {})
+                    save_checkpoint(m.ckpt_path, state)
+                epochs_run += 1
+                bar.update(1)
+                last = members[0].history[-1]
+                bar.set_postfix(loss=f"{last['train_loss']:.4g}", val_loss=f"{last['val_loss']:.4g}")
+        finally:
+            bar.close()
     seconds = time.perf_counter() - t_start
     return [TrainResult(history=m.history, checkpoint=m.ckpt_path, seconds=seconds, epochs_run=epochs_run,
                         resumed_from=m.resumed_from, extra_state=m.extra_state) for m in members]
