@@ -32,7 +32,7 @@
 # %% tags=["parameters"]
 # Parameters (papermill). These defaults reproduce the paper: 100k events after cuts.
 # The profile is not a parameter: the reports runner chooses it (the quick profile, in CI, caps
-# n_events through qinn_lib.profiles.budget); run by hand, see the line printed below.
+# n_events through qinn_lib.training.budget.budget); run by hand, see the line printed below.
 n_events = 100_000
 seed = 1234
 lhe_file = ""
@@ -42,13 +42,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from qinn_lib import data, observables, plots, profiles
-from qinn_lib.config import DataConfig
-from qinn_lib.fits import PDG_GAMMA_Z, PDG_MZ, fit_breit_wigner
+from qinn_lib.events import cache, observables
+from qinn_lib.events.fits import PDG_GAMMA_Z, PDG_MZ, fit_breit_wigner
+from qinn_lib.notebook import plots, profiles
+from qinn_lib.training.budget import budget
+from qinn_lib.training.config import DataConfig
 
 cfg = profiles.notebook_config(DataConfig, globals())
 plots.style()
-N_EVENTS = profiles.budget(cfg.profile, "n_events", cfg.n_events)
+N_EVENTS = budget(cfg.profile, "n_events", cfg.n_events)
 print(f"{N_EVENTS} events, " + (f"from {cfg.lhe_file}" if cfg.lhe_file else f"Pythia seed {cfg.seed}"))
 
 # %% [markdown]
@@ -58,7 +60,7 @@ print(f"{N_EVENTS} events, " + (f"from {cfg.lhe_file}" if cfg.lhe_file else f"Py
 # 37.5 % / 12.5 % / 50 % (train / validation / test).
 
 # %%
-sample = data.load_sample(N_EVENTS, cfg.seed, lhe_file=cfg.lhe_file, progress=True)
+sample = cache.load_sample(N_EVENTS, cfg.seed, lhe_file=cfg.lhe_file, progress=True)
 meta = sample.meta
 
 # %%
@@ -157,7 +159,7 @@ print(f"mass pull vs PDG:  {(fit.mass - PDG_MZ) / fit.mass_err:+.1f} σ")
 print(f"width pull vs PDG: {(fit.width - PDG_GAMMA_Z) / fit.width_err:+.1f} σ")
 
 # %%
-from qinn_lib.fits import relativistic_breit_wigner
+from qinn_lib.events.fits import relativistic_breit_wigner
 
 fig, ax = plt.subplots(figsize=(4.5, 3.2))
 edges = np.linspace(*fit.window, 57)
@@ -180,7 +182,7 @@ plt.show()
 # The scaling is affine, so it is exactly invertible and only adds a constant to the log-likelihood.
 
 # %%
-from qinn_lib.preprocessing import AngleScaler
+from qinn_lib.events.scaling import AngleScaler
 
 scaler = AngleScaler.fit(sample.train)
 u = scaler.transform(sample.train)
@@ -194,9 +196,9 @@ print("max |inverse(transform(x)) - x| on the test split:",
 # folder; the published paper run writes `figures/results.json`).
 
 # %%
-from qinn_lib import reports
+from qinn_lib.evaluation import results as results_store
 
-reports.record("01_data_exploration", {
+results_store.record("01_data_exploration", {
     "seed": cfg.seed, "n_events": int(sample.n_events), "n_train": len(sample.train), "n_val": len(sample.val),
     "n_test": len(sample.test), "n_generated": int(meta.get("n_generated", sample.n_events)),
     "cut_efficiency": float(meta.get("cut_efficiency", float("nan"))),

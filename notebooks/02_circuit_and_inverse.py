@@ -50,16 +50,19 @@ import numpy as np
 import pennylane as qml
 import torch
 
-from qinn_lib import circuits, depth_explorer, model_viewer, plots, profiles, runs
-from qinn_lib.config import CircuitDemoConfig
-from qinn_lib.observables import FEATURE_LABELS, FEATURES
-from qinn_lib.qinn import QINN
+from qinn_lib.events.observables import FEATURE_LABELS, FEATURES
+from qinn_lib.experiments import ensembles, one_model
+from qinn_lib.models.qinn import circuits
+from qinn_lib.models.qinn.model import QINN
+from qinn_lib.notebook import depth_explorer, model_viewer, plots, profiles
+from qinn_lib.training.budget import budget
+from qinn_lib.training.config import CircuitDemoConfig
 
 cfg = profiles.notebook_config(CircuitDemoConfig, globals())
 plots.style()
 torch.manual_seed(cfg.seed)
-data = runs.prepare_data(profiles.budget(cfg.profile, "n_events", cfg.n_events), cfg.data_seed, dtype="float64",
-                         lhe_file=cfg.lhe_file)
+data = one_model.prepare_data(budget(cfg.profile, "n_events", cfg.n_events), cfg.data_seed, dtype="float64",
+                              lhe_file=cfg.lhe_file)
 model = QINN(5, cfg.n_layers, cfg.isp_layers, seed=cfg.seed, dtype=torch.float64)
 
 # %%
@@ -186,9 +189,9 @@ print(f"max |J - finite differences| = {np.abs(J - fd).max():.1e};  log|det J| =
 # scan compares depths at equal effort, it does not find each depth's best.
 
 # %%
-steps = profiles.budget(cfg.profile, "fit_steps", cfg.fit_steps)
+steps = budget(cfg.profile, "fit_steps", cfg.fit_steps)
 depths = [d for d in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64) if d <= cfg.max_depth]
-scan_seeds = runs.seeds(cfg.seed, profiles.budget(cfg.profile, "n_seeds", cfg.n_seeds))
+scan_seeds = ensembles.seeds(cfg.seed, budget(cfg.profile, "n_seeds", cfg.n_seeds))
 scan = depth_explorer.depth_scan(data.train[:4000], depths, cfg.isp_layers, steps=steps, seeds=scan_seeds)
 for d in depths:
     fits = [r for r in scan if r["n_layers"] == d]
@@ -220,5 +223,5 @@ explorer.widget
 # the round trip $x \to z \to \tilde x$ through the learned inverse.
 
 # %%
-viewer = model_viewer.ModelViewer(n_generate=profiles.budget(cfg.profile, "n_generate", 20_000), seed=cfg.seed)
+viewer = model_viewer.ModelViewer(n_generate=budget(cfg.profile, "n_generate", 20_000), seed=cfg.seed)
 viewer.widget

@@ -24,9 +24,9 @@
 # ISP to undo the measurement (eq. 20). Hyperparameters are Table 1's.
 
 # %% tags=["parameters"]
-# Parameters (papermill) = the fields of qinn_lib.config.QINNRunConfig (but the profile, which the
+# Parameters (papermill) = the fields of qinn_lib.training.config.QINNRunConfig (but the profile, which the
 # reports runner chooses). These defaults are Table 1 of the paper (QINN column) and reproduce its
-# training; the quick profile caps n_events and epochs through qinn_lib.profiles.budget.
+# training; the quick profile caps n_events and epochs through qinn_lib.training.budget.budget.
 seed = 1234
 n_events = 100_000
 data_seed = 1234
@@ -58,12 +58,15 @@ max_loss = 1e6
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
-from qinn_lib import metrics, observables, plots, profiles, runs
-from qinn_lib.config import QINNRunConfig
+from qinn_lib.evaluation import evaluate
+from qinn_lib.events import observables
+from qinn_lib.experiments import one_model
+from qinn_lib.notebook import plots, profiles
+from qinn_lib.training.budget import effective_config
+from qinn_lib.training.config import QINNRunConfig
 
-cfg = runs.effective_config(profiles.notebook_config(QINNRunConfig, globals()))
+cfg = effective_config(profiles.notebook_config(QINNRunConfig, globals()))
 plots.style()
 print(f"profile {cfg.profile}: {cfg.n_events} events, {cfg.epochs} epochs, batch {cfg.batch_size}, "
       f"invertibility loss: {cfg.invertibility}")
@@ -71,12 +74,12 @@ print(f"profile {cfg.profile}: {cfg.n_events} events, {cfg.epochs} epochs, batch
 # %% [markdown]
 # ## Train
 # With the paper's parameters this loads the trained model shipped with the package
-# (`qinn_lib.shipped`; the file's sha256 and the events' fingerprint are checked). Otherwise the run
+# (`qinn_lib.experiments.store`; the file's sha256 and the events' fingerprint are checked). Otherwise the run
 # is checkpointed every epoch under `build/runs/`; running this cell again with the same
 # parameters reloads the finished model, and an interrupted run resumes where it stopped.
 
 # %%
-trained = runs.train_qinn(cfg, progress=True)
+trained = one_model.train_qinn(cfg, progress=True)
 print(("shipped model: " if trained.shipped else "checkpoint: ") + trained.result.checkpoint.name)
 print(f"trained {trained.result.epochs_run} epoch(s) in this call, {trained.result.seconds:.1f} s")
 
@@ -111,13 +114,13 @@ plt.show()
 # ## Is it invertible?
 # The round trip $x \to z \to \tilde x$ through the learned ISP on the test split. The paper reports an
 # average deviation below 2.1 %. We quote $\lVert\tilde x - x\rVert_2/\lVert x\rVert_2$ per event on the
-# $[0,\pi]$-scaled features (see `qinn_lib.metrics` for why the vector norm).
+# $[0,\pi]$-scaled features (see `qinn_lib.evaluation.evaluate` for why the vector norm).
 # Notebook 06 measures the same round trip under every other reading of the paper's formula,
 # says why this one is the headline, and shows where the gap comes from.
 
 # %%
 x_test = trained.data.test
-dev = metrics.reconstruction_deviation(x_test, trained.reconstruct(x_test))
+dev = evaluate.reconstruction_deviation(x_test, trained.reconstruct(x_test))
 print(f"reconstruction deviation on {len(x_test)} test events: mean {100 * dev['mean']:.2f} %, "
       f"median {100 * dev['median']:.2f} %, 95th percentile {100 * dev['p95']:.2f} %")
 print("mean |x~ - x| per feature (rad):", np.round(dev["per_feature_mae"], 4))
@@ -129,7 +132,7 @@ print("mean |x~ - x| per feature (rad):", np.round(dev["per_feature_mae"], 4))
 # $-\log p(x) = \lVert z\rVert^2/2 + \tfrac{n}{2}\log 2\pi - \log|\det J| - \log|\det J_\text{scaling}|$.
 
 # %%
-nll = metrics.test_nll(trained.model, trained.data)
+nll = evaluate.test_nll(trained.model, trained.data)
 print(f"test NLL: {nll['nll']:.4f} ± {nll['nll_sem']:.4f} nats/event on {nll['n_events']} events "
       f"({nll['n_nonfinite']} non-finite)")
 
@@ -161,10 +164,10 @@ plt.show()
 # %%
 import torch as _torch
 
-from qinn_lib import reports
+from qinn_lib.evaluation import results as results_store
 
 last = hist[-1]
-reports.record("03_isp_training", {
+results_store.record("03_isp_training", {
     "seed": cfg.seed, "config_fingerprint": cfg.fingerprint(), "data_fingerprint": trained.data.fingerprint,
     "params_quantum": counts["quantum"], "params_classical": counts["classical"], "params_total": counts["total"],
     "epochs": len(hist), "steps_per_epoch": len(trained.data.train) // cfg.batch_size,

@@ -26,7 +26,7 @@
 # is on, and picks MSE. Here both are trained with identical hyperparameters and seeds.
 
 # %% tags=["parameters"]
-# Parameters (papermill) = the fields of qinn_lib.config.FidelityVsMSEConfig.
+# Parameters (papermill) = the fields of qinn_lib.training.config.FidelityVsMSEConfig.
 # These defaults reproduce the paper's comparison (Table 1 settings, 200 epochs) with 3 seeds per
 # loss for the bands; the quick profile (chosen by the reports runner, not here) trains 1 seed for
 # 2 epochs on 8k events.
@@ -42,25 +42,32 @@ lambda_mz = 0.375
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from qinn_lib import metrics, observables, paths, plots, profiles, reports, runs
-from qinn_lib.config import FidelityVsMSEConfig
+from qinn_lib import paths
+from qinn_lib.evaluation import ensemble_tables
+from qinn_lib.evaluation import records as records_lib
+from qinn_lib.evaluation import results as results_store
+from qinn_lib.events import observables
+from qinn_lib.experiments import ensembles as ensembles_lib
+from qinn_lib.experiments import plans
+from qinn_lib.notebook import plots, profiles
+from qinn_lib.training.config import FidelityVsMSEConfig
 
 cfg = profiles.notebook_config(FidelityVsMSEConfig, globals())
 plots.style()
-model_configs = runs.fidelity_vs_mse_configs(cfg)  # {"QINN (MSE)": [...], "QINN (fidelity)": [...]}, one config per seed
+model_configs = plans.fidelity_vs_mse_configs(cfg)  # {"QINN (MSE)": [...], "QINN (fidelity)": [...]}, one config per seed
 train_seeds = [c.seed for c in model_configs["QINN (MSE)"]]
 print(f"seeds {train_seeds}, {model_configs['QINN (MSE)'][0].epochs} epochs, {model_configs['QINN (MSE)'][0].n_events} events")
 
 # %% [markdown]
 # ## Train both
-# With the paper's parameters every run is a model shipped with the package (`qinn_lib.shipped`).
+# With the paper's parameters every run is a model shipped with the package (`qinn_lib.experiments.store`).
 # Otherwise each run is checkpointed; runs that already exist (for instance the MSE runs of
 # notebook 05, or notebook 03's seed) are reloaded, not retrained. The others are trained as Dask
-# jobs in one batch (`qinn_lib.cluster`): one single-threaded worker per core by default, or your
+# jobs in one batch (`qinn_lib.experiments.jobs`): one single-threaded worker per core by default, or your
 # cluster if `QINN_DASK_SCHEDULER` names one.
 
 # %%
-ensembles = runs.train_ensembles(model_configs)
+ensembles = ensembles_lib.train_ensembles(model_configs)
 truth = observables.reconstruct(ensembles["QINN (MSE)"].runs[0].data.sample.test)
 
 # %% [markdown]
@@ -82,9 +89,9 @@ plt.show()
 
 # %%
 records = [r for e in ensembles.values() for r in e.records]
-rows = metrics.summarise(records)
+rows = ensemble_tables.summarise(records)
 columns = ["nll", "auc", "recon_mean", "w1/m_ll", "js/m_ll", "w1/delta_r", "js/delta_r", "train_seconds"]
-table = metrics.format_table(rows, columns)
+table = ensemble_tables.format_table(rows, columns)
 display(Markdown(table))
 
 # %% [markdown]
@@ -101,7 +108,7 @@ outcome = {"higher": "worse with the fidelity loss", "lower": "worse with the MS
 verdicts = {}
 for obs, expected in (("m_ll", "tied"), ("delta_r", "b>a")):
     mse, fid = by_label["QINN (MSE)"][f"js/{obs}"], by_label["QINN (fidelity)"][f"js/{obs}"]
-    v = metrics.claim_verdict(mse, fid, expected)
+    v = ensemble_tables.claim_verdict(mse, fid, expected)
     print(f"JS({obs}): MSE {mse['mean']:.4f}, fidelity {fid['mean']:.4f}; fidelity - MSE = {v['text']}")
     claim = outcome[v["expected_word"]]
     verdicts[obs] = {"reproduced": f"reproduced ({claim})", "undecided": "undecided with a single seed (run the paper profile)",
@@ -110,5 +117,5 @@ for obs, expected in (("m_ll", "tied"), ("delta_r", "b>a")):
 verdict = f"M_Z: {verdicts['m_ll']}; Delta R: {verdicts['delta_r']}"
 
 # %%
-metrics.write_results(paths.output_dir() / "models_04.json", records)
-reports.record("04_fidelity_vs_mse", {"seeds": train_seeds, "table": table, "verdict": verdict, "rows": rows})
+records_lib.write_results(paths.output_dir() / "models_04.json", records)
+results_store.record("04_fidelity_vs_mse", {"seeds": train_seeds, "table": table, "verdict": verdict, "rows": rows})

@@ -24,7 +24,7 @@
 # with measured distances and their seed spread.
 
 # %% tags=["parameters"]
-# Parameters (papermill) = the fields of qinn_lib.config.ComparisonConfig.
+# Parameters (papermill) = the fields of qinn_lib.training.config.ComparisonConfig.
 # These defaults reproduce the paper (Table 1, 200 epochs) with 3 seeds per model; the quick
 # profile (chosen by the reports runner, not here) trains 1 seed for 2 epochs on 8k events.
 seed = 1234
@@ -40,28 +40,36 @@ import numpy as np
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from qinn_lib import metrics, observables, paths, plots, profiles, reports, runs
-from qinn_lib.config import INN_SIZES, ComparisonConfig
+from qinn_lib import paths
+from qinn_lib.evaluation import ensemble_tables
+from qinn_lib.evaluation import records as records_lib
+from qinn_lib.evaluation import results as results_store
+from qinn_lib.events import observables
+from qinn_lib.experiments import ensembles as ensembles_lib
+from qinn_lib.experiments import plans
+from qinn_lib.models.inn.model import INN_SIZES
+from qinn_lib.notebook import plots, profiles
+from qinn_lib.training.config import ComparisonConfig
 
 cfg = profiles.notebook_config(ComparisonConfig, globals())
 plots.style()
-model_configs = runs.comparison_configs(cfg)  # {"QINN": [...], "INN 2k": [...], ...}, one config per seed
+model_configs = plans.comparison_configs(cfg)  # {"QINN": [...], "INN 2k": [...], ...}, one config per seed
 train_seeds = [c.seed for c in model_configs["QINN"]]
 print(f"seeds {train_seeds}, {model_configs['QINN'][0].epochs} epochs")
 
 # %% [markdown]
 # ## Train (or reload) every model
-# With the paper's parameters every run is a model shipped with the package (`qinn_lib.shipped`).
+# With the paper's parameters every run is a model shipped with the package (`qinn_lib.experiments.store`).
 # The QINN runs are the MSE runs of notebook 04 (same configuration, so they are reloaded).
-# The seeds of each INN size are trained together, in lockstep (`qinn_lib.inn.INNStack`): each seed
+# The seeds of each INN size are trained together, in lockstep (`qinn_lib.models.inn.model.INNStack`): each seed
 # is still its own run (own shuffling, latent draws, Adam state, checkpoint), but the spline of all
 # seeds is evaluated in one call per block, which makes a seed 2–2.5× cheaper (`python -m qinn_lib.bench`).
 # Every unfinished run of every model goes to the Dask cluster in one batch, longest first
-# (`qinn_lib.cluster`: one single-threaded worker per core by default, or your cluster if
+# (`qinn_lib.experiments.jobs`: one single-threaded worker per core by default, or your cluster if
 # `QINN_DASK_SCHEDULER` names one); an interrupted run resumes from its checkpoint.
 
 # %%
-ensembles = runs.train_ensembles(model_configs)
+ensembles = ensembles_lib.train_ensembles(model_configs)
 truth = observables.reconstruct(ensembles["QINN"].runs[0].data.sample.test)
 
 # %% [markdown]
@@ -117,10 +125,10 @@ plt.show()
 
 # %%
 records = [r for e in ensembles.values() for r in e.records]
-rows = metrics.summarise(records)
+rows = ensemble_tables.summarise(records)
 columns = ["params_total", "nll", "auc", "w1/m_ll", "js/m_ll", "js/m_ll_peak", "js/m_ll_tails", "peak_excess/m_ll",
            "js/delta_r", "js/pt_lp", "js/eta_lp", "train_seconds"]
-table = metrics.format_table(rows, columns)
+table = ensemble_tables.format_table(rows, columns)
 display(Markdown(table))
 
 # %% [markdown]
@@ -139,7 +147,7 @@ for metric in ("nll", "auc", "js/m_ll", "js/delta_r"):
     groups = {"better than": [], "worse than": [], "tied with": [], "undecided against": []}
     pair_counts = []
     for size in INN_SIZES:
-        c = metrics.compare_means(by_label["QINN"][metric], by_label[f"INN {size}"][metric])
+        c = ensemble_tables.compare_means(by_label["QINN"][metric], by_label[f"INN {size}"][metric])
         groups[{"b>a": "better than", "b<a": "worse than", "tied": "tied with",
                 "undecided": "undecided against"}[c["order"]]].append(size)
         pair_counts.append(f"{size} {c['pairs_b_lower']}/{c['pairs']}")
@@ -167,7 +175,7 @@ statements = [  # (paper's words, metric, INN size, expected order of INN vs QIN
 ]
 claim_lines = []
 for words, metric, size, expected in statements:
-    v = metrics.claim_verdict(by_label["QINN"][metric], by_label[f"INN {size}"][metric], expected)
+    v = ensemble_tables.claim_verdict(by_label["QINN"][metric], by_label[f"INN {size}"][metric], expected)
     claim_lines.append(f"{words}: {metric} QINN {by_label['QINN'][metric]['mean']:.4f}, "
                        f"INN {size} {by_label[f'INN {size}'][metric]['mean']:.4f}; INN - QINN = {v['text']}; "
                        f"INN lower in {v['pairs_b_lower']}/{v['pairs']} seed pairs")
@@ -175,9 +183,9 @@ claims = "\n".join(claim_lines)
 print(claims)
 
 # %%
-metrics.write_results(paths.output_dir() / "models_05.json", records)
-reports.record("05_qinn_vs_inn", {"seeds": train_seeds, "table": table, "conclusion": conclusion,
-                                  "claims": claims, "rows": rows})
+records_lib.write_results(paths.output_dir() / "models_05.json", records)
+results_store.record("05_qinn_vs_inn", {"seeds": train_seeds, "table": table, "conclusion": conclusion,
+                                        "claims": claims, "rows": rows})
 
 # %% [markdown]
 # ## Why the gap?

@@ -38,7 +38,7 @@
 # seed spreads, `metrics.claim_verdict`), and the closing paragraph is built from those verdicts.
 
 # %% tags=["parameters"]
-# Parameters (papermill) = the fields of qinn_lib.config.DiagnosisConfig.
+# Parameters (papermill) = the fields of qinn_lib.training.config.DiagnosisConfig.
 # These defaults are the committed paper-profile report: Table 1's settings and 200 epochs for every
 # run, 3 seeds per ablation and per upload count, an 8-trial search of 200 epochs per trial. The run
 # budget (one 3-hour session on 2 cores) cut three things: the ISP-64 ablation (priority 3; it leaves
@@ -64,14 +64,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from qinn_lib import ablations, diagnostics, gap, metrics, paths, plots, profiles, reports, reuploading, runs, search
-from qinn_lib.config import DiagnosisConfig
+from qinn_lib import paths
+from qinn_lib.evaluation import diagnostics, ensemble_tables
+from qinn_lib.evaluation import records as records_lib
+from qinn_lib.evaluation import results as results_store
+from qinn_lib.experiments import ablations, plans, search
+from qinn_lib.experiments import ensembles as ensembles_lib
+from qinn_lib.notebook import gap, plots, profiles
+from qinn_lib.training.config import DiagnosisConfig
 
 cfg = profiles.notebook_config(DiagnosisConfig, globals())
 plots.style()
 # {label: [config per seed]}: the ablations (the baseline, Table 1, first: the runs of notebooks
 # 04/05), then the re-uploading flows; already profile-capped
-run_cfgs = runs.diagnosis_configs(cfg)
+run_cfgs = plans.diagnosis_configs(cfg)
 ablation_cfgs = {label: cs for label, cs in run_cfgs.items() if cs[0].kind == "qinn"}
 upload_cfgs = {cs[0].uploads: cs for cs in run_cfgs.values() if cs[0].kind == "reuploading"}
 base = ablation_cfgs[ablations.BASELINE][0]
@@ -83,16 +89,16 @@ for ab in ablations.ABLATIONS:
 
 # %% [markdown]
 # ## Train (or reload) every run
-# All runs go to the Dask cluster in one batch (`qinn_lib.cluster`; the reports runner trains them
+# All runs go to the Dask cluster in one batch (`qinn_lib.experiments.jobs`; the reports runner trains them
 # before the notebook starts, with every other notebook's runs); the baseline runs are those of
 # notebooks 04/05 (same configuration, so they are reloaded). Each run's record
-# gets the diagnostics of `qinn_lib.diagnostics`: the fold fraction, the reconstruction error
+# gets the diagnostics of `qinn_lib.evaluation.diagnostics`: the fold fraction, the reconstruction error
 # split by the sign of $\det J$, every reading of the 2.1 % metric and the Monte Carlo integral of
 # the model's density over the scaling box.
 
 # %%
 ensembles = ablations.train_ablations(ablation_cfgs, normalisation_samples=100_000)
-flat_uploads = runs.train_runs([c for cs in upload_cfgs.values() for c in cs], label="re-uploading")
+flat_uploads = ensembles_lib.train_runs([c for cs in upload_cfgs.values() for c in cs], label="re-uploading")
 upload_runs = {u: flat_uploads[i * len(train_seeds):(i + 1) * len(train_seeds)] for i, u in enumerate(upload_cfgs)}
 data = ensembles[ablations.BASELINE].runs[0].data
 records = [r for e in ensembles.values() for r in e.records]
@@ -101,7 +107,7 @@ for u, trained_list in upload_runs.items():
     for trained in trained_list:
         flagged = diagnostics.flagged_nll(trained.model, trained.data, normalisation_samples=100_000,
                                           seed=int(trained.cfg.seed))
-        upload_records.append(metrics.make_record(reuploading.upload_label(u), trained, {
+        upload_records.append(records_lib.make_record(plans.upload_label(u), trained, {
             "nll": flagged["nll"], "fold_fraction": flagged["fold_fraction"],
             "density_normalisation": flagged["normalisation"], "params_total": trained.model.parameter_counts()["total"]}))
 # A map that folds has a "density" integrating to Z != 1 over the scaling box, and its NLL is then
@@ -109,8 +115,8 @@ for u, trained_list in upload_runs.items():
 for r in records + upload_records:
     if "density_normalisation" in r["metrics"]:
         r["metrics"]["nll_normalised"] = r["metrics"]["nll"] + float(np.log(r["metrics"]["density_normalisation"]))
-rows = metrics.summarise(records)
-upload_rows = metrics.summarise(upload_records)
+rows = ensemble_tables.summarise(records)
+upload_rows = ensemble_tables.summarise(upload_records)
 by_label = {r["label"]: r["metrics"] for r in rows + upload_rows}
 references, ref_note = gap.reference_metrics(gap.reference_path(cfg.profile), data.fingerprint)
 by_label.update({k: v for k, v in references.items() if k.startswith("INN")})
@@ -122,7 +128,7 @@ print(ref_note)
 # every measured probability, hence every output $z_k$, is $A + B\cos x'_i + C\sin x'_i$ along each
 # input with the others fixed — for any depth of the model circuit. The check fits that form to
 # each output along each coordinate of a few points (`diagnostics.fourier_check`, in float64)
-# and reports the worst residual. The re-uploading flows (`qinn_lib.reuploading`: the same
+# and reports the worst residual. The re-uploading flows (`qinn_lib.models.qinn.reuploading`: the same
 # circuit with the input encoded 2 or 3 times) are not degree 1; they are forward-only density
 # models (no exact inverse, no ISP), so they are compared on the NLL alone.
 
@@ -135,7 +141,7 @@ for label in (ablations.BASELINE, "NLL only", f"{2 * base.n_layers} layers"):
         fourier[label] = max(diagnostics.fourier_check(diagnostics.angle_map(t.model), points)["max_residual"]
                              for t in ensembles[label].runs)
 for u, trained_list in upload_runs.items():
-    fourier[reuploading.upload_label(u)] = max(
+    fourier[plans.upload_label(u)] = max(
         diagnostics.fourier_check(diagnostics.angle_map(t.model), points)["max_residual"] for t in trained_list)
 fourier_text = "\n".join(f"{label:>22}: largest residual of the degree-1 fit {value:.1e}" for label, value in fourier.items())
 print(fourier_text)
@@ -151,11 +157,11 @@ print(fourier_text)
 # which is a proper density, so it is the fair comparison with the INNs (whose Z is 1).
 
 # %%
-nll_labels = ["NLL only", *[reuploading.upload_label(u) for u in upload_cfgs], "INN 2k", "INN 6k", "INN 16k"]
+nll_labels = ["NLL only", *[plans.upload_label(u) for u in upload_cfgs], "INN 2k", "INN 6k", "INN 16k"]
 nll_rows = [{"label": lab, "n_seeds": by_label[lab]["nll"]["n"], "metrics": by_label[lab]}
             for lab in nll_labels if lab in by_label]
-nll_table = metrics.format_table(nll_rows, ["nll", "density_normalisation", "nll_normalised", "fold_fraction",
-                                               "params_total"])
+nll_table = ensemble_tables.format_table(nll_rows, ["nll", "density_normalisation", "nll_normalised", "fold_fraction",
+                                                    "params_total"])
 print(nll_table)
 
 
@@ -291,7 +297,7 @@ print(verdict_table)
 # The same round trips, measured every way the paper's formula can be read
 # (`diagnostics.READINGS`). The headline — the one notebooks 03–05 report — is the literal
 # relative error of the scaled feature vector; why it is the headline is in the docstring of
-# `qinn_lib.diagnostics`. The range-normalised readings divide by the range, not by $x$.
+# `qinn_lib.evaluation.diagnostics`. The range-normalised readings divide by the range, not by $x$.
 
 # %%
 reading_labels = [lab for lab in (ablations.BASELINE, mse_label) if lab in by_label]
@@ -307,17 +313,17 @@ print(readings_note)
 # ## 5. Is there any QINN of the paper's size that matches a 6k INN?
 # A two-objective search (reconstruction deviation, JS($M_{\ell\ell}$)) over what the paper leaves
 # open — the loss weights, eq. 20's normalisation, the ISP's width and depth, the learning-rate
-# schedule — with every trial at ≤ 2.1k parameters (`qinn_lib.search`; Optuna's seeded TPE, trials
+# schedule — with every trial at ≤ 2.1k parameters (`qinn_lib.experiments.search`; Optuna's seeded TPE, trials
 # as Dask jobs, one seed each; the study resumes after an interruption). The first trial is
 # Table 1 itself. The dashed lines are the INN ensembles of notebook 05 (their inverse is exact).
 
 # %%
-search_base, search_name, n_trials = search.notebook_search(cfg)  # Table 1 at search_epochs, profile-capped
+search_base, search_name, n_trials = plans.notebook_search(cfg)  # Table 1 at search_epochs, profile-capped
 study = search.run_search(search_base, n_trials=n_trials, name=search_name, sampler_seed=cfg.seed)
 trials = search.trial_records(study)
 front = search.front_trials(trials)
-fig = search.plot_front(trials, references={k: v for k, v in references.items() if k.startswith("INN")},
-                        baseline=by_label[ablations.BASELINE])
+fig = plots.plot_front(trials, references={k: v for k, v in references.items() if k.startswith("INN")},
+                       baseline=by_label[ablations.BASELINE])
 plots.save(fig, "06_pareto")
 plt.show()
 front_text = "\n".join(f"trial {t['number']:>3}: recon {100 * t['values']['recon_mean']:.2f} %, JS(M_ll) "
@@ -353,11 +359,11 @@ closing = gap.closing_paragraph(claims, [search_answer])
 print(closing)
 
 # %%
-reports.record("06_why_the_gap", {
+results_store.record("06_why_the_gap", {
     "seeds": train_seeds, "epochs": base.epochs, "fourier": fourier_text, "nll_table": nll_table, "folds": folds_text,
     "claims": gap.format_claims(claims), "tradeoff": tradeoff, "verdict_table": verdict_table, "readings": readings,
     "readings_note": readings_note, "search_trials": len(trials), "search_front": front_text,
     "search_answer": search_answer, "closing": closing, "reference_note": ref_note,
     "claim_verdicts": [{k: c[k] for k in ("key", "category", "verdict")} for c in claims],
 })
-metrics.write_results(paths.output_dir() / "models_06.json", records + upload_records)
+records_lib.write_results(paths.output_dir() / "models_06.json", records + upload_records)

@@ -33,12 +33,12 @@
 # asks: from how many shots on, and up to which noise level, is it still as good as with exact
 # simulation? Then: what would the paper's tasks cost on a device?
 #
-# The emulation lives in `qinn_lib.shots` (sampling, parameter shift), `qinn_lib.noise` (density
-# matrices), `qinn_lib.hardware` (the QINN on a device), `qinn_lib.hardware_eval` (metrics and
-# verdicts) and `qinn_lib.resources` (circuit counts, device cost).
+# The emulation lives in `qinn_lib.hardware.shots` (sampling, parameter shift), `qinn_lib.hardware.noise` (density
+# matrices), `qinn_lib.hardware.device` (the QINN on a device), `qinn_lib.hardware.sweeps` (metrics and
+# verdicts) and `qinn_lib.hardware.resources` (circuit counts, device cost).
 
 # %% tags=["parameters"]
-# Parameters (papermill) = the fields of qinn_lib.config.HardwareRealismConfig.
+# Parameters (papermill) = the fields of qinn_lib.training.config.HardwareRealismConfig.
 # These defaults are the paper-profile values: the QINN of notebook 03 (Table 1 of the paper, 100k
 # events, 200 epochs, reloaded from its checkpoint), evaluated with 3 seeds on 50k generated and 50k
 # test events. The noise scan reaches below p = 1e-4 because the generated M_ll already degrades
@@ -65,19 +65,25 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from qinn_lib import hardware_eval, metrics, noise, observables, paths, plots, profiles, reports, resources, runs
-from qinn_lib import shots as shots_lib
-from qinn_lib.config import HardwareRealismConfig
-from qinn_lib.hardware import Device, DeviceQINN
-from qinn_lib.profiles import budget
+from qinn_lib import paths
+from qinn_lib.evaluation import records as records_lib
+from qinn_lib.evaluation import results as results_store
+from qinn_lib.events import observables
+from qinn_lib.experiments import ensembles, one_model, plans
+from qinn_lib.hardware import noise, resources, sweeps
+from qinn_lib.hardware import shots as shots_lib
+from qinn_lib.hardware.device import Device, DeviceQINN
+from qinn_lib.notebook import plots, profiles
+from qinn_lib.training.budget import budget
+from qinn_lib.training.config import HardwareRealismConfig
 
 cfg = profiles.notebook_config(HardwareRealismConfig, globals())
 torch.set_num_threads(1)  # small tensors: one thread; timings below are single-core
 plots.style()
-(qinn_cfg,) = runs.hardware_realism_configs(cfg)["QINN"]  # notebook 03's QINN, profile-capped
+(qinn_cfg,) = plans.hardware_realism_configs(cfg)["QINN"]  # notebook 03's QINN, profile-capped
 n_gen = budget(cfg.profile, "n_generate", cfg.n_generate)
 n_tst = budget(cfg.profile, "n_generate", cfg.n_test)
-eval_seeds = runs.seeds(cfg.seed + runs.EVAL_SEED_OFFSET, cfg.n_eval_seeds)
+eval_seeds = ensembles.seeds(cfg.seed + ensembles.EVAL_SEED_OFFSET, cfg.n_eval_seeds)
 shot_grid = [shots_lib.check_shots(n) for n in cfg.shots]
 print(f"QINN of notebook 03 ({qinn_cfg.n_events} events, {qinn_cfg.epochs} epochs); "
       f"{n_gen} generated and {n_tst} test events per device, evaluation seeds {eval_seeds}")
@@ -87,7 +93,7 @@ print(f"QINN of notebook 03 ({qinn_cfg.n_events} events, {qinn_cfg.epochs} epoch
 # Notebook 03's configuration, so its finished run is reloaded (or trained, then checkpointed).
 
 # %%
-trained = runs.train_qinn(qinn_cfg, progress=False)
+trained = one_model.train_qinn(qinn_cfg, progress=False)
 model = trained.model
 print(f"run: {trained.run_dir.name}, {len(trained.history)} epochs")
 
@@ -112,9 +118,9 @@ pl_p = shots_lib.reference_shot_marginals(dq_exact.model, x_prime, n_check, seed
 binomial = torch.sqrt(exact_p * (1 - exact_p) / n_check)
 for e in range(3):
     print(f"event {e}: exact P(1)  " + "  ".join(f"{v:.4f}" for v in exact_p[e]))
-    print(f"         fast sampler " + "  ".join(f"{v:.4f}" for v in fast_p[e]))
-    print(f"         PennyLane    " + "  ".join(f"{v:.4f}" for v in pl_p[e]))
-    print(f"         binomial err " + "  ".join(f"{v:.4f}" for v in binomial[e]))
+    print("         fast sampler " + "  ".join(f"{v:.4f}" for v in fast_p[e]))
+    print("         PennyLane    " + "  ".join(f"{v:.4f}" for v in pl_p[e]))
+    print("         binomial err " + "  ".join(f"{v:.4f}" for v in binomial[e]))
 pulls = torch.cat([(fast_p - exact_p) / binomial, (pl_p - exact_p) / binomial]).flatten()
 print(f"pulls (estimate - exact) / binomial error, both samplers: mean {pulls.mean():+.2f}, rms {pulls.square().mean().sqrt():.2f}"
       " (expected 0 and 1)")
@@ -170,18 +176,18 @@ for channel in noise.CHANNELS:
 devices = [Device(shots=n) for n in shot_grid]
 devices += [Device(noise=noise.NoiseModel(c, p)) for c in noise.CHANNELS for p in cfg.noise_levels]
 start = time.perf_counter()
-records = hardware_eval.sweep(trained, devices, seeds=eval_seeds, n_generate=n_gen, n_test=n_tst)
+records = sweeps.sweep(trained, devices, seeds=eval_seeds, n_generate=n_gen, n_test=n_tst)
 sweep_seconds = time.perf_counter() - start
-rows = hardware_eval.summarise_sweep(records)
+rows = sweeps.summarise_sweep(records)
 print(f"{len(records)} evaluations in {sweep_seconds / 60:.1f} min")
 
 # %%
 columns = ["js/m_ll", "w1/m_ll", "js/delta_r", "w1/delta_r", "auc", "recon_mean", "nll", "angle_error"]
-exact_row = [r for r in rows if r["label"] == hardware_eval.EXACT]
+exact_row = [r for r in rows if r["label"] == sweeps.EXACT]
 shot_rows = exact_row + [r for r in rows if r["device"]["shots"] is not None]
 noise_rows = exact_row + [r for r in rows if r["device"]["channel"] is not None]
-shots_table = hardware_eval.verdict_table(shot_rows, columns)
-noise_table = hardware_eval.verdict_table(noise_rows, columns)
+shots_table = sweeps.verdict_table(shot_rows, columns)
+noise_table = sweeps.verdict_table(noise_rows, columns)
 display(Markdown(shots_table))
 display(Markdown(noise_table))
 
@@ -194,7 +200,7 @@ display(Markdown(noise_table))
 # device and exactly, event by event from the same $z$.
 
 # %%
-fig = hardware_eval.plot_sweep(rows, columns, x="shots")
+fig = sweeps.plot_sweep(rows, columns, x="shots")
 plots.save(fig, "07_metrics_vs_shots")
 plt.show()
 
@@ -202,7 +208,7 @@ plt.show()
 # ### Against the gate-noise strength
 
 # %%
-fig = hardware_eval.plot_sweep(rows, columns, x="p")
+fig = sweeps.plot_sweep(rows, columns, x="p")
 plots.save(fig, "07_metrics_vs_noise")
 plt.show()
 
@@ -218,7 +224,7 @@ truth = observables.reconstruct(trained.data.sample.test)
 shown = [Device(), Device(shots=shot_grid[0]), Device(shots=shot_grid[len(shot_grid) // 2]),
          *(Device(noise=noise.NoiseModel(c, 1e-2)) for c in noise.CHANNELS)]
 samples = {d.label: observables.reconstruct(
-    DeviceQINN(model, d, seed=eval_seeds[0] + hardware_eval.SHOT_SEED_OFFSET).generate(
+    DeviceQINN(model, d, seed=eval_seeds[0] + sweeps.SHOT_SEED_OFFSET).generate(
         n_gen, latent_seed=eval_seeds[0], scaler=trained.data.scaler)) for d in shown}
 fig = plots.ratio_grid(truth, samples, ["m_ll", "delta_r"], observables.OBSERVABLE_LABELS, ncols=2,
                        ranges={"m_ll": (75.0, 105.0), "delta_r": (0.0, 6.0)})
@@ -236,8 +242,8 @@ print("share of events with 75 GeV <= M_ll <= 105 GeV: true " + f"{np.mean((trut
 # and every smaller one are.
 
 # %%
-found = hardware_eval.thresholds(rows)
-conclusion = hardware_eval.statement(rows)
+found = sweeps.thresholds(rows)
+conclusion = sweeps.statement(rows)
 print(conclusion)
 
 # %% [markdown]
@@ -316,8 +322,8 @@ print(f"(training epoch: our time is the mean epoch of this run, {len(trained.da
 # ## Recorded results
 
 # %%
-metrics.write_results(paths.output_dir() / "hardware_07.json", records)
-reports.record("07_hardware_realism", {
+records_lib.write_results(paths.output_dir() / "hardware_07.json", records)
+results_store.record("07_hardware_realism", {
     "seeds": eval_seeds, "statement": conclusion, "thresholds": found, "shots_table": shots_table,
     "noise_table": noise_table, "resources_table": resources_table, "cost_table": cost_table,
     "cost_shots": n_cost, "shot_rate_hz": cfg.shot_rate_hz, "sweep_seconds": sweep_seconds,

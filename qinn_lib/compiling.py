@@ -28,6 +28,8 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
+from qinn_lib.paths import repo_root
+
 __all__ = ["MIN_STEPS_TO_COMPILE", "compile_policy", "should_compile", "compiled", "compiled_step",
            "CompileFallbackWarning"]
 
@@ -84,7 +86,6 @@ def _set_cache_dir() -> None:
     if current and current != _default_cache_dir():
         return
     try:
-        from .paths import repo_root
 
         cache = repo_root() / "build" / "torch_compile_cache"
     except RuntimeError:  # installed without a checkout: torch's default /tmp cache

@@ -1,5 +1,5 @@
 """How errors reach the user: the base class of every error a user can act on, and the one wrapper
-all command lines (``python -m qinn_lib.reports / runs / data / bench``) run through.
+all command lines (``python -m qinn_lib.reports / shipped / runs / bench / events``) run through.
 
 A library error a user can fix (a bad parameter, a corrupted file, a locked run folder, a full
 disk) is a :class:`QinnError` whose message names the file, field or parameter and says what to do.

@@ -16,6 +16,11 @@ from pathlib import Path
 PROFILES = ("quick", "paper")
 
 
+def shipped_models_dir() -> Path:
+    """The package data folder of the trained models shipped with the package (``qinn_lib/shipped_models/``)."""
+    return Path(__file__).resolve().parent / "shipped_models"
+
+
 def repo_root() -> Path:
     """The repository root: the folder holding ``pyproject.toml`` above this package."""
     here = Path(__file__).resolve().parent

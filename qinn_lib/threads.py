@@ -41,7 +41,7 @@ def torch_threads(threads: int | None = 1) -> Iterator[None]:
 
 def set_notebook_threads() -> int:
     """Set the calling process's torch intra-op threads for a notebook kernel: ``$QINN_THREADS``,
-    default 1; returns the number set. Called by :func:`qinn_lib.profiles.notebook_config`, i.e.
+    default 1; returns the number set. Called by :func:`qinn_lib.notebook.profiles.notebook_config`, i.e.
     at the top of every notebook. Why 1: a kernel's work (evaluating models on batches of 8192
     events, the classifier AUCs) is small ops, and the kernel usually shares the cores with Dask
     workers or a training; on two threads notebook 05's Run All spent minutes in spline inverses

@@ -1,12 +1,14 @@
-"""qinn_lib.ablations: the configs of issue 11's ablations (one change each, same seeds and data),
+"""qinn_lib.experiments.ablations: the configs of issue 11's ablations (one change each, same seeds and data),
 their verdicts against the baseline, and one small end-to-end pass through the Dask runner."""
 
 from __future__ import annotations
 
 import pytest
 
-from qinn_lib import ablations, metrics, runs
-from qinn_lib.config import ComparisonConfig, QINNRunConfig
+from qinn_lib.evaluation import ensemble_tables
+from qinn_lib.experiments import ablations, plans
+from qinn_lib.training.budget import effective_config
+from qinn_lib.training.config import ComparisonConfig, QINNRunConfig
 
 BASE = QINNRunConfig(profile="quick", epochs=2, n_events=8000)
 
@@ -41,8 +43,8 @@ def test_every_ablation_changes_exactly_its_fields():
 
 def test_baseline_runs_are_notebook_05s_qinn_runs():
     """Same settings, same fingerprints: the baseline reloads notebook 04/05's runs."""
-    nb05 = runs.comparison_configs(ComparisonConfig(profile="quick", n_seeds=1))["QINN"]
-    base = runs.effective_config(QINNRunConfig(profile="quick"))
+    nb05 = plans.comparison_configs(ComparisonConfig(profile="quick", n_seeds=1))["QINN"]
+    base = effective_config(QINNRunConfig(profile="quick"))
     cfgs = ablations.ablation_configs(base, [c.seed for c in nb05])
     assert [c.fingerprint() for c in cfgs[ablations.BASELINE]] == [c.fingerprint() for c in nb05]
 
@@ -69,7 +71,7 @@ def fake_rows():
     recs = [rec(ablations.BASELINE, s, n, r) for s, n, r in ((1, 13.0, 0.08), (2, 13.1, 0.07), (3, 12.9, 0.09))]
     recs += [rec("better", s, n, r) for s, n, r in ((1, 12.0, 0.080), (2, 12.1, 0.075), (3, 11.9, 0.085))]
     recs += [rec("single", 1, 20.0, 0.5)]
-    return metrics.summarise(recs)
+    return ensemble_tables.summarise(recs)
 
 
 def test_verdicts_use_the_seed_spread():
@@ -100,6 +102,6 @@ def test_train_ablations_end_to_end(tmp_path, monkeypatch):
         assert 0.0 <= m["fold_fraction"] <= 0.5 and m["density_normalisation"] > 0
         # the headline reading is the recon metric of notebooks 03-05, on the same round trip
         assert m["reading/scaled_vector_mean"] == pytest.approx(m["recon_mean"], rel=1e-5)
-    rows = metrics.summarise([r for e in ens.values() for r in e.records])
+    rows = ensemble_tables.summarise([r for e in ens.values() for r in e.records])
     v = ablations.ablation_verdicts(rows)
     assert set(v) == {"NLL only"} and v["NLL only"]["fold_fraction"]["word"] == "undecided"

@@ -2,7 +2,7 @@
 notebook 02 opened as a user would, Run All (quick profile, chosen through the environment as the
 reports runner does), then the depth explorer: move the depth slider, press fit, and the
 comparison gains a point. No cell may show an error, and nothing committed may change: the
-notebook opens read-only (qinn_lib.lab) and the run writes its figures to its own output folder.
+notebook opens read-only (qinn_lib.notebook.lab) and the run writes its figures to its own output folder.
 
 Marked ``browser`` (about a minute): CI runs it (.ci/run installs chromium and sets
 QINN_REQUIRE_BROWSER=1, so a missing browser fails instead of skipping); the quick developer loop
@@ -79,7 +79,7 @@ def lab(tmp_path):
         env.pop(name, None)
     cmd = [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            f"--ServerApp.token={token}", f"--ServerApp.root_dir={paths.repo_root()}",
-           "--ServerApp.jpserver_extensions={'qinn_lib.lab': True}",
+           "--ServerApp.jpserver_extensions={'qinn_lib.notebook.lab': True}",
            f"--LabApp.user_settings_dir={tmp_path / 'settings'}", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # containers and CI run as root
@@ -165,6 +165,6 @@ def test_notebook_02_runs_in_jupyterlab_and_the_explorer_gains_a_point(lab, reco
     times["total"] = time.monotonic() - t0
     for k, v in times.items():
         record_property(f"seconds_{k}", round(v, 1))
-    print(f"browser test: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+    print("browser test: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
     assert (lab["out"] / "02_depth_scan.png").is_file(), "the run's figures go to its own output folder"
     assert _committed_state() == before, "running the committed notebook changed committed files"

@@ -1,5 +1,5 @@
 """Checkpoint integrity (sha256 beside every checkpoint), write failures, and the run-folder lock
-and writability check (qinn_lib.checkpoints, used by qinn_lib.train)."""
+and writability check (qinn_lib.training.checkpoints, used by qinn_lib.training.loop)."""
 
 import errno
 import os
@@ -10,17 +10,18 @@ import pytest
 import torch
 from test_train import AffineFlow, make_cfg, make_data, objective_for, run
 
-from qinn_lib import atomic, checkpoints
+from qinn_lib import atomic
 from qinn_lib.atomic import WriteError
-from qinn_lib.train import (
+from qinn_lib.training import checkpoints
+from qinn_lib.training.checkpoints import (
     CHECKPOINT_NAME,
     CheckpointError,
     RunFolderLocked,
     load_checkpoint,
     load_trained,
     save_checkpoint,
-    train,
 )
+from qinn_lib.training.loop import train
 
 
 def _flip_a_weight_byte(path, model):
@@ -215,7 +216,7 @@ def test_a_second_trainer_of_the_same_run_folder_is_refused(tmp_path):
 
 
 def test_a_checkpoint_of_another_model_kind_is_refused(tmp_path):
-    from qinn_lib.config import INNRunConfig
+    from qinn_lib.training.config import INNRunConfig
 
     _, result = run(tmp_path)  # a QINN-config run
     inn_dir = tmp_path / "inn"

@@ -1,6 +1,6 @@
-"""The PennyLane reference circuits of qinn_lib.circuits (sec. 3, eq. 12-15, Fig. 2-4).
+"""The PennyLane reference circuits of qinn_lib.models.qinn.circuits (sec. 3, eq. 12-15, Fig. 2-4).
 
-These are the yardstick for the fast simulation in qinn_lib.qinn, so they are checked against
+These are the yardstick for the fast simulation in qinn_lib.models.qinn.model, so they are checked against
 PennyLane's own machinery (qml.adjoint, qml.matrix) and against closed forms.
 """
 
@@ -13,7 +13,7 @@ import pennylane as qml
 import pytest
 import torch
 
-from qinn_lib import circuits
+from qinn_lib.models.qinn import circuits
 
 RNG_SEED = 20230228
 
@@ -131,7 +131,7 @@ def test_qnodes_reject_wrong_weight_shapes():
 
 
 def test_reference_functions_validate_input():
-    from qinn_lib.qinn import QINN
+    from qinn_lib.models.qinn.model import QINN
 
     model = QINN(n_features=3, n_layers=1, isp_layers=1, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"x must have shape \(batch, 3\), got \(4, 2\)"):
@@ -148,7 +148,7 @@ def test_draw_returns_figure(which):
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from qinn_lib.qinn import QINN
+    from qinn_lib.models.qinn.model import QINN
 
     model = QINN(n_features=3, n_layers=3, isp_layers=2, isp_hidden=4, dtype=torch.float64)
     fig = circuits.draw(model, which, max_layers=1)
@@ -157,7 +157,7 @@ def test_draw_returns_figure(which):
 
 
 def test_draw_rejects_unknown_circuit():
-    from qinn_lib.qinn import QINN
+    from qinn_lib.models.qinn.model import QINN
 
     with pytest.raises(ValueError, match="which must be one of"):
         circuits.draw(QINN(n_features=2, n_layers=1, isp_layers=1), "backward")

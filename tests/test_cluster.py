@@ -9,9 +9,10 @@ import time
 import pytest
 import torch
 
-from qinn_lib import cluster, runs
-from qinn_lib.config import INNRunConfig, QINNRunConfig
-from qinn_lib.train import CHECKPOINT_NAME
+from qinn_lib.experiments import cluster, one_model
+from qinn_lib.experiments import jobs as jobs_lib
+from qinn_lib.training.checkpoints import CHECKPOINT_NAME
+from qinn_lib.training.config import INNRunConfig, QINNRunConfig
 
 distributed = pytest.importorskip("distributed")
 
@@ -49,51 +50,51 @@ def _state(trained):
 
 def test_plan_groups_inn_seeds_in_lockstep_and_skips_duplicates(dirs):
     cfgs = [_inn(1), _inn(2), _inn(3), _qinn(5), _qinn(5)]
-    jobs = cluster.plan_training(cfgs)
+    jobs = jobs_lib.plan_training(cfgs)
     sizes = sorted(len(j.configs) for j in jobs)
     assert sizes == [1, 3], f"3 INN seeds in one lockstep job and one QINN job (duplicate dropped), got {sizes}"
-    assert [len(j.configs) for j in cluster.plan_training(cfgs, lockstep=False)].count(1) == 4
+    assert [len(j.configs) for j in jobs_lib.plan_training(cfgs, lockstep=False)].count(1) == 4
 
 
 def test_pack_jobs_is_the_greedy_queue():
-    assert cluster.pack_jobs([5, 4, 3, 3, 1], 2) == 8  # [5, 3] and [4, 3, 1]
-    assert cluster.pack_jobs([], 2) == 0
-    assert cluster.pack_jobs([2, 2, 2], 1) == 6
+    assert jobs_lib.pack_jobs([5, 4, 3, 3, 1], 2) == 8  # [5, 3] and [4, 3, 1]
+    assert jobs_lib.pack_jobs([], 2) == 0
+    assert jobs_lib.pack_jobs([2, 2, 2], 1) == 6
     with pytest.raises(ValueError, match="n_workers"):
-        cluster.pack_jobs([1], 0)
+        jobs_lib.pack_jobs([1], 0)
 
 
 def test_train_runs_names_a_kind_it_cannot_train_before_any_work():
-    from qinn_lib.config import DataConfig
+    from qinn_lib.training.config import DataConfig
 
     with pytest.raises(ValueError, match=r"cannot train DataConfig \('data'\); known kinds: \['inn', 'qinn', 'reuploading'\]"):
-        cluster.train_runs([_qinn(1), DataConfig()], client="tcp://127.0.0.1:1", log=None)
+        jobs_lib.train_runs([_qinn(1), DataConfig()], client="tcp://127.0.0.1:1", log=None)
 
 
 def test_dask_results_equal_serial_and_come_back_in_order(dirs, local_cluster, monkeypatch):
     cfgs = [_qinn(11), _qinn(12), _inn(13), _inn(14)]
-    trained = cluster.train_runs(cfgs, client=local_cluster, log=None)
+    trained = jobs_lib.train_runs(cfgs, client=local_cluster, log=None)
     assert [t.cfg for t in trained] == cfgs, "results in submission order"
     pids = {int(p) for p in local_cluster.run(os.getpid).values()}
     assert len(pids) == 2
     dask_states = [_state(t) for t in trained]
     # The serial path, in this process, into a separate runs folder.
     monkeypatch.setenv("QINN_RUNS_DIR", str(dirs / "serial"))
-    serial = [runs.train_qinn(cfgs[0], progress=False), runs.train_qinn(cfgs[1], progress=False),
-              *runs.train_inn_lockstep(cfgs[2:], progress=False)]
+    serial = [one_model.train_qinn(cfgs[0], progress=False), one_model.train_qinn(cfgs[1], progress=False),
+              *one_model.train_inn_lockstep(cfgs[2:], progress=False)]
     for cfg, a, b in zip(cfgs, dask_states, serial):
         for k, v in a.items():
             assert torch.equal(v, b.model.state_dict()[k]), f"{cfg.kind} seed {cfg.seed}: {k} differs from serial"
     # Finished runs are reloaded, not resubmitted.
-    assert cluster.plan_training(cfgs) == []
+    assert jobs_lib.plan_training(cfgs) == []
 
 
 def test_killed_worker_resumes_from_checkpoint_to_the_same_numbers(dirs, monkeypatch):
     cfg = _qinn(21, epochs=6, n_events=2_000)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                   dashboard_address=None, scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR) as lc, distributed.Client(lc) as client:
-        ckpt = runs.run_dir_for(cfg, runs.prepare_data(cfg.n_events, cfg.data_seed).fingerprint) / CHECKPOINT_NAME
-        fut = client.submit(cluster._run_training_job, "qinn", [cfg.to_dict()], pure=False, retries=2)
+        ckpt = one_model.run_dir_for(cfg, one_model.prepare_data(cfg.n_events, cfg.data_seed).fingerprint) / CHECKPOINT_NAME
+        fut = client.submit(jobs_lib._run_training_job, "qinn", [cfg.to_dict()], pure=False, retries=2)
         deadline = time.time() + 120
         while not ckpt.exists():  # the first epoch is on disk
             assert time.time() < deadline, "no checkpoint after 120 s"
@@ -103,10 +104,10 @@ def test_killed_worker_resumes_from_checkpoint_to_the_same_numbers(dirs, monkeyp
         os.kill(pid, signal.SIGKILL)  # the nanny restarts the worker; the scheduler reschedules
         summary = fut.result(timeout=300)
         assert summary["worker_pid"] != pid
-        resumed = runs.train_qinn(cfg, progress=False)
+        resumed = one_model.train_qinn(cfg, progress=False)
     assert resumed.result.epochs_run == 0 and len(resumed.history) == cfg.epochs
     monkeypatch.setenv("QINN_RUNS_DIR", str(dirs / "uninterrupted"))
-    clean = runs.train_qinn(cfg, progress=False)
+    clean = one_model.train_qinn(cfg, progress=False)
     for k, v in _state(resumed).items():
         assert torch.equal(v, clean.model.state_dict()[k]), f"{k} differs from an uninterrupted run"
 
@@ -136,10 +137,10 @@ def test_map_jobs_raises_the_job_error_and_keeps_order(local_cluster):
 
 
 def test_reports_cli_refuses_a_dead_scheduler_before_any_work(capsys):
-    from qinn_lib import reports
+    from qinn_lib.notebook import runner
 
     t0 = time.perf_counter()
-    assert reports.main(["--only", "03", "--scheduler", "tcp://127.0.0.1:1", "--no-progress"]) == 2
+    assert runner.main(["--only", "03", "--scheduler", "tcp://127.0.0.1:1", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "tcp://127.0.0.1:1" in err and err.count("\n") == 1, err
     assert time.perf_counter() - t0 < 60

@@ -2,8 +2,8 @@
 
 import pytest
 
-from qinn_lib.config import ConfigError, QINNRunConfig
-from qinn_lib.profiles import QUICK_CAPS, budget
+from qinn_lib.training.budget import QUICK_CAPS, budget
+from qinn_lib.training.config import ConfigError, QINNRunConfig
 
 
 def test_defaults_are_table_1():
@@ -87,7 +87,7 @@ def test_parse_text_errors_name_the_parameter(name, text, match):
 
 
 def test_path_parameter_is_resolved_against_the_current_directory(tmp_path, monkeypatch):
-    from qinn_lib.config import DataConfig
+    from qinn_lib.training.config import DataConfig
 
     (tmp_path / "mine.lhe").write_text("<LesHouchesEvents/>")
     monkeypatch.chdir(tmp_path)
@@ -100,7 +100,7 @@ def test_path_parameter_is_resolved_against_the_current_directory(tmp_path, monk
 def test_lhe_file_is_resolved_alike_for_every_notebook(tmp_path, monkeypatch):
     """``-p all lhe_file events.lhe`` must name the same file in every notebook: the kernels run in
     notebooks/, so a name left relative in one config would point elsewhere there."""
-    from qinn_lib.reports import NOTEBOOK_CONFIGS
+    from qinn_lib.notebook.parameters import NOTEBOOK_CONFIGS
 
     (tmp_path / "mine.lhe").write_text("<LesHouchesEvents/>")
     monkeypatch.chdir(tmp_path)
@@ -111,13 +111,13 @@ def test_lhe_file_is_resolved_alike_for_every_notebook(tmp_path, monkeypatch):
 def test_batch_larger_than_the_training_split_is_refused_before_any_data():
     with pytest.raises(ConfigError, match=r"batch_size \(128\) exceeds the 75 training events of n_events=200"):
         QINNRunConfig(n_events=200)
-    from qinn_lib.config import INNRunConfig
+    from qinn_lib.training.config import INNRunConfig
 
     with pytest.raises(ConfigError, match="INNRunConfig.batch_size"):
         INNRunConfig(n_events=1000, batch_size=512)
     QINNRunConfig(n_events=1000, batch_size=375)  # exactly one batch is fine
     # notebook configs without a batch size: refused by their own name, not later by a run's
-    from qinn_lib.reports import NOTEBOOK_CONFIGS
+    from qinn_lib.notebook.parameters import NOTEBOOK_CONFIGS
 
     for cls in NOTEBOOK_CONFIGS.values():
         if cls.kind not in ("data", "circuit_demo"):  # they train no runs

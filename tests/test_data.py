@@ -8,21 +8,15 @@ import sys
 import numpy as np
 import pytest
 
-from qinn_lib import data
-from qinn_lib.data import (
-    CUTS,
-    SPLIT_FRACTIONS,
-    DataError,
-    EventSample,
-    generate_events,
-    load_events,
-    load_features_file,
-    load_lhe_events,
-    main,
-    read_lhe,
-    split_sizes,
-)
-from qinn_lib.observables import FEATURES, reconstruct
+from qinn_lib.events import cache as cache_lib
+from qinn_lib.events import sample
+from qinn_lib.events.cache import load_events, load_lhe_events
+from qinn_lib.events.cli import main
+from qinn_lib.events.feature_files import load_features_file
+from qinn_lib.events.lhe import read_lhe
+from qinn_lib.events.observables import FEATURES, reconstruct
+from qinn_lib.events.pythia import generate_events
+from qinn_lib.events.sample import CUTS, SPLIT_FRACTIONS, DataError, EventSample, split_sizes
 
 N, SEED = 2000, 7
 
@@ -42,7 +36,7 @@ def fake_generator(monkeypatch, generated):
         x, meta = generated
         return x[:n_events].copy(), dict(meta, n_requested=n_events, n_passed=n_events)
 
-    monkeypatch.setattr(data, "generate_events", fake)
+    monkeypatch.setattr(cache_lib, "generate_events", fake)
     return calls
 
 
@@ -122,7 +116,7 @@ def test_split_sizes_and_order(generated):
     with pytest.raises(KeyError, match="validation"):
         s.split("validation")
     assert len(s.fingerprint) == 16
-    assert s.fingerprint == data.fingerprint(x)
+    assert s.fingerprint == sample.fingerprint(x)
     assert EventSample.from_array(x[::-1]).fingerprint != s.fingerprint
     for n in (1, 7, 1001, 99_999):
         sizes = split_sizes(n)
@@ -136,7 +130,7 @@ def test_split_sizes_and_order(generated):
 def test_cache_round_trip(tmp_path, fake_generator):
     cache = tmp_path / "new" / "dir"  # missing folders are created
     s1 = load_events(1500, 5, cache_dir=cache)
-    npz, js = data.cache_paths(1500, 5, cache)
+    npz, js = cache_lib.cache_paths(1500, 5, cache)
     assert npz.name == "zjets_pythia_n1500_seed5.npz" and npz.is_file() and js.is_file()
     assert not list(cache.glob("*.tmp"))
     s2 = load_events(1500, 5, cache_dir=cache)
@@ -156,7 +150,7 @@ def test_cache_uses_qinn_data_dir(tmp_path, monkeypatch, fake_generator):
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_shape", "edited", "no_json"])
 def test_corrupted_cache_raises_and_regenerate_repairs(tmp_path, fake_generator, damage):
     load_events(400, 9, cache_dir=tmp_path)
-    npz, js = data.cache_paths(400, 9, tmp_path)
+    npz, js = cache_lib.cache_paths(400, 9, tmp_path)
     if damage == "garbage":
         npz.write_bytes(b"this is not a zip file" * 10)
     elif damage == "truncated":
@@ -345,7 +339,7 @@ def test_cli_bad_arguments(argv, pattern, capsys):
 def test_cli_data_error_is_a_clean_exit(tmp_path, capsys):
     assert main(["--lhe", str(tmp_path / "absent.lhe")]) == 2  # a user error: exit 2, one line
     err = capsys.readouterr().err
-    assert err == f"python -m qinn_lib.data: error: LHE file {tmp_path / 'absent.lhe'} does not exist\n"
+    assert err == f"python -m qinn_lib.events: error: LHE file {tmp_path / 'absent.lhe'} does not exist\n"
     assert main(["--lhe", str(tmp_path)]) == 2
     assert f"LHE file {tmp_path} is a folder" in capsys.readouterr().err
 
@@ -359,11 +353,11 @@ def test_lhe_event_missing_a_lepton_is_skipped_with_a_warning(tmp_path):
 
 
 def test_cli_truncated_cache_is_one_line(tmp_path, capsys):
-    from qinn_lib.data import cache_paths
+    from qinn_lib.events.cache import cache_paths
 
     features = np.tile(np.array([[40.0, 30.0, 2.0, 0.5, -0.5]]), (200, 1))
     npz, js = cache_paths(200, 5, tmp_path)
-    data._write_cache(npz, js, features, {"generator": "test"}, EventSample.from_array(features).fingerprint)
+    cache_lib._write_cache(npz, js, features, {"generator": "test"}, EventSample.from_array(features).fingerprint)
     npz.write_bytes(npz.read_bytes()[:300])
     assert main(["--n-events", "200", "--seed", "5", "--cache-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -371,19 +365,17 @@ def test_cli_truncated_cache_is_one_line(tmp_path, capsys):
 
 
 def test_unwritable_cache_is_found_before_generating(tmp_path, monkeypatch):
-    import qinn_lib.data as data_mod
-
     def must_not_run(*a, **k):
         raise AssertionError("events were generated before the cache folder was checked")
 
-    monkeypatch.setattr(data_mod, "generate_events", must_not_run)
+    monkeypatch.setattr(cache_lib, "generate_events", must_not_run)
     (tmp_path / "cache").write_text("a file")
     with pytest.raises(DataError, match=r"cannot write in the event cache folder .*cache/sub: Not a directory; pass cache_dir"):
         load_events(200, 5, cache_dir=tmp_path / "cache" / "sub")
 
 
 def test_cli_module_entry_point_without_traceback():
-    proc = subprocess.run([sys.executable, "-m", "qinn_lib.data", "--n-events", "zero"],
+    proc = subprocess.run([sys.executable, "-m", "qinn_lib.events", "--n-events", "zero"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "positive integer" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,4 +1,4 @@
-"""qinn_lib.diagnostics: fold fraction on a map with a known fold, the Fourier check on the QINN
+"""qinn_lib.evaluation.diagnostics: fold fraction on a map with a known fold, the Fourier check on the QINN
 (degree 1 at any depth) and on re-uploading models (not degree 1), every reading of the 2.1 %
 metric on a hand-computed example, and the NLL flag."""
 
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from qinn_lib import diagnostics as dg
-from qinn_lib import metrics
-from qinn_lib.preprocessing import AngleScaler
-from qinn_lib.qinn import QINN
-from qinn_lib.reuploading import ReuploadingFlow
+from qinn_lib.evaluation import diagnostics as dg
+from qinn_lib.evaluation import evaluate
+from qinn_lib.events.scaling import AngleScaler
+from qinn_lib.models.qinn.model import QINN
+from qinn_lib.models.qinn.reuploading import ReuploadingFlow
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -144,7 +144,7 @@ def test_readings_on_a_hand_computed_example():
     assert r["scaled_vector"]["mean"] == pytest.approx(np.mean(vec))
     assert r["scaled_vector"]["median"] == pytest.approx(np.median(vec))
     # it is the project's current reading (metrics.reconstruction_deviation)
-    assert r["scaled_vector"]["mean"] == pytest.approx(metrics.reconstruction_deviation(x[:2], x_rec[:2])["mean"])
+    assert r["scaled_vector"]["mean"] == pytest.approx(evaluate.reconstruction_deviation(x[:2], x_rec[:2])["mean"])
     # scaled componentwise: (0.5, 0, 0, 0.5)
     assert (r["scaled_componentwise"]["mean"], r["scaled_componentwise"]["median"]) == pytest.approx((0.25, 0.25))
     # physical: x + (0, 10) -> entries (0.5 / 1, 0, 0, 1 / 12)
@@ -174,7 +174,7 @@ def test_flagged_nll_warns_where_the_map_folds():
     with pytest.warns(dg.FoldWarning, match="folds on 25.00 %"):
         out = dg.flagged_nll(FoldMap(), data)
     assert out["valid_density"] is False and out["fold_fraction"] == pytest.approx(0.25)
-    assert out["nll"] == pytest.approx(metrics.test_nll(FoldMap(), data)["nll"])
+    assert out["nll"] == pytest.approx(evaluate.test_nll(FoldMap(), data)["nll"])
     ok = SimpleNamespace(test=fold_sample()[10:], scaler=SimpleNamespace(log_abs_det=0.0))
     import warnings
 

@@ -7,7 +7,9 @@ import tomllib
 import pytest
 import yaml
 
-from qinn_lib import lab, paths, runs, shipped
+from qinn_lib import paths
+from qinn_lib.experiments import plans, publish
+from qinn_lib.notebook import lab
 
 
 def readme() -> str:
@@ -43,7 +45,7 @@ def test_citation_cites_the_paper_and_the_software():
     assert "2302.12906" in paper["url"] and paper["identifiers"][0]["value"] == "10.48550/arXiv.2302.12906"
 
 
-@pytest.mark.parametrize("main", [runs.main, shipped.main, lab.main])
+@pytest.mark.parametrize("main", [plans.main, publish.main, lab.main])
 def test_help_ends_in_a_full_sentence(main, capsys):
     with pytest.raises(SystemExit):
         main(["--help"])

@@ -52,7 +52,7 @@ def test_ctrl_c_during_event_generation_exits_130_in_one_line(tmp_path):
     half-written left in the cache."""
     cache = tmp_path / "cache"
     env = {**os.environ, "PYTHONPATH": str(paths.repo_root())}
-    proc = subprocess.Popen([sys.executable, "-m", "qinn_lib.data", "--n-events", "5000000", "--cache-dir", str(cache),
+    proc = subprocess.Popen([sys.executable, "-m", "qinn_lib.events", "--n-events", "5000000", "--cache-dir", str(cache),
                              "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 120
@@ -67,7 +67,7 @@ def test_ctrl_c_during_event_generation_exits_130_in_one_line(tmp_path):
             proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == ("python -m qinn_lib.data: interrupted; nothing was cached (the cache is "
+    assert err.strip().splitlines()[-1] == ("python -m qinn_lib.events: interrupted; nothing was cached (the cache is "
                                             "written only once generation is complete)")
     assert list(cache.iterdir()) == []
 
@@ -75,6 +75,9 @@ def test_ctrl_c_during_event_generation_exits_130_in_one_line(tmp_path):
 @pytest.mark.parametrize("module, argv", [
     ("qinn_lib.bench", ["--threads", "0"]),
     ("qinn_lib.reports", ["-p", "03", "epochs", "1:30"]),
+    ("qinn_lib.shipped", ["verify", "--bogus"]),
+    ("qinn_lib.runs", ["nonsense"]),
+    ("qinn_lib.events", ["--n-events", "zero"]),
 ])
 def test_module_entry_points_exit_2_without_traceback(module, argv):
     env = {**os.environ, "PYTHONPATH": str(paths.repo_root())}

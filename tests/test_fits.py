@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from qinn_lib.fits import fit_breit_wigner, relativistic_breit_wigner
+from qinn_lib.events.fits import fit_breit_wigner, relativistic_breit_wigner
 
 
 def _sample_bw(mass, width, n, seed):

@@ -1,17 +1,18 @@
-"""qinn_lib.gap: notebook 06's statements tested against the seed spread, the closing paragraph
+"""qinn_lib.notebook.gap: notebook 06's statements tested against the seed spread, the closing paragraph
 built from their verdicts, the readings table, the INN references, and the README section."""
 
 from __future__ import annotations
 
 import pytest
 
-from qinn_lib import gap, metrics, reports
+from qinn_lib.evaluation import ensemble_tables, records
+from qinn_lib.notebook import gap, readme
 
 
 def entry(values):
     rec = [{"label": "x", "config": {}, "config_fingerprint": "c", "data_fingerprint": "d", "seed": i,
             "metrics": {"v": v}} for i, v in enumerate(values)]
-    return metrics.summarise(rec)[0]["metrics"]["v"]
+    return ensemble_tables.summarise(rec)[0]["metrics"]["v"]
 
 
 def test_claim_verdicts_and_missing_sides():
@@ -50,7 +51,7 @@ def test_reading_table_marks_the_headline_and_the_paper_threshold():
     recs = [{"label": "base", "config": {}, "config_fingerprint": "c", "data_fingerprint": "d", "seed": s,
              "metrics": {"reading/range_median": 0.01 + s / 1000, "reading/range_mean": 0.02,
                          "reading/scaled_vector_median": 0.07, "reading/scaled_vector_mean": 0.08}} for s in (1, 2)]
-    table = gap.reading_table(metrics.summarise(recs), ["base"])
+    table = gap.reading_table(ensemble_tables.summarise(recs), ["base"])
     assert "| **scaled_vector** (headline) | 7.00 ± 0.00 % / 8.00 ± 0.00 % |" in table
     assert "1.15 ± 0.07 % / 2.00 ± 0.00 % (< 2.1 %)" in table
     assert "| physical | – |" in table
@@ -62,7 +63,7 @@ def test_reference_metrics(tmp_path):
     assert rows == {} and "run notebook 05" in note
     rec = {"label": "INN 2k", "config": {}, "config_fingerprint": "c", "data_fingerprint": "fp", "seed": 1,
            "metrics": {"nll": 11.7}}
-    metrics.write_results(path, [rec])
+    records.write_results(path, [rec])
     rows, _ = gap.reference_metrics(path, "fp")
     assert rows["INN 2k"]["nll"]["mean"] == 11.7
     rows, note = gap.reference_metrics(path, "other")
@@ -82,7 +83,7 @@ def test_reference_path_prefers_this_runs_notebook_05(tmp_path, monkeypatch):
 
 
 def test_readme_section_is_rendered_from_the_record():
-    text = reports.render_results({"06_why_the_gap": {
+    text = readme.render_results({"06_why_the_gap": {
         "seeds": [1, 2, 3], "epochs": 200, "claims": "NLL only vs INN 2k -> reproduced",
         "search_answer": "None of 40 search trials reaches the 6k INN.", "closing": "What fails because of the architecture: x."}})
     assert "Why our QINN misses the paper** (notebook 06, seeds [1, 2, 3], 200 epochs" in text

@@ -1,4 +1,4 @@
-"""A QINN on an emulated device (qinn_lib.hardware): with neither shots nor noise it is the model's
+"""A QINN on an emulated device (qinn_lib.hardware.device): with neither shots nor noise it is the model's
 own exact simulation; with shots it converges to it at the binomial rate; bad devices are rejected."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from qinn_lib.hardware import Device, DeviceQINN
-from qinn_lib.losses import nll_per_event
-from qinn_lib.noise import NoiseModel
-from qinn_lib.preprocessing import AngleScaler
-from qinn_lib.qinn import QINN
-from qinn_lib.runs import TrainedModel
+from qinn_lib.events.scaling import AngleScaler
+from qinn_lib.experiments.one_model import TrainedModel
+from qinn_lib.hardware.device import Device, DeviceQINN
+from qinn_lib.hardware.noise import NoiseModel
+from qinn_lib.models.qinn.model import QINN
+from qinn_lib.training.losses.nll import nll_per_event
 
 F64 = torch.float64
 
@@ -44,7 +44,7 @@ def _x(batch: int = 8, seed: int = 3) -> torch.Tensor:
     ({"shots": 0}, "shots must be a positive integer"),
     ({"shots": 12.5}, "shots must be a positive integer"),
     ({"shots": -1}, "shots must be a positive integer"),
-    ({"noise": "depolarizing"}, "noise must be None or a qinn_lib.noise.NoiseModel"),
+    ({"noise": "depolarizing"}, "noise must be None or a qinn_lib.hardware.noise.NoiseModel"),
 ])
 def test_bad_devices_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -1,5 +1,5 @@
-"""Sweeps of a QINN over emulated devices (qinn_lib.hardware_eval), the "as good as exact" verdict
-and its thresholds, the notebook-07 configuration, and the device-cost arithmetic (qinn_lib.resources)."""
+"""Sweeps of a QINN over emulated devices (qinn_lib.hardware.sweeps), the "as good as exact" verdict
+and its thresholds, the notebook-07 configuration, and the device-cost arithmetic (qinn_lib.hardware.resources)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from qinn_lib import hardware_eval as he
-from qinn_lib import reports, resources
-from qinn_lib.config import ConfigError, HardwareRealismConfig, QINNRunConfig
-from qinn_lib.hardware import Device
-from qinn_lib.noise import NoiseModel
-from qinn_lib.preprocessing import AngleScaler
-from qinn_lib.qinn import QINN
-
+from qinn_lib.events.scaling import AngleScaler
+from qinn_lib.hardware import resources
+from qinn_lib.hardware import sweeps as he
+from qinn_lib.hardware.device import Device
+from qinn_lib.hardware.noise import NoiseModel
+from qinn_lib.models.qinn.model import QINN
+from qinn_lib.notebook import readme
+from qinn_lib.training.config import ConfigError, HardwareRealismConfig, QINNRunConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -161,7 +161,7 @@ def test_device_cost_is_events_times_circuits_times_shots():
 
 
 def test_hardware_section_is_rendered_from_its_record():
-    text = reports.render_results({"07_hardware_realism": {
+    text = readme.render_results({"07_hardware_realism": {
         "seeds": [1, 2, 3], "statement": "From N = 1e5 shots on ...", "shots_table": "| shots |",
         "noise_table": "| noise |", "resources_table": "| res |", "cost_table": "| cost |"}})
     assert "From N = 1e5 shots on ..." in text and "| res |" in text and "| cost |" in text

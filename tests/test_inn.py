@@ -1,4 +1,4 @@
-"""The classical spline-coupling INN (qinn_lib.inn): invertibility, log-determinants against
+"""The classical spline-coupling INN (qinn_lib.models.inn.model): invertibility, log-determinants against
 brute-force Jacobians, Table-1 parameter counts, seeding, errors and gradient flow.
 
 Most numerical checks run on a *randomised* model: the subnets' last layers are redrawn at torch's
@@ -15,16 +15,14 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from qinn_lib.config import INN_SIZES, INNRunConfig
-from qinn_lib.inn import (
+from qinn_lib.models.inn.coupling import (
     DEFAULT_TAIL_BOUND,
-    INN,
     CubicSplineCoupling,
-    INNStack,
     SoftPermutation,
-    build_inn,
     mlp_subnet_constructor,
 )
+from qinn_lib.models.inn.model import INN, INN_SIZES, INNStack, build_inn
+from qinn_lib.training.config import INNRunConfig
 
 SIZES = ("2k", "6k", "16k")
 F64 = torch.float64

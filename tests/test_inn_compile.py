@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from qinn_lib.compiling import CompileFallbackWarning, compiled_step
-from qinn_lib.inn import INN, CubicSplineCoupling, INNStack
+from qinn_lib.models.inn.coupling import CubicSplineCoupling
+from qinn_lib.models.inn.model import INN, INNStack
 
 F64 = torch.float64
 

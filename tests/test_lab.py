@@ -8,7 +8,8 @@ import pytest
 from jupyter_server.services.contents.filemanager import AsyncFileContentsManager, FileContentsManager
 from tornado import web
 
-from qinn_lib import lab, paths
+from qinn_lib import paths
+from qinn_lib.notebook import lab
 
 REPORT = "notebooks/02_circuit_and_inverse.ipynb"
 

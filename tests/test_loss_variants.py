@@ -10,9 +10,11 @@ import math
 import pytest
 import torch
 
-from qinn_lib.config import ConfigError, INNRunConfig, QINNRunConfig
-from qinn_lib.losses import QINNObjective, gaussian_mmd, mse_invertibility
-from qinn_lib.train import make_optimizer, make_scheduler
+from qinn_lib.training.config import ConfigError, INNRunConfig, QINNRunConfig
+from qinn_lib.training.losses.invertibility import mse_invertibility
+from qinn_lib.training.losses.mmd import gaussian_mmd
+from qinn_lib.training.objectives import QINNObjective
+from qinn_lib.training.optimiser import make_optimizer, make_scheduler
 
 WIDTHS = (0.02, 0.1, 0.4, 1.0, 5.0)
 NEW_FIELDS = {"mse_reduction": "sum", "mmd_mode": "per_observable", "warmup_fraction": 0.1}

@@ -1,4 +1,4 @@
-"""Tests of qinn_lib.losses: every loss against a hand or brute-force computation, and the QINN
+"""Tests of qinn_lib.training.objectives: every loss against a hand or brute-force computation, and the QINN
 objective (sec. 4, Table 1) on a small invertible test double."""
 
 from __future__ import annotations
@@ -8,17 +8,11 @@ import math
 import pytest
 import torch
 
-from qinn_lib.config import QINNRunConfig
-from qinn_lib.losses import (
-    QINNObjective,
-    breit_wigner_mmd,
-    fidelity_invertibility,
-    gaussian_mmd,
-    mmd_reference,
-    mse_invertibility,
-    nll,
-    nll_per_event,
-)
+from qinn_lib.training.config import QINNRunConfig
+from qinn_lib.training.losses.invertibility import fidelity_invertibility, mse_invertibility
+from qinn_lib.training.losses.mmd import breit_wigner_mmd, gaussian_mmd, mmd_reference
+from qinn_lib.training.losses.nll import nll, nll_per_event
+from qinn_lib.training.objectives import QINNObjective
 
 WIDTHS = (0.02, 0.1, 0.4, 1.0, 5.0)
 
@@ -109,7 +103,7 @@ def test_nll_per_event_is_the_true_negative_log_density():
 def test_nll_training_loss_floors_log_det_on_a_fold_and_is_unchanged_above_it():
     """Regression: an NLL-only run stopped with loss=inf when one event landed where det J = 0
     (float32 slogdet gives -inf there). The training loss floors log|J|; the metric does not."""
-    from qinn_lib.losses import LOGDET_FLOOR
+    from qinn_lib.training.losses.nll import LOGDET_FLOOR
 
     g = torch.Generator().manual_seed(3)
     z = torch.randn(6, 5, generator=g)
@@ -427,7 +421,7 @@ def test_objective_fidelity_mode_uses_model_fidelity():
 
 
 def test_objective_caches_angle_scaler_inverse_bitwise_equal(monkeypatch):
-    preprocessing = pytest.importorskip("qinn_lib.preprocessing")
+    preprocessing = pytest.importorskip("qinn_lib.events.scaling")
     g = torch.Generator().manual_seed(9)
     physical = torch.rand(200, 5, generator=g, dtype=torch.float64) * torch.tensor([100, 100, 6, 5, 5.0])
     scaler = preprocessing.AngleScaler.fit(physical.numpy())
@@ -447,7 +441,7 @@ def test_objective_caches_angle_scaler_inverse_bitwise_equal(monkeypatch):
 
 
 def test_objective_default_mass_is_invariant_mass_torch():
-    observables = pytest.importorskip("qinn_lib.observables")
+    observables = pytest.importorskip("qinn_lib.events.observables")
     model, scaler = AffineFlow(seed=1), LinearScaler()
     x = scaled_data(16, seed=3)
     a = QINNObjective(cfg(), scaler)(model, x, torch.Generator().manual_seed(1))
@@ -456,11 +450,11 @@ def test_objective_default_mass_is_invariant_mass_torch():
 
 
 def test_inn_objective_is_nll_plus_mass_mmd():
-    from qinn_lib.config import INNRunConfig
+    from qinn_lib.training.config import INNRunConfig
 
     model, scaler = AffineFlow(seed=1), LinearScaler()
     inn_cfg = INNRunConfig(profile="quick")
-    from qinn_lib.losses import INNObjective
+    from qinn_lib.training.objectives import INNObjective
 
     inn = INNObjective(inn_cfg, scaler, mass_fn=toy_mass)
     x = scaled_data(16, seed=3)

@@ -11,13 +11,13 @@ import torch
 from scipy.spatial.distance import jensenshannon as scipy_js
 from scipy.stats import norm
 
-from qinn_lib import metrics
-from qinn_lib.config import INNRunConfig
-from qinn_lib.data import EventSample
-from qinn_lib.observables import FEATURES, OBSERVABLE_LABELS
-from qinn_lib.preprocessing import AngleScaler
-from qinn_lib.runs import PreparedData, TrainedModel
-from qinn_lib.train import TrainResult
+from qinn_lib.evaluation import distances, ensemble_tables, evaluate, records, two_sample
+from qinn_lib.events.observables import FEATURES, OBSERVABLE_LABELS
+from qinn_lib.events.sample import EventSample
+from qinn_lib.events.scaling import AngleScaler
+from qinn_lib.experiments.one_model import PreparedData, TrainedModel
+from qinn_lib.training.config import INNRunConfig
+from qinn_lib.training.loop import TrainResult
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -43,44 +43,44 @@ def fake_events(n: int, seed: int, pt_shift: float = 0.0) -> np.ndarray:
 
 # -- W1 and JS -------------------------------------------------------------------------------------
 def test_metric_observables_are_known_and_start_with_the_features():
-    assert metrics.METRIC_OBSERVABLES[:5] == FEATURES
-    assert {"m_ll", "delta_r", "pt_z", "px_lm"} <= set(metrics.METRIC_OBSERVABLES)
-    assert all(o in OBSERVABLE_LABELS for o in metrics.METRIC_OBSERVABLES)
+    assert distances.METRIC_OBSERVABLES[:5] == FEATURES
+    assert {"m_ll", "delta_r", "pt_z", "px_lm"} <= set(distances.METRIC_OBSERVABLES)
+    assert all(o in OBSERVABLE_LABELS for o in distances.METRIC_OBSERVABLES)
 
 
 def test_wasserstein_identical_and_shifted():
     a = np.random.default_rng(0).normal(0.0, 1.0, 5_000)
-    assert metrics.wasserstein_1d(a, a) == 0.0
+    assert distances.wasserstein_1d(a, a) == 0.0
     # The same sample shifted: W1 is exactly the shift.
-    assert metrics.wasserstein_1d(a, a + 0.7) == pytest.approx(0.7, abs=1e-12)
+    assert distances.wasserstein_1d(a, a + 0.7) == pytest.approx(0.7, abs=1e-12)
     # An independent shifted Gaussian: the shift up to sampling noise (~0.02 at these sizes).
     b = np.random.default_rng(1).normal(0.7, 1.0, 5_000)
-    assert metrics.wasserstein_1d(a, b) == pytest.approx(0.7, abs=0.05)
+    assert distances.wasserstein_1d(a, b) == pytest.approx(0.7, abs=0.05)
 
 
 def test_one_d_inputs_are_validated():
     with pytest.raises(ValueError, match="1-D"):
-        metrics.wasserstein_1d(np.zeros((3, 2)), np.zeros(3))
+        distances.wasserstein_1d(np.zeros((3, 2)), np.zeros(3))
     with pytest.raises(ValueError, match="non-finite"):
-        metrics.jensen_shannon(np.arange(10.0), np.array([1.0, np.nan]))
+        distances.jensen_shannon(np.arange(10.0), np.array([1.0, np.nan]))
     with pytest.raises(ValueError, match="empty"):
-        metrics.wasserstein_1d(np.arange(3.0), [])
+        distances.wasserstein_1d(np.arange(3.0), [])
     with pytest.raises(ValueError, match="percentiles coincide"):
-        metrics.jensen_shannon(np.ones(100), np.arange(10.0))
+        distances.jensen_shannon(np.ones(100), np.arange(10.0))
 
 
 def test_js_identical_is_zero():
     a = np.random.default_rng(2).normal(size=3_000)
-    assert metrics.jensen_shannon(a, a) == 0.0
-    assert metrics.jensen_shannon(a, a.copy(), bins=7) == 0.0
+    assert distances.jensen_shannon(a, a) == 0.0
+    assert distances.jensen_shannon(a, a.copy(), bins=7) == 0.0
 
 
 def test_js_disjoint_supports_is_one():
     # Two-valued reference: its 0.1/99.9 percentiles are its min and max, so none of it falls in
     # the outer bins, while b lies entirely in the overflow bin.
     a = np.repeat([0.0, 1.0], 500)
-    assert metrics.jensen_shannon(a, a + 5.0) == pytest.approx(1.0, abs=1e-15)
-    assert metrics.jensen_shannon(a, a - 5.0) == pytest.approx(1.0, abs=1e-15)
+    assert distances.jensen_shannon(a, a + 5.0) == pytest.approx(1.0, abs=1e-15)
+    assert distances.jensen_shannon(a, a - 5.0) == pytest.approx(1.0, abs=1e-15)
 
 
 def test_js_counts_events_outside_the_reference_range():
@@ -93,7 +93,7 @@ def test_js_counts_events_outside_the_reference_range():
     kl_p = (1.0 - p_over) * 1.0 + p_over * math.log2(p_over / m)  # bins with a only: log2(2) = 1
     kl_q = math.log2(1.0 / m)
     expected = 0.5 * (kl_p + kl_q)
-    assert metrics.jensen_shannon(a, b) == pytest.approx(expected, rel=1e-12)
+    assert distances.jensen_shannon(a, b) == pytest.approx(expected, rel=1e-12)
     assert 0.99 < expected < 1.0
 
 
@@ -101,7 +101,7 @@ def test_js_matches_scipy_on_the_same_histogram():
     a = np.random.default_rng(5).normal(0.0, 1.0, 2_000)
     b = np.random.default_rng(6).normal(0.5, 1.3, 1_500)
     bins = 12
-    edges = metrics.histogram_edges(a, bins)
+    edges = distances.histogram_edges(a, bins)
     assert len(edges) == bins + 1
     assert edges[0] == pytest.approx(np.percentile(a, 0.1)) and edges[-1] == pytest.approx(np.percentile(a, 99.9))
     full = np.concatenate([[-np.inf], edges, [np.inf]])  # underflow, regular bins, overflow
@@ -109,30 +109,30 @@ def test_js_matches_scipy_on_the_same_histogram():
     q, _ = np.histogram(b, full)
     assert p.sum() == len(a) and q.sum() == len(b)
     ref = scipy_js(p / p.sum(), q / q.sum(), base=2) ** 2
-    assert metrics.jensen_shannon(a, b, bins=bins) == pytest.approx(ref, rel=1e-10)
+    assert distances.jensen_shannon(a, b, bins=bins) == pytest.approx(ref, rel=1e-10)
 
 
 def test_observable_distances_drops_nonfinite_generated_rows():
     truth = fake_events(2_000, seed=7)
     gen = fake_events(1_500, seed=8)
-    clean = metrics.observable_distances(truth, gen)
+    clean = distances.observable_distances(truth, gen)
     dirty = gen.copy()
     dirty = np.vstack([dirty, [[np.nan, 30.0, 1.0, 0.0, 0.0], [40.0, np.inf, 1.0, 0.0, 0.0]]])
-    out = metrics.observable_distances(truth, dirty)
+    out = distances.observable_distances(truth, dirty)
     assert out["n_dropped"] == 2 and out["n_generated"] == 1_500 and clean["n_dropped"] == 0
-    for o in metrics.METRIC_OBSERVABLES:
+    for o in distances.METRIC_OBSERVABLES:
         assert out[o] == clean[o]
         assert out[o]["w1"] > 0.0 and 0.0 < out[o]["js"] < 0.1  # same distribution: small
-    same = metrics.observable_distances(truth, truth)
-    assert all(same[o] == {"w1": 0.0, "js": 0.0} for o in metrics.METRIC_OBSERVABLES)
+    same = distances.observable_distances(truth, truth)
+    assert all(same[o] == {"w1": 0.0, "js": 0.0} for o in distances.METRIC_OBSERVABLES)
     with pytest.raises(ValueError, match="expected shape"):
-        metrics.observable_distances(truth, gen[:, :4])
+        distances.observable_distances(truth, gen[:, :4])
 
 
 def test_observable_distances_see_a_wrong_mass():
     truth = fake_events(2_000, seed=9)
     gen = fake_events(2_000, seed=10, pt_shift=15.0)
-    out = metrics.observable_distances(truth, gen)
+    out = distances.observable_distances(truth, gen)
     # shifting both pT by 15 GeV moves the pT distributions by exactly that much on average
     assert out["pt_lp"]["w1"] == pytest.approx(15.0, abs=2.0)
     assert out["m_ll"]["w1"] > 10.0 and out["m_ll"]["js"] > 0.05
@@ -148,25 +148,25 @@ def test_peak_and_tails_separates_the_peak_shape_from_the_tails():
         return np.where(rng.random(n) < 0.8, peak, tails)
 
     truth = sample(40_000, 1.25, 20.0)
-    same = metrics.peak_and_tails(truth, sample(40_000, 1.25, 20.0))
-    wrong_tails = metrics.peak_and_tails(truth, sample(40_000, 1.25, 60.0))
-    wrong_peak = metrics.peak_and_tails(truth, sample(40_000, 3.0, 20.0))
+    same = distances.peak_and_tails(truth, sample(40_000, 1.25, 20.0))
+    wrong_tails = distances.peak_and_tails(truth, sample(40_000, 1.25, 60.0))
+    wrong_peak = distances.peak_and_tails(truth, sample(40_000, 3.0, 20.0))
     assert same["js_peak"] < 0.01 and same["js_tails"] < 0.01
     assert abs(same["peak_fraction_generated"] - same["peak_fraction_truth"]) < 0.01
     assert wrong_tails["js_tails"] > 10 * same["js_tails"] and wrong_tails["js_peak"] < 0.01
     assert wrong_peak["js_peak"] > 10 * same["js_peak"]
     assert wrong_peak["peak_fraction_generated"] < wrong_peak["peak_fraction_truth"] - 0.05, "a wider peak spills out"
     # a model with no events outside the window misses the tails completely
-    only_peak = metrics.peak_and_tails(truth, np.full(100, mz))
+    only_peak = distances.peak_and_tails(truth, np.full(100, mz))
     assert only_peak["js_tails"] == 1.0 and only_peak["peak_fraction_generated"] == 1.0
-    with_nan = metrics.peak_and_tails(truth, np.array([mz, np.nan, np.inf, 70.0]))
+    with_nan = distances.peak_and_tails(truth, np.array([mz, np.nan, np.inf, 70.0]))
     assert with_nan["n_dropped"] == 2 and with_nan["peak_fraction_generated"] == 0.5
     # toy data far from the Z: no peak to compare, NaN rather than a made-up number
-    assert np.isnan(metrics.peak_and_tails(rng.normal(5, 1, 100), rng.normal(5, 1, 100))["js_peak"])
+    assert np.isnan(distances.peak_and_tails(rng.normal(5, 1, 100), rng.normal(5, 1, 100))["js_peak"])
     with pytest.raises(ValueError, match="half_width"):
-        metrics.peak_and_tails(truth, truth, half_width=0.0)
+        distances.peak_and_tails(truth, truth, half_width=0.0)
     with pytest.raises(ValueError, match="no finite values"):
-        metrics.peak_and_tails(truth, [np.nan])
+        distances.peak_and_tails(truth, [np.nan])
 
 
 # -- AUC -------------------------------------------------------------------------------------------
@@ -174,9 +174,9 @@ def test_auc_rank_formula_hand_example():
     pos = [0.9, 0.8, 0.4]
     neg = [0.5, 0.3, 0.8]
     # pairs won by the positive: 0.9 beats 3; 0.8 beats 0.5, 0.3 and ties 0.8 (1/2); 0.4 beats 0.3
-    assert metrics.auc_mann_whitney(pos, neg) == pytest.approx(6.5 / 9.0, abs=1e-15)
-    assert metrics.auc_mann_whitney(neg, pos) == pytest.approx(2.5 / 9.0, abs=1e-15)
-    assert metrics.auc_mann_whitney([2.0, 3.0], [0.0, 1.0]) == 1.0
+    assert two_sample.auc_mann_whitney(pos, neg) == pytest.approx(6.5 / 9.0, abs=1e-15)
+    assert two_sample.auc_mann_whitney(neg, pos) == pytest.approx(2.5 / 9.0, abs=1e-15)
+    assert two_sample.auc_mann_whitney([2.0, 3.0], [0.0, 1.0]) == 1.0
 
 
 def test_auc_rank_formula_matches_pair_count_with_ties():
@@ -185,34 +185,34 @@ def test_auc_rank_formula_matches_pair_count_with_ties():
     neg = np.round(rng.normal(0.0, 1.0, 250), 1)
     diff = pos[:, None] - neg[None, :]
     brute = ((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size
-    assert metrics.auc_mann_whitney(pos, neg) == pytest.approx(brute, abs=1e-12)
+    assert two_sample.auc_mann_whitney(pos, neg) == pytest.approx(brute, abs=1e-12)
 
 
 def test_hanley_mcneil_standard_error():
     # A = 0.5, n = 100 + 100: Q1 = Q2 = 1/3, SE^2 = (1/4 + 2 * 99 / 12) / 100^2
-    assert metrics.auc_standard_error(0.5, 100, 100) == pytest.approx(math.sqrt(16.75) / 100, rel=1e-12)
-    assert metrics.auc_standard_error(1.0, 50, 70) == 0.0
+    assert two_sample.auc_standard_error(0.5, 100, 100) == pytest.approx(math.sqrt(16.75) / 100, rel=1e-12)
+    assert two_sample.auc_standard_error(1.0, 50, 70) == 0.0
 
 
 def test_classifier_auc_same_distribution_is_half():
     truth = fake_events(3_000, seed=12)
     gen = fake_events(3_000, seed=13)
     rng_state = torch.get_rng_state()
-    out = metrics.classifier_auc(truth, gen, seed=1)
+    out = two_sample.classifier_auc(truth, gen, seed=1)
     assert torch.equal(torch.get_rng_state(), rng_state), "the global torch RNG must be untouched"
     assert out["n_test"] == 900 and out["n_train"] == 2_100
     # Hanley-McNeil at A ~ 0.5 with 900 + 900 held-out events: sqrt((1/4 + 2 * 899 / 12) / 900^2)
-    assert out["auc_sem"] == pytest.approx(metrics.auc_standard_error(out["auc"], 900, 900))
+    assert out["auc_sem"] == pytest.approx(two_sample.auc_standard_error(out["auc"], 900, 900))
     assert 0.012 < out["auc_sem"] < 0.015
     assert abs(out["auc"] - 0.5) < 4 * out["auc_sem"]
-    again = metrics.classifier_auc(truth, gen, seed=1)
+    again = two_sample.classifier_auc(truth, gen, seed=1)
     assert again == out, "same seed, same result"
 
 
 def test_classifier_auc_separates_different_samples():
     truth = fake_events(3_000, seed=14)
     gen = fake_events(3_000, seed=15, pt_shift=25.0)
-    out = metrics.classifier_auc(truth, gen, seed=2, max_events=2_000)
+    out = two_sample.classifier_auc(truth, gen, seed=2, max_events=2_000)
     assert out["n_train"] + out["n_test"] == 2_000
     assert out["auc"] > 0.9
 
@@ -264,7 +264,7 @@ def test_affine_toy_logdet_matches_autograd_jacobian():
 def test_nll_in_physical_units_matches_the_analytic_density():
     data, model = gaussian_setup()
     assert abs(data.scaler.log_abs_det) > 1.0, "the scaling's Jacobian must matter for this test"
-    out = metrics.test_nll(model, data)
+    out = evaluate.test_nll(model, data)
     x = data.sample.test
     exact = -norm.logpdf(x, MEANS, SIGMAS).sum(axis=1)
     assert out["n_events"] == len(x) and out["n_nonfinite"] == 0
@@ -275,18 +275,18 @@ def test_nll_in_physical_units_matches_the_analytic_density():
     expected = np.sum(0.5 + 0.5 * np.log(2 * np.pi) + np.log(SIGMAS))
     assert abs(out["nll"] - expected) < 4 * math.sqrt(2.5 / len(x))
     # batching changes nothing
-    assert metrics.test_nll(model, data, batch_size=7)["nll"] == pytest.approx(out["nll"], rel=1e-13)
+    assert evaluate.test_nll(model, data, batch_size=7)["nll"] == pytest.approx(out["nll"], rel=1e-13)
 
 
 def test_nll_restores_mode_and_rejects_models_without_logdet():
     data, model = gaussian_setup(n=200)
     model.train()
-    metrics.test_nll(model, data)
+    evaluate.test_nll(model, data)
     assert model.training
     with pytest.raises(TypeError, match="forward_and_logdet"):
-        metrics.test_nll(torch.nn.Linear(5, 5), data)
+        evaluate.test_nll(torch.nn.Linear(5, 5), data)
     with pytest.raises(ValueError, match="split"):
-        metrics.test_nll(model, data, split="holdout")
+        evaluate.test_nll(model, data, split="holdout")
 
 
 # -- evaluate_model end to end on the toy model ----------------------------------------------------
@@ -300,20 +300,20 @@ def toy_trained(seed: int = 5) -> TrainedModel:
 
 def test_evaluate_model_on_the_exact_toy_model():
     trained = toy_trained()
-    m = metrics.evaluate_model(trained, seed=3)
+    m = evaluate.evaluate_model(trained, seed=3)
     assert m["n_test"] == m["n_generated"] == 2_000 and m["n_generated_nonfinite"] == 0
     assert m["n_dropped_observables"] == 0
-    for o in metrics.METRIC_OBSERVABLES:
+    for o in distances.METRIC_OBSERVABLES:
         assert f"w1/{o}" in m and 0.0 <= m[f"js/{o}"] < 0.1
     assert {"js/m_ll_peak", "js/m_ll_tails", "peak_excess/m_ll", "peak_share_error/m_ll"} <= set(m)
     assert m["peak_share_error/m_ll"] == abs(m["peak_excess/m_ll"]) or np.isnan(m["peak_excess/m_ll"])
-    assert m["nll"] == pytest.approx(metrics.test_nll(trained.model, trained.data)["nll"])
+    assert m["nll"] == pytest.approx(evaluate.test_nll(trained.model, trained.data)["nll"])
     assert abs(m["auc"] - 0.5) < 4 * m["auc_sem"], "the model is the true density"
     assert m["recon_mean"] < 1e-12, "affine round trip is exact"
     assert m["params_total"] == 10
     assert m["train_seconds"] == 3.75 and m["train_epochs"] == 2
     json.dumps(m)  # JSON-ready
-    assert metrics.evaluate_model(trained, seed=3) == m, "seeded: deterministic"
+    assert evaluate.evaluate_model(trained, seed=3) == m, "seeded: deterministic"
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
@@ -322,13 +322,13 @@ def test_evaluate_model_peak_metrics_use_the_kept_events():
     gen = trained.generate(1_000, seed=4)
     # eta_lp - eta_lm = 2e155: Delta R and M_ll overflow, so this row is dropped from every metric
     dirty = np.vstack([gen, [[40.0, 40.0, 1.0, 1e155, -1e155]]])
-    m = metrics.evaluate_model(trained, seed=3, generated=dirty)
+    m = evaluate.evaluate_model(trained, seed=3, generated=dirty)
     assert m["n_dropped_observables"] == 1 and m["n_generated"] == 1_001
-    from qinn_lib.observables import reconstruct
+    from qinn_lib.events.observables import reconstruct
 
-    ref = metrics.peak_and_tails(reconstruct(np.asarray(trained.data.sample.test))["m_ll"], reconstruct(gen)["m_ll"])
+    ref = distances.peak_and_tails(reconstruct(np.asarray(trained.data.sample.test))["m_ll"], reconstruct(gen)["m_ll"])
     assert m["peak_excess/m_ll"] == ref["peak_fraction_generated"] - ref["peak_fraction_truth"]
-    assert m["js/m_ll"] == metrics.observable_distances(trained.data.sample.test, gen)["m_ll"]["js"]
+    assert m["js/m_ll"] == distances.observable_distances(trained.data.sample.test, gen)["m_ll"]["js"]
 
 
 # -- results files and tables ----------------------------------------------------------------------
@@ -339,17 +339,17 @@ def record(label, seed, metrics_, data_fp="d" * 16, cfg=None):
 
 def test_results_round_trip(tmp_path):
     trained = toy_trained(seed=8)
-    rec = metrics.make_record("INN toy", trained, {"auc": 0.51, "nll": 3.5, "nll_inf": float("inf")}, eval_seed=4)
+    rec = records.make_record("INN toy", trained, {"auc": 0.51, "nll": 3.5, "nll_inf": float("inf")}, eval_seed=4)
     assert rec["seed"] == 8 and rec["data_fingerprint"] == trained.data.fingerprint
     assert rec["config_fingerprint"] == trained.cfg.fingerprint() and rec["eval_seed"] == 4
     recs = [rec, record("QINN", 1, {"auc": 0.7}, data_fp=trained.data.fingerprint)]
-    path = metrics.write_results(tmp_path / "sub" / "results.json", recs)
-    assert metrics.read_results(path) == recs
+    path = records.write_results(tmp_path / "sub" / "results.json", recs)
+    assert records.read_results(path) == recs
     doc = json.loads(path.read_text())
-    assert doc["schema_version"] == metrics.RESULTS_SCHEMA_VERSION and "created" in doc
+    assert doc["schema_version"] == records.RESULTS_SCHEMA_VERSION and "created" in doc
     assert [p.name for p in path.parent.iterdir()] == ["results.json"], "no temporary file left behind"
     with pytest.raises(ValueError, match="lacks key"):
-        metrics.write_results(tmp_path / "bad.json", [{"label": "x"}])
+        records.write_results(tmp_path / "bad.json", [{"label": "x"}])
 
 
 @pytest.mark.parametrize("version", [0, 2, None])
@@ -359,25 +359,25 @@ def test_results_schema_version_is_checked(tmp_path, version):
     if version is not None:
         doc["schema_version"] = version
     path.write_text(json.dumps(doc))
-    with pytest.raises(ValueError, match=rf"old\.json has schema_version {version}.*version {metrics.RESULTS_SCHEMA_VERSION}"):
-        metrics.read_results(path)
+    with pytest.raises(ValueError, match=rf"old\.json has schema_version {version}.*version {records.RESULTS_SCHEMA_VERSION}"):
+        records.read_results(path)
 
 
 def test_results_with_different_data_are_refused(tmp_path):
     recs = [record("QINN", 1, {"auc": 0.7}, data_fp="aaaa"), record("INN", 1, {"auc": 0.6}, data_fp="bbbb")]
-    path = metrics.write_results(tmp_path / "r.json", recs)
+    path = records.write_results(tmp_path / "r.json", recs)
     with pytest.raises(ValueError, match="different data") as err:
-        metrics.read_results(path)
+        records.read_results(path)
     for piece in ("aaaa", "bbbb", "'QINN'", "'INN'", "r.json"):
         assert piece in str(err.value)
-    assert metrics.read_results(path, require_same_data=False) == recs
+    assert records.read_results(path, require_same_data=False) == recs
 
 
 def test_summarise_mean_and_std_over_seeds():
     recs = [record("QINN", s, {"auc": a, "w1": {"m_ll": w}, "flag": True, "mae": [1, 2]})
             for s, a, w in ((1, 0.6, 1.0), (2, 0.7, 2.0), (3, 0.8, 6.0))]
     recs.append(record("INN", 1, {"auc": 0.51234, "params_total": 15960}))
-    rows = metrics.summarise(recs)
+    rows = ensemble_tables.summarise(recs)
     assert [r["label"] for r in rows] == ["QINN", "INN"]
     q, i = rows
     assert q["n_seeds"] == 3 and q["seeds"] == [1, 2, 3]
@@ -388,60 +388,60 @@ def test_summarise_mean_and_std_over_seeds():
     assert i["metrics"]["auc"]["n"] == 1 and math.isnan(i["metrics"]["auc"]["std"])
     assert q["metrics"]["w1/m_ll"]["values"] == [1.0, 2.0, 6.0] and i["metrics"]["auc"]["values"] == [0.51234]
     with pytest.raises(ValueError, match="several records with seed"):
-        metrics.summarise(recs + [record("INN", 1, {"auc": 0.5})])
+        ensemble_tables.summarise(recs + [record("INN", 1, {"auc": 0.5})])
     with pytest.raises(ValueError, match=r"differ in \['size'\]"):
-        metrics.summarise([record("QINN", 1, {}, cfg={"size": "a", "seed": 1}),
-                           record("QINN", 2, {}, cfg={"size": "b", "seed": 2})])
+        ensemble_tables.summarise([record("QINN", 1, {}, cfg={"size": "a", "seed": 1}),
+                                   record("QINN", 2, {}, cfg={"size": "b", "seed": 2})])
 
 
 def test_format_table_shows_the_numbers():
     recs = [record("QINN", s, {"auc": a, "nll": n}) for s, a, n in ((1, 0.6, 10.0), (2, 0.7, 10.5), (3, 0.8, 11.0))]
     recs.append(record("INN", 1, {"auc": 0.51234, "params_total": 15960}))
-    table = metrics.format_table(metrics.summarise(recs), metrics=["auc", "nll", "params_total"])
+    table = ensemble_tables.format_table(ensemble_tables.summarise(recs), metrics=["auc", "nll", "params_total"])
     lines = table.splitlines()
     assert lines[0] == "| model | seeds | auc | nll | params_total |"
     assert lines[2] == "| QINN | 3 | 0.70 ± 0.10 | 10.50 ± 0.50 | – |"
     assert lines[3] == "| INN | 1 | 0.5123 | – | 15960 |"
-    every = metrics.format_table(metrics.summarise(recs))
+    every = ensemble_tables.format_table(ensemble_tables.summarise(recs))
     assert "params_total" in every.splitlines()[0] and "0.5123" in every
 
 
 def test_compare_means_uses_the_combined_seed_spread():
     a = {"mean": 1.0, "std": 0.3, "n": 3}
     b = {"mean": 2.1, "std": 0.4, "n": 3}  # diff 1.1, spread 0.5 -> 2.2 spreads: different
-    out = metrics.compare_means(a, b)
+    out = ensemble_tables.compare_means(a, b)
     assert out["diff"] == pytest.approx(1.1) and out["spread"] == pytest.approx(0.5)
     assert out["significance"] == pytest.approx(2.2) and out["order"] == "b>a"
-    assert metrics.compare_means(b, a)["order"] == "b<a"
-    assert metrics.compare_means(a, b, n_spreads=3.0)["order"] == "tied"
-    assert metrics.compare_means(a, {"mean": 1.9, "std": 0.4, "n": 3})["order"] == "tied"  # 1.8 spreads
-    single = metrics.compare_means(a, {"mean": 9.0, "std": float("nan"), "n": 1})
+    assert ensemble_tables.compare_means(b, a)["order"] == "b<a"
+    assert ensemble_tables.compare_means(a, b, n_spreads=3.0)["order"] == "tied"
+    assert ensemble_tables.compare_means(a, {"mean": 1.9, "std": 0.4, "n": 3})["order"] == "tied"  # 1.8 spreads
+    single = ensemble_tables.compare_means(a, {"mean": 9.0, "std": float("nan"), "n": 1})
     assert single["order"] == "undecided" and math.isnan(single["spread"])
     assert "pairs" not in out  # no per-seed values given
     # A large spread on one side makes this "tied", yet every b seed lies below every a seed.
     wide = {"mean": 2.0, "std": 1.0, "n": 3, "values": [1.0, 2.0, 3.0]}
     tight = {"mean": 0.5, "std": 0.1, "n": 3, "values": [0.4, 0.5, 0.6]}
-    c = metrics.compare_means(wide, tight)
+    c = ensemble_tables.compare_means(wide, tight)
     assert c["order"] == "tied" and (c["pairs"], c["pairs_b_lower"], c["pairs_b_higher"]) == (9, 9, 0)
-    c = metrics.compare_means(tight, {"mean": 0.5, "std": 0.1, "n": 3, "values": [0.45, 0.5, 0.7]})
+    c = ensemble_tables.compare_means(tight, {"mean": 0.5, "std": 0.1, "n": 3, "values": [0.45, 0.5, 0.7]})
     assert (c["pairs_b_lower"], c["pairs_b_higher"], c["pairs"]) == (3, 5, 9)  # the pair 0.5, 0.5 counts as neither
-    assert metrics.compare_means({**tight, "n": 1, "values": [0.5]}, wide)["pairs_b_higher"] == 3
+    assert ensemble_tables.compare_means({**tight, "n": 1, "values": [0.5]}, wide)["pairs_b_higher"] == 3
     with pytest.raises(ValueError, match=r"b lacks \['std'\]"):
-        metrics.compare_means(a, {"mean": 1.0, "n": 2})
+        ensemble_tables.compare_means(a, {"mean": 1.0, "n": 2})
     with pytest.raises(ValueError, match="n_spreads"):
-        metrics.compare_means(a, b, n_spreads=0)
+        ensemble_tables.compare_means(a, b, n_spreads=0)
 
 
 def test_claim_verdict_reads_the_order_against_the_expectation():
     a = {"mean": 1.0, "std": 0.1, "n": 3}
     higher = {"mean": 2.0, "std": 0.1, "n": 3}
     close = {"mean": 1.1, "std": 0.1, "n": 3}
-    assert metrics.claim_verdict(a, higher, "b>a")["verdict"] == "reproduced"
-    v = metrics.claim_verdict(a, higher, "b<a")
+    assert ensemble_tables.claim_verdict(a, higher, "b>a")["verdict"] == "reproduced"
+    v = ensemble_tables.claim_verdict(a, higher, "b<a")
     assert v["verdict"] == "not reproduced" and v["found"] == "higher" and "+7.1 seed spreads" in v["text"]
-    assert metrics.claim_verdict(a, close, "tied")["verdict"] == "reproduced"
-    assert metrics.claim_verdict(a, close, "b>a")["found"] == "tied"
-    one_seed = metrics.claim_verdict({"mean": 1.0, "std": float("nan"), "n": 1}, higher, "b>a")
+    assert ensemble_tables.claim_verdict(a, close, "tied")["verdict"] == "reproduced"
+    assert ensemble_tables.claim_verdict(a, close, "b>a")["found"] == "tied"
+    one_seed = ensemble_tables.claim_verdict({"mean": 1.0, "std": float("nan"), "n": 1}, higher, "b>a")
     assert one_seed["verdict"] == "undecided"
     with pytest.raises(ValueError, match="expected must be one of"):
-        metrics.claim_verdict(a, higher, "bigger")
+        ensemble_tables.claim_verdict(a, higher, "bigger")

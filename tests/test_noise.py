@@ -1,4 +1,4 @@
-"""Gate noise (qinn_lib.noise): the batched density-matrix path against PennyLane default.mixed
+"""Gate noise (qinn_lib.hardware.noise): the batched density-matrix path against PennyLane default.mixed
 (with the channel inserted after every gate by qml.noise.insert), the noiseless limit against the
 pure-state simulation, and the channels' known fixed points."""
 
@@ -9,9 +9,10 @@ import math
 import pytest
 import torch
 
-from qinn_lib import noise
-from qinn_lib.hardware import Device, DeviceQINN
-from qinn_lib.qinn import QINN, ry_state
+from qinn_lib.hardware import noise
+from qinn_lib.hardware.device import Device, DeviceQINN
+from qinn_lib.models.qinn.model import QINN
+from qinn_lib.models.qinn.simulator import ry_state
 
 F64 = torch.float64
 
@@ -45,7 +46,7 @@ def test_bad_noise_names_the_parameter(channel, p, match):
 
 
 def test_noise_must_be_a_noise_model(model):
-    with pytest.raises(ValueError, match="noise must be None or a qinn_lib.noise.NoiseModel"):
+    with pytest.raises(ValueError, match="noise must be None or a qinn_lib.hardware.noise.NoiseModel"):
         noise.NoisyCircuits(model, "depolarizing")
     with pytest.raises(ValueError, match="noise must be None"):
         Device(noise=0.01)
@@ -133,7 +134,7 @@ def test_pauli_coefficients_rebuild_the_density_matrix():
 def test_marginals_are_the_summed_distribution(model, channel):
     x_prime, psi = _angles(batch=5, seed=4)
     fast = noise.NoisyCircuits(model, noise.NoiseModel(channel, 0.02))
-    from qinn_lib.shots import basis_bits
+    from qinn_lib.hardware.shots import basis_bits
 
     bits = basis_bits(5)
     assert torch.allclose(fast.forward_distribution(x_prime, marginals=True),

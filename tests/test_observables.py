@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from qinn_lib.observables import (
+from qinn_lib.events.observables import (
     FEATURE_LABELS,
     FEATURES,
     OBSERVABLE_LABELS,

@@ -8,8 +8,12 @@ import nbformat
 import pytest
 import torch
 
-from qinn_lib import data, paths, reports, runs
-from qinn_lib.config import QINNRunConfig
+from qinn_lib import paths
+from qinn_lib.events import cache
+from qinn_lib.events import sample as sample_lib
+from qinn_lib.experiments import ensembles, one_model
+from qinn_lib.notebook import runner
+from qinn_lib.training.config import QINNRunConfig
 
 
 @pytest.fixture
@@ -21,24 +25,24 @@ def own_events(tmp_path, monkeypatch):
 
 
 def test_load_sample_reads_and_caches_the_lhe_file(own_events, tmp_path):
-    full = data.load_sample(100_000, 1234, lhe_file=own_events)
+    full = cache.load_sample(100_000, 1234, lhe_file=own_events)
     n = full.meta["n_available"]
     assert n == full.n_events == full.meta["n_used"] and 2_000 < n <= 2_500, "all events that pass the cuts"
     assert full.meta["generator"] == "LHE file" and not full.meta["loaded_from_cache"]
-    again = data.load_sample(100_000, 1234, lhe_file=own_events)
+    again = cache.load_sample(100_000, 1234, lhe_file=own_events)
     assert again.meta["loaded_from_cache"] and again.fingerprint == full.fingerprint
-    part = data.load_sample(1_000, 1234, lhe_file=str(own_events))
+    part = cache.load_sample(1_000, 1234, lhe_file=str(own_events))
     assert part.n_events == 1_000 and part.fingerprint != full.fingerprint
     assert (part.all() == full.all()[:1_000]).all(), "the first n events, split like the Pythia sample"
-    with pytest.raises(data.DataError, match="missing.lhe does not exist"):
-        data.load_sample(1_000, 1, lhe_file=tmp_path / "missing.lhe")
+    with pytest.raises(sample_lib.DataError, match="missing.lhe does not exist"):
+        cache.load_sample(1_000, 1, lhe_file=tmp_path / "missing.lhe")
 
 
 def test_fingerprint_reaches_checkpoint_and_record(own_events):
     cfg = QINNRunConfig(profile="quick", n_events=1_000, epochs=1, n_layers=2, isp_layers=2, batch_size=64,
                         lhe_file=str(own_events))
-    sample = data.load_sample(1_000, cfg.data_seed, lhe_file=own_events)
-    ens = runs.train_ensemble("QINN", [cfg], progress=False, log=lambda *a: None)
+    sample = cache.load_sample(1_000, cfg.data_seed, lhe_file=own_events)
+    ens = ensembles.train_ensemble("QINN", [cfg], progress=False, log=lambda *a: None)
     trained, record = ens.runs[0], ens.records[0]
     assert trained.data.fingerprint == sample.fingerprint
     ckpt = torch.load(trained.result.checkpoint, weights_only=True)
@@ -46,16 +50,16 @@ def test_fingerprint_reaches_checkpoint_and_record(own_events):
     assert trained.run_dir.name.endswith(sample.fingerprint)
     assert record["data_fingerprint"] == sample.fingerprint and record["config"]["lhe_file"] == str(own_events)
     pythia = cfg.replace(lhe_file="")
-    assert runs.run_dir_for(pythia, sample.fingerprint) != trained.run_dir, "another configuration, another run"
+    assert one_model.run_dir_for(pythia, sample.fingerprint) != trained.run_dir, "another configuration, another run"
 
 
 def test_one_parameter_runs_notebook_01_on_the_lhe_file(own_events, tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "reports_dir", lambda profile: tmp_path / "reports")
     monkeypatch.setattr(paths, "figures_dir", lambda profile="paper": tmp_path / "figures")
-    reports.run("quick", only=["01"], parameters={"all": {"lhe_file": str(own_events)}}, progress=False,
-                log=lambda *a: None)
+    runner.run("quick", only=["01"], parameters={"all": {"lhe_file": str(own_events)}}, progress=False,
+               log=lambda *a: None)
     results = json.loads((tmp_path / "figures" / "results.json").read_text())["01_data_exploration"]
-    sample = data.load_sample(8_000, 1234, lhe_file=own_events)
+    sample = cache.load_sample(8_000, 1234, lhe_file=own_events)
     assert results["fingerprint"] == sample.fingerprint and results["source"] == "LHE file"
     assert results["lhe_file"] == str(own_events) and results["n_events"] == sample.n_events
     assert (tmp_path / "figures" / "01_mll_fit.png").is_file()

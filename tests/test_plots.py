@@ -1,4 +1,4 @@
-"""Figure helpers (qinn_lib.plots)."""
+"""Figure helpers (qinn_lib.notebook.plots)."""
 
 import matplotlib
 
@@ -6,7 +6,7 @@ matplotlib.use("Agg")
 import matplotlib.colors as mcolors  # noqa: E402
 import numpy as np  # noqa: E402
 
-from qinn_lib import plots  # noqa: E402
+from qinn_lib.notebook import plots  # noqa: E402
 
 
 def test_labels_without_a_role_colour_get_distinct_colours():

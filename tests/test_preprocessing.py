@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from qinn_lib.observables import FEATURES
-from qinn_lib.preprocessing import AngleScaler
+from qinn_lib.events.observables import FEATURES
+from qinn_lib.events.scaling import AngleScaler
 
 
 def _data(n, seed):

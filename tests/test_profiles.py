@@ -9,9 +9,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from qinn_lib import ablations, paths, plots, profiles, reports, runs  # noqa: E402
-from qinn_lib.config import (CircuitDemoConfig, ComparisonConfig, DataConfig, DiagnosisConfig,  # noqa: E402
-                             FidelityVsMSEConfig, HardwareRealismConfig, QINNRunConfig)
+from qinn_lib import paths, settings
+from qinn_lib.evaluation import results as results_store
+from qinn_lib.experiments import ablations, one_model, plans
+from qinn_lib.notebook import plots, profiles
+from qinn_lib.training.config import (
+    CircuitDemoConfig,
+    ComparisonConfig,
+    DataConfig,
+    DiagnosisConfig,
+    FidelityVsMSEConfig,
+    HardwareRealismConfig,
+    QINNRunConfig,
+)
 
 
 def namespace(cls, **changes):
@@ -29,25 +39,25 @@ def isolated(tmp_path, monkeypatch):
 
 
 def test_context_from_the_environment(monkeypatch, tmp_path):
-    ctx = profiles.context()
+    ctx = settings.context()
     assert ctx.interactive and ctx.models == "shipped" and not ctx.runner
     assert ctx.output_dir == paths.repo_root() / "build" / "interactive"
     monkeypatch.setenv("QINN_PROFILE", "quick")
     monkeypatch.setenv("QINN_OUTPUT_DIR", str(tmp_path / "mine"))
     monkeypatch.setenv("QINN_MODELS", "train")
-    ctx = profiles.context()
+    ctx = settings.context()
     assert (ctx.profile, ctx.output_dir, ctx.models) == ("quick", tmp_path / "mine", "train")
     monkeypatch.setenv("QINN_PROFILE", "fast")
     with pytest.raises(ValueError, match=r"QINN_PROFILE='fast': must be one of \['quick', 'paper'\]"):
-        profiles.context()
+        settings.context()
 
 
 def test_runner_environment_points_at_the_publish_folders():
-    env = profiles.runner_environment("paper")
+    env = settings.runner_environment("paper")
     assert env["QINN_PROFILE"] == "paper" and env["QINN_OUTPUT_DIR"] == str(paths.repo_root() / "figures")
-    assert profiles.runner_environment("quick", models="train")["QINN_MODELS"] == "train"
+    assert settings.runner_environment("quick", models="train")["QINN_MODELS"] == "train"
     with pytest.raises(ValueError, match="models"):
-        profiles.runner_environment("paper", models="maybe")
+        settings.runner_environment("paper", models="maybe")
 
 
 def test_runner_profile_wins(monkeypatch, isolated):
@@ -55,7 +65,7 @@ def test_runner_profile_wins(monkeypatch, isolated):
     monkeypatch.setenv("QINN_RUNNER", "reports")
     lines = []
     cfg = profiles.notebook_config(QINNRunConfig, namespace(QINNRunConfig), log=lines.append)
-    assert cfg.profile == "quick" and cfg.epochs == 200, "the profile caps counts later (runs.effective_config)"
+    assert cfg.profile == "quick" and cfg.epochs == 200, "the profile caps counts later (qinn_lib.training.budget.effective_config)"
     assert lines[0].startswith("[qinn] profile quick (set by python -m qinn_lib.reports)")
 
 
@@ -70,7 +80,7 @@ def test_interactive_without_trained_models_falls_back_to_quick(isolated):
 
 def test_interactive_with_every_model_available_is_the_paper_profile(isolated, monkeypatch):
     asked = []
-    monkeypatch.setattr(runs, "availability", lambda cfg, models="shipped": asked.append(cfg) or "shipped")
+    monkeypatch.setattr(one_model, "availability", lambda cfg, models="shipped": asked.append(cfg) or "shipped")
     lines = []
     cfg = profiles.notebook_config(FidelityVsMSEConfig, namespace(FidelityVsMSEConfig), log=lines.append)
     assert cfg.profile == "paper" and len(lines) == 1
@@ -101,44 +111,44 @@ def test_notebook_outputs_go_to_the_output_folder_not_figures(tmp_path, monkeypa
     written = plots.save(fig, "zz_test")
     plt.close(fig)
     assert [p.parent for p in written] == [tmp_path / "out"] * 2
-    reports.record("zz_test", {"x": 1})
+    results_store.record("zz_test", {"x": 1})
     assert (tmp_path / "out" / "results.json").is_file()
-    assert reports.results_path("paper") == paths.repo_root() / "figures" / "results.json"
+    assert results_store.results_path("paper") == paths.repo_root() / "figures" / "results.json"
 
 
 def test_notebook_runs_and_lhe_file_reach_every_run():
     q = QINNRunConfig(lhe_file="z.lhe")
-    assert runs.notebook_runs(q) == [q]
-    fid = runs.notebook_runs(FidelityVsMSEConfig(lhe_file="z.lhe", n_seeds=2))
+    assert plans.notebook_runs(q) == [q]
+    fid = plans.notebook_runs(FidelityVsMSEConfig(lhe_file="z.lhe", n_seeds=2))
     assert len(fid) == 4 and {c.lhe_file for c in fid} == {"z.lhe"}
-    cmp_ = runs.notebook_runs(ComparisonConfig(lhe_file="z.lhe", profile="quick"))
+    cmp_ = plans.notebook_runs(ComparisonConfig(lhe_file="z.lhe", profile="quick"))
     assert len(cmp_) == 4 and {c.lhe_file for c in cmp_} == {"z.lhe"} and {c.epochs for c in cmp_} == {2}
-    assert runs.notebook_runs(DataConfig()) == []
+    assert plans.notebook_runs(DataConfig()) == []
     # an LHE run is another run; the Pythia fingerprint did not change when lhe_file arrived
     assert q.fingerprint() != QINNRunConfig().fingerprint()
-    committed = reports.load_results("paper").get("03_isp_training", {}).get("config_fingerprint")
+    committed = results_store.load_results("paper").get("03_isp_training", {}).get("config_fingerprint")
     if committed:  # written before lhe_file existed; run folders and shipped models are found by it
         assert QINNRunConfig().fingerprint() == committed
 
 
 def test_notebook_06_plans_its_ablations_and_reuploading_runs():
     """reports --profile paper pretrains notebook 06's runs with the others' in one Dask batch."""
-    plan = runs.planned_runs(DiagnosisConfig(profile="quick", lhe_file="z.lhe", max_uploads=3))
+    plan = plans.planned_runs(DiagnosisConfig(profile="quick", lhe_file="z.lhe", max_uploads=3))
     labels = list(plan)
     assert labels[0] == ablations.BASELINE and labels[-3:] == ["1 upload", "2 uploads", "3 uploads"]
     flat = [c for cs in plan.values() for c in cs]
     assert {c.lhe_file for c in flat} == {"z.lhe"} and {c.epochs for c in flat} == {2} and {c.seed for c in flat} == {1234}
     assert {c.kind for c in plan["2 uploads"]} == {"reuploading"} and plan["2 uploads"][0].uploads == 2
     # the baseline is notebook 04/05's MSE QINN: reloaded, not trained again
-    assert plan[ablations.BASELINE] == runs.comparison_configs(ComparisonConfig(profile="quick", lhe_file="z.lhe"))["QINN"]
-    paper = runs.planned_runs(DiagnosisConfig(ablation_priority=1, max_uploads=2))
+    assert plan[ablations.BASELINE] == plans.comparison_configs(ComparisonConfig(profile="quick", lhe_file="z.lhe"))["QINN"]
+    paper = plans.planned_runs(DiagnosisConfig(ablation_priority=1, max_uploads=2))
     assert len(paper) == 1 + 4 + 2 and all(len(cs) == 3 and cs[0].epochs == 200 for cs in paper.values())
-    assert runs.notebook_runs(DiagnosisConfig(profile="quick", max_uploads=3)) == [c.replace(lhe_file="") for c in flat]
+    assert plans.notebook_runs(DiagnosisConfig(profile="quick", max_uploads=3)) == [c.replace(lhe_file="") for c in flat]
 
 
 def test_notebook_07_plans_notebook_03s_qinn():
-    assert runs.notebook_runs(HardwareRealismConfig(profile="quick")) == runs.notebook_runs(QINNRunConfig(profile="quick"))
-    (qinn,) = runs.notebook_runs(HardwareRealismConfig(seed=7, lhe_file="z.lhe"))
+    assert plans.notebook_runs(HardwareRealismConfig(profile="quick")) == plans.notebook_runs(QINNRunConfig(profile="quick"))
+    (qinn,) = plans.notebook_runs(HardwareRealismConfig(seed=7, lhe_file="z.lhe"))
     assert (qinn.seed, qinn.lhe_file, qinn.epochs, qinn.kind) == (7, "z.lhe", 200, "qinn")
 
 
@@ -146,18 +156,18 @@ def test_interactive_notebooks_06_and_07_check_their_models(isolated, monkeypatc
     lines = []
     cfg = profiles.notebook_config(DiagnosisConfig, namespace(DiagnosisConfig), log=lines.append)
     assert cfg.profile == "quick"
-    n = len(runs.notebook_runs(DiagnosisConfig()))
+    n = len(plans.notebook_runs(DiagnosisConfig()))
     assert f"{n} of the {n} paper-profile models" in lines[1] and "reuploading (2 uploads)" in lines[1]
     assert "search (0 of 8 trials finished)" in lines[1]
     # every run trained but the search not: Run All still must not start it (hours)
-    monkeypatch.setattr(runs, "availability", lambda c, models="shipped": "trained")
+    monkeypatch.setattr(one_model, "availability", lambda c, models="shipped": "trained")
     lines = []
     assert profiles.notebook_config(DiagnosisConfig, namespace(DiagnosisConfig), log=lines.append).profile == "quick"
     assert "paper-profile models" not in lines[1] and "build/: search (0 of 8 trials finished)" in lines[1]
-    monkeypatch.setattr(runs, "missing_work", lambda c, models="shipped": [])
+    monkeypatch.setattr(plans, "missing_work", lambda c, models="shipped": [])
     assert profiles.notebook_config(DiagnosisConfig, namespace(DiagnosisConfig), log=lambda *a: None).profile == "paper"
     asked = []
-    monkeypatch.setattr(runs, "availability", lambda c, models="shipped": asked.append(c) or "trained")
+    monkeypatch.setattr(one_model, "availability", lambda c, models="shipped": asked.append(c) or "trained")
     lines = []
     cfg = profiles.notebook_config(HardwareRealismConfig, namespace(HardwareRealismConfig), log=lines.append)
-    assert cfg.profile == "paper" and len(lines) == 1 and asked == runs.notebook_runs(QINNRunConfig())
+    assert cfg.profile == "paper" and len(lines) == 1 and asked == plans.notebook_runs(QINNRunConfig())

@@ -1,4 +1,4 @@
-"""The fast QINN simulation (qinn_lib.qinn) against the PennyLane reference (qinn_lib.circuits).
+"""The fast QINN simulation (qinn_lib.models.qinn.model) against the PennyLane reference (qinn_lib.models.qinn.circuits).
 
 Everything in float64 with fixed seeds. The QNode comparisons use a handful of events so the file
 stays fast; the custom autograd Functions are additionally gradchecked on small circuits.
@@ -12,16 +12,11 @@ import pennylane as qml
 import pytest
 import torch
 
-from qinn_lib import circuits
-from qinn_lib.config import QINNRunConfig
-from qinn_lib.qinn import (
-    QINN,
-    _ForwardMeasure,
-    _InverseMeasure,
-    _RotProductState,
-    circuit_unitary,
-    rot_matrices,
-)
+from qinn_lib.models.qinn import circuits
+from qinn_lib.models.qinn.autograd import _ForwardMeasure, _InverseMeasure, _RotProductState, circuit_unitary
+from qinn_lib.models.qinn.model import QINN
+from qinn_lib.models.qinn.simulator import rot_matrices
+from qinn_lib.training.config import QINNRunConfig
 
 F64 = torch.float64
 N = 5
@@ -507,7 +502,7 @@ def test_step_maps_match_reference_values_and_gradients():
 
 
 def _angle_scaler():
-    from qinn_lib.preprocessing import AngleScaler
+    from qinn_lib.events.scaling import AngleScaler
 
     gen = torch.Generator().manual_seed(12)
     u = torch.rand((400, N), generator=gen, dtype=F64)
@@ -536,7 +531,7 @@ def _assert_same_terms(got, ref, tol):
 def test_compiled_terms_uncompiled_match_the_objective(invertibility):
     """The traceable step (through step_maps) computes the objective's terms and gradients
     (Table 1 architecture, every loss term switched on)."""
-    from qinn_lib.losses import QINNObjective
+    from qinn_lib.training.objectives import QINNObjective
 
     model = _random_model(seed=31)
     obj = QINNObjective(QINNRunConfig(profile="quick", invertibility=invertibility), _angle_scaler())
@@ -553,7 +548,8 @@ def test_compiled_terms_compile_to_one_graph_with_the_objective_s_values_and_gra
     optimiser step in between (the compiled graph reads the updated parameters); a second model
     of the same architecture (another seed, its own objective) reuses the graph: no recompile."""
     import torch._dynamo
-    from qinn_lib.losses import QINNObjective
+
+    from qinn_lib.training.objectives import QINNObjective
 
     arch = dict(n_layers=2, isp_layers=2, isp_nn_layers=2, isp_hidden=8, dtype=F64)
     x = _x(16, seed=9).clamp(0.0, math.pi)

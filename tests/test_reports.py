@@ -7,8 +7,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from qinn_lib import paths, reports
-from qinn_lib.config import ConfigError, DataConfig
+from qinn_lib import paths
+from qinn_lib.evaluation import results as results_store
+from qinn_lib.notebook import parameters, runner
+from qinn_lib.notebook import readme as readme_lib
+from qinn_lib.training.config import ConfigError, DataConfig
 
 #: The notebooks the project ships, in order. A notebook added or lost must show up here.
 EXPECTED_NOTEBOOKS = [
@@ -23,7 +26,7 @@ EXPECTED_NOTEBOOKS = [
 
 
 def test_expected_notebooks_are_found():
-    found = [nb.stem for nb in reports.discover_notebooks()]
+    found = [nb.stem for nb in parameters.discover_notebooks()]
     assert found == EXPECTED_NOTEBOOKS, f"found {len(found)} notebooks: {found}"
 
 
@@ -37,15 +40,15 @@ def test_notebook_is_paired_and_parameterised(stem):
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{nb_path.name}: need exactly one cell tagged 'parameters'"
     assert "paper" in tagged[0].source.lower(), "the parameters cell must say which values reproduce the paper"
-    declared = reports.declared_parameters(nb_path)
-    cls = reports.config_class(nb_path)
+    declared = parameters.declared_parameters(nb_path)
+    cls = parameters.config_class(nb_path)
     assert "profile" not in declared, "the profile is the runner's choice, not a notebook parameter"
     assert set(declared) == set(cls.field_names()) - {"profile"}
     # The parameters cell holds the paper's values, which are the dataclass defaults: the
     # interactive default (profiles.notebook_config) tells "the committed run" by them.
     defaults = cls()
     for name, text in declared.items():
-        assert getattr(cls(**{name: reports._literal(text)}), name) == getattr(defaults, name), (stem, name)
+        assert getattr(cls(**{name: parameters.parse_literal(text)}), name) == getattr(defaults, name), (stem, name)
     assert "lhe_file" in declared or stem == "01_data_exploration" and "lhe_file" in declared
 
 
@@ -70,21 +73,21 @@ def test_notebooks_use_no_path_hacks():
 
 def test_unknown_parameter_is_rejected_before_running():
     with pytest.raises(ConfigError, match=r"n_event.*did you mean 'n_events'"):
-        reports.run("quick", only=["01"], parameters={"01": {"n_event": 10}})
+        runner.run("quick", only=["01"], parameters={"01": {"n_event": 10}})
 
 
 def test_out_of_range_parameter_is_rejected_before_running():
     with pytest.raises(ConfigError, match=r"01_data_exploration.*n_events must be >= 100"):
-        reports.run("quick", only=["01"], parameters={"01": {"n_events": 5}})
+        runner.run("quick", only=["01"], parameters={"01": {"n_events": 5}})
 
 
 def test_unknown_notebook_selection_is_rejected():
-    with pytest.raises(reports.ReportError, match="no notebook matches"):
-        reports.run("quick", only=["99"])
+    with pytest.raises(parameters.ReportError, match="no notebook matches"):
+        runner.run("quick", only=["99"])
 
 
 def test_cli_reports_errors_without_traceback(capsys):
-    assert reports.main(["--only", "01", "-p", "01", "sead", "3"]) == 2
+    assert runner.main(["--only", "01", "-p", "01", "sead", "3"]) == 2
     err = capsys.readouterr().err
     assert "sead" in err and "seed" in err and "Traceback" not in err
 
@@ -102,13 +105,13 @@ def _one_cell_quick_run(tmp_path, monkeypatch, source: str | list[str]) -> Path:
     nbformat.write(nb, tmp_path / "nb" / "01_data_exploration.ipynb")
     monkeypatch.setattr(paths, "notebooks_dir", lambda: tmp_path / "nb")
     monkeypatch.setattr(paths, "reports_dir", lambda profile: tmp_path / "out")
-    reports.run("quick", progress=False, log=lambda *a: None)
+    runner.run("quick", progress=False, log=lambda *a: None)
     return tmp_path / "out"
 
 
 def test_failing_cell_names_the_notebook(tmp_path, monkeypatch):
     """A cell that raises makes the run fail loudly and keeps the partly executed notebook."""
-    with pytest.raises(reports.ReportError, match=r"01_data_exploration.ipynb failed.*boom in cell two"):
+    with pytest.raises(parameters.ReportError, match=r"01_data_exploration.ipynb failed.*boom in cell two"):
         _one_cell_quick_run(tmp_path, monkeypatch, "raise RuntimeError('boom in cell two')")
     assert (tmp_path / "out" / "01_data_exploration.failed.ipynb").is_file()
     assert not (tmp_path / "out" / "01_data_exploration.ipynb").exists()
@@ -117,8 +120,8 @@ def test_failing_cell_names_the_notebook(tmp_path, monkeypatch):
 def test_stuck_quick_cell_is_stopped_and_named(tmp_path, monkeypatch):
     """A quick-profile cell that exceeds the cell time limit fails the run with the notebook's name
     (rather than hanging CI) and keeps the partly executed notebook."""
-    monkeypatch.setattr(reports, "QUICK_CELL_TIMEOUT", 2)
-    with pytest.raises(reports.ReportError, match=r"01_data_exploration.ipynb: a cell ran longer than 2 s"):
+    monkeypatch.setattr(runner, "QUICK_CELL_TIMEOUT", 2)
+    with pytest.raises(parameters.ReportError, match=r"01_data_exploration.ipynb: a cell ran longer than 2 s"):
         _one_cell_quick_run(tmp_path, monkeypatch, "import time\ntime.sleep(60)")
     assert (tmp_path / "out" / "01_data_exploration.failed.ipynb").is_file()
     assert not (tmp_path / "out" / "01_data_exploration.ipynb").exists()
@@ -129,7 +132,7 @@ def test_strip_widget_state(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     nbformat.write(nb, path)
-    reports.strip_widget_state(path)
+    runner.strip_widget_state(path)
     assert "widgets" not in json.loads(path.read_text())["metadata"]
 
 
@@ -163,25 +166,20 @@ def test_figure_paths_do_not_depend_on_cwd(tmp_path, monkeypatch):
         paths.figure_path("../escape")
 
 
-def test_profile_is_not_a_notebook_parameter():
-    with pytest.raises(ConfigError, match=r"01_data_exploration.*\['profile'\] is chosen by the runner"):
-        reports.run("quick", only=["01"], parameters={"01": {"profile": "paper"}})
-
-
 def test_all_sets_a_parameter_in_every_notebook(monkeypatch):
     with pytest.raises(ConfigError, match=r"02_circuit_and_inverse.*n_events must be >= 100"):
-        reports.run("quick", only=["02"], parameters={"all": {"n_events": 5}})
+        runner.run("quick", only=["02"], parameters={"all": {"n_events": 5}})
     seen = {}
 
     def check(nb, overrides, profile):
         seen[nb.stem] = overrides
         if len(seen) == len(EXPECTED_NOTEBOOKS):
-            raise reports.ReportError("checked them all")  # stop before anything runs
+            raise parameters.ReportError("checked them all")  # stop before anything runs
         return overrides
 
-    monkeypatch.setattr(reports, "check_parameters", check)
-    with pytest.raises(reports.ReportError, match="checked them all"):
-        reports.run("quick", parameters={"all": {"lhe_file": "z.lhe.gz"}, "03": {"epochs": 1}})
+    monkeypatch.setattr(runner, "check_parameters", check)
+    with pytest.raises(parameters.ReportError, match="checked them all"):
+        runner.run("quick", parameters={"all": {"lhe_file": "z.lhe.gz"}, "03": {"epochs": 1}})
     assert all(seen[s]["lhe_file"] == "z.lhe.gz" for s in EXPECTED_NOTEBOOKS)
     assert seen["03_isp_training"]["epochs"] == 1 and "epochs" not in seen["04_fidelity_vs_mse"]
 
@@ -208,19 +206,19 @@ def test_results_are_recorded_and_rendered_into_the_readme(tmp_path, monkeypatch
     (tmp_path / "README.md").write_text(
         "intro\n<!-- results:start -->\nold text 99.9\n<!-- results:end -->\noutro\n")
     monkeypatch.setattr(paths, "repo_root", lambda: tmp_path)
-    reports.record("03_isp_training", {
+    results_store.record("03_isp_training", {
         "seed": 7, "params_quantum": 300, "params_classical": 1763, "params_total": 2063, "epochs": 200,
         "steps_per_epoch": 292, "train_seconds": 900.0, "device": "cpu", "threads": 1, "val_loss": 1.25,
         "val_nll": -0.5, "recon_mean": 0.0123, "recon_median": 0.01, "n_test": 50_000,
         "test_nll": 9.5, "test_nll_sem": 0.01}, "paper")
     assert json.loads((tmp_path / "figures" / "results.json").read_text())["03_isp_training"]["seed"] == 7
-    reports.update_readme("paper")
+    readme_lib.update_readme("paper")
     text = (tmp_path / "README.md").read_text()
     assert "old text 99.9" not in text and text.startswith("intro") and text.endswith("outro\n")
     assert "1.23 %" in text and "15.0 min" in text and "300 + 1763 = 2063" in text
-    reports.record("05_qinn_vs_inn", {"seeds": [1, 2, 3], "table": "| t |", "conclusion": "nll: QINN better than INN 2k",
-                                      "claims": "peak: -> reproduced", "rows": []}, "paper")
-    reports.update_readme("paper")
+    results_store.record("05_qinn_vs_inn", {"seeds": [1, 2, 3], "table": "| t |", "conclusion": "nll: QINN better than INN 2k",
+                                            "claims": "peak: -> reproduced", "rows": []}, "paper")
+    readme_lib.update_readme("paper")
     text = (tmp_path / "README.md").read_text()
     assert "1.23 %" in text, "the other sections stay"
     assert "nll: QINN better than INN 2k" in text and "Sec. 4.2's statements" in text and "peak: -> reproduced" in text
@@ -229,8 +227,8 @@ def test_results_are_recorded_and_rendered_into_the_readme(tmp_path, monkeypatch
 def test_readme_without_markers_is_an_error(tmp_path, monkeypatch):
     (tmp_path / "README.md").write_text("no markers here\n")
     monkeypatch.setattr(paths, "repo_root", lambda: tmp_path)
-    with pytest.raises(reports.ReportError, match="markers"):
-        reports.update_readme("paper")
+    with pytest.raises(parameters.ReportError, match="markers"):
+        readme_lib.update_readme("paper")
 
 
 def test_readme_commands_are_marked_for_ci():
@@ -240,7 +238,7 @@ def test_readme_commands_are_marked_for_ci():
 
 
 def test_inn_benchmark_is_rendered_from_its_record():
-    text = reports.render_results({"bench_inn": {"batch_size": 128, "members": 3, "threads": 1, "sizes": {
+    text = readme_lib.render_results({"bench_inn": {"batch_size": 128, "members": 3, "threads": 1, "sizes": {
         "16k": {"params": 15960, "single_ms": 110.0, "lockstep_ms": 141.0, "lockstep_ms_per_seed": 47.0,
                 "speedup_per_seed": 2.34, "paper_hours_3_seeds_single": 5.35,
                 "paper_hours_3_seeds_lockstep": 2.29, "path": "compiled",
@@ -249,8 +247,8 @@ def test_inn_benchmark_is_rendered_from_its_record():
 
 
 def test_benchmark_projection_is_rendered_from_its_record():
-    text = reports.render_results({"bench_projection": {"jobs": 9, "runs": 15, "core_hours": 1.5,
-                                                        "wall_minutes": 47.0, "n_workers": 2}})
+    text = readme_lib.render_results({"bench_projection": {"jobs": 9, "runs": 15, "core_hours": 1.5,
+                                                           "wall_minutes": 47.0, "n_workers": 2}})
     assert "the 15 training runs of notebooks 03–05 as 9 Dask jobs on 2 single-threaded workers" in text
     assert "1.50 core-hours, **47 min** of wall time" in text
 
@@ -262,8 +260,8 @@ def test_a_killed_kernel_keeps_the_partial_notebook_and_the_existing_report(tmp_
     (tmp_path / "out").mkdir()
     report = tmp_path / "out" / "01_data_exploration.ipynb"
     report.write_text("the last good report")
-    with pytest.raises(reports.ReportError, match=r"01_data_exploration.ipynb: execution stopped \(DeadKernelError.*"
-                                                  r"kernel killed.*the partly executed notebook is .*01_data_exploration.failed.ipynb"):
+    with pytest.raises(parameters.ReportError, match=r"01_data_exploration.ipynb: execution stopped \(DeadKernelError.*"
+                       r"kernel killed.*the partly executed notebook is .*01_data_exploration.failed.ipynb"):
         _one_cell_quick_run(tmp_path, monkeypatch, ["print('first result')",
                                                     "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"])
     assert report.read_text() == "the last good report"
@@ -282,7 +280,7 @@ def test_ctrl_c_keeps_the_partial_notebook_and_exits_130(tmp_path, monkeypatch, 
     monkeypatch.setattr(papermill, "execute_notebook", interrupted)
     monkeypatch.setattr(paths, "reports_dir", lambda profile: tmp_path / "out")
     monkeypatch.setattr(paths, "figures_dir", lambda profile="paper": tmp_path / "figures")
-    assert reports.main(["--only", "01", "--no-progress"]) == 130
+    assert runner.main(["--only", "01", "--no-progress"]) == 130
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("python -m qinn_lib.reports: interrupted; ") and "Traceback" not in err
     assert json.loads((tmp_path / "out" / "01_data_exploration.failed.ipynb").read_text())["partial"]
@@ -293,23 +291,23 @@ def test_a_kept_failed_notebook_is_not_taken_for_a_notebook(tmp_path, monkeypatc
     (tmp_path / "01_data_exploration.ipynb").write_text("{}")
     (tmp_path / "01_data_exploration.failed.ipynb").write_text("{}")
     monkeypatch.setattr(paths, "notebooks_dir", lambda: tmp_path)
-    assert [nb.name for nb in reports.discover_notebooks()] == ["01_data_exploration.ipynb"]
+    assert [nb.name for nb in parameters.discover_notebooks()] == ["01_data_exploration.ipynb"]
 
 
 def test_profile_is_not_a_notebook_parameter(capsys):
     with pytest.raises(ConfigError, match=r"'profile' is not a notebook parameter.*--profile"):
-        reports.run("quick", only=["03"], parameters={"03": {"profile": "paper"}})
-    assert reports.main(["--only", "03", "-p", "03", "profile", "paper"]) == 2
+        runner.run("quick", only=["03"], parameters={"03": {"profile": "paper"}})
+    assert runner.main(["--only", "03", "-p", "03", "profile", "paper"]) == 2
     err = capsys.readouterr().err
     assert err == ("python -m qinn_lib.reports: error: -p 03 profile paper: the profile is not a notebook "
                    "parameter; choose it with --profile paper\n")
 
 
 def test_cli_parameters_are_parsed_by_the_field_type(capsys):
-    assert reports.parse_parameters([["03", "max_lr", "1e-3"], ["03", "epochs", "010"]]) == \
+    assert parameters.parse_parameters([["03", "max_lr", "1e-3"], ["03", "epochs", "010"]]) == \
         {"03_isp_training": {"max_lr": 0.001, "epochs": 10}}
-    assert reports.parse_parameters([["01", "seed", "7"]])["01_data_exploration"]["seed"] == 7
-    assert reports.main(["--only", "03", "-p", "03", "epochs", "1:30"]) == 2
+    assert parameters.parse_parameters([["01", "seed", "7"]])["01_data_exploration"]["seed"] == 7
+    assert runner.main(["--only", "03", "-p", "03", "epochs", "1:30"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "QINNRunConfig.epochs must be an integer, got '1:30'" in err
 
@@ -320,7 +318,7 @@ def test_unwritable_output_folders_are_found_before_any_notebook_runs(tmp_path, 
     monkeypatch.setattr(paths, "repo_root", lambda: tmp_path)
     monkeypatch.setattr(paths, "notebooks_dir", lambda: real_notebooks)
     with pytest.raises(OSError, match=rf"cannot write in the figures folder {tmp_path / 'figures' / 'quick'}: Not a directory"):
-        reports.run("quick", only=["01"], progress=False, log=lambda *a: None)
+        runner.run("quick", only=["01"], progress=False, log=lambda *a: None)
     assert not (tmp_path / "build" / "reports" / "quick" / "01_data_exploration.ipynb").exists()
 
 
@@ -330,7 +328,7 @@ def test_runs_dir_that_is_a_file_is_found_before_any_notebook_runs(tmp_path, mon
     monkeypatch.setattr(paths, "reports_dir", lambda profile: tmp_path / "out")
     monkeypatch.setattr(paths, "figures_dir", lambda profile="paper": tmp_path / "figures")
     with pytest.raises(OSError, match=rf"the runs folder {tmp_path / 'runs'} is a file, not a folder; set QINN_RUNS_DIR"):
-        reports.run("quick", only=["01"], progress=False, log=lambda *a: None)
+        runner.run("quick", only=["01"], progress=False, log=lambda *a: None)
     assert not (tmp_path / "out" / "01_data_exploration.ipynb").exists()
 
 
@@ -351,9 +349,9 @@ def test_update_readme_without_results_leaves_the_readme_untouched(tmp_path, mon
         results_json.parent.mkdir()
         results_json.write_text("{}")
     match = {"missing": "does not exist", "folder": "is a folder", "empty": "holds no results"}[state]
-    with pytest.raises(reports.ReportError, match=rf"{match}.*README.md was left unchanged"):
-        reports.update_readme("paper")
-    assert reports.main(["--update-readme"]) == 2
+    with pytest.raises(parameters.ReportError, match=rf"{match}.*README.md was left unchanged"):
+        readme_lib.update_readme("paper")
+    assert runner.main(["--update-readme"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert readme.read_text() == before
 
@@ -366,14 +364,14 @@ def test_update_readme_refuses_results_of_different_event_samples(tmp_path, monk
 
     data = section_from_schema("01_data_exploration") | {"fingerprint": "aaaa"}
     training = section_from_schema("03_isp_training") | {"data_fingerprint": "bbbb"}
-    reports.record("01_data_exploration", data, "paper")
-    reports.record("03_isp_training", training, "paper")
-    with pytest.raises(reports.ReportError, match=r"mix results of different event samples \(section '01_data_exploration': "
-                                                  r"aaaa, section '03_isp_training': bbbb\)"):
-        reports.update_readme("paper")
+    results_store.record("01_data_exploration", data, "paper")
+    results_store.record("03_isp_training", training, "paper")
+    with pytest.raises(parameters.ReportError, match=r"mix results of different event samples \(section '01_data_exploration': "
+                       r"aaaa, section '03_isp_training': bbbb\)"):
+        readme_lib.update_readme("paper")
     assert readme.read_text() == before
-    reports.record("03_isp_training", training | {"data_fingerprint": "aaaa"}, "paper")
-    reports.update_readme("paper")
+    results_store.record("03_isp_training", training | {"data_fingerprint": "aaaa"}, "paper")
+    readme_lib.update_readme("paper")
     assert "the results 42" not in readme.read_text()
 
 
@@ -383,7 +381,7 @@ def test_update_readme_with_an_older_section_names_it(tmp_path, monkeypatch, cap
     monkeypatch.setattr(paths, "repo_root", lambda: tmp_path)
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "results.json").write_text(json.dumps({"bench": {"batch_size": 128}}))
-    assert reports.main(["--update-readme"]) == 2
+    assert runner.main(["--update-readme"]) == 2
     err = capsys.readouterr().err
     assert "section 'bench' lacks key 'threads'" in err and err.count("\n") == 1 and "Traceback" not in err
     assert readme.read_text() == before
@@ -396,7 +394,7 @@ def test_wrong_parameter_type_through_papermill_directly_names_the_parameter(tmp
 
     with pytest.raises(papermill.PapermillExecutionError) as info:
         papermill.execute_notebook(str(paths.notebooks_dir() / "01_data_exploration.ipynb"), str(tmp_path / "out.ipynb"),
-                                   parameters={"n_events": "many", "profile": "quick"}, kernel_name=reports.KERNEL_NAME,
+                                   parameters={"n_events": "many", "profile": "quick"}, kernel_name=runner.KERNEL_NAME,
                                    cwd=str(paths.notebooks_dir()), progress_bar=False)
     assert info.value.ename == "ConfigError"
     assert "DataConfig.n_events must be an integer, got 'many'" in info.value.evalue
@@ -407,6 +405,6 @@ def test_parameters_are_checked_as_the_profile_will_run_them():
     refused before notebook 01 spends a minute generating events (it failed in notebook 03's cell 3)."""
     with pytest.raises(ConfigError, match=r"03_isp_training.ipynb: QINNRunConfig.batch_size \(5000\) exceeds the 3000 "
                                           r"training events of n_events=8000"):
-        reports.run("quick", parameters={"03": {"batch_size": 5000}})
+        runner.run("quick", parameters={"03": {"batch_size": 5000}})
     with pytest.raises(ConfigError, match=r"05_qinn_vs_inn.ipynb: ComparisonConfig.n_events is too small.*n_events >= 342"):
-        reports.run("quick", parameters={"05": {"n_events": 300}})
+        runner.run("quick", parameters={"05": {"n_events": 300}})

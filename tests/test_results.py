@@ -8,8 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from qinn_lib import paths, reports, results
-from qinn_lib.results import RESULTS_SCHEMA_VERSION, SECTION_SCHEMAS, ResultsError
+from qinn_lib import paths
+from qinn_lib.evaluation import results
+from qinn_lib.evaluation.results import RESULTS_SCHEMA_VERSION, SECTION_SCHEMAS, ResultsError
+from qinn_lib.notebook import readme
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def section_from_schema(section):
 def test_every_key_the_readme_renders_is_in_the_schema(section):
     """render_results must not read a key the schema does not guarantee (else an older file fails
     with a KeyError halfway through the README)."""
-    text = reports.render_results({section: section_from_schema(section)})
+    text = readme.render_results({section: section_from_schema(section)})
     assert text and "No results recorded yet" not in text
 
 
@@ -44,7 +46,7 @@ def test_every_section_the_readme_renders_has_a_schema():
     import inspect
     import re
 
-    rendered = set(re.findall(r'results\.get\("([^"]+)"\)', inspect.getsource(reports.render_results)))
+    rendered = set(re.findall(r'results\.get\("([^"]+)"\)', inspect.getsource(readme.render_results)))
     assert {"01_data_exploration", "06_why_the_gap", "07_hardware_realism", "bench"} <= rendered
     assert rendered <= set(SECTION_SCHEMAS), sorted(rendered - set(SECTION_SCHEMAS))
 
@@ -145,7 +147,7 @@ def test_lock_timeout_names_the_lock_file(repo, monkeypatch):
 
 
 def test_bench_record_checks_the_results_file_before_timing_anything(repo, monkeypatch, capsys):
-    from qinn_lib import bench
+    from qinn_lib.experiments import bench
 
     (repo / "figures" / "results.json").write_text("[]")
     monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("timed before checking the results file"))

@@ -1,4 +1,4 @@
-"""qinn_lib.reuploading: one upload is the QINN's forward map; the hand-propagated Jacobian agrees
+"""qinn_lib.models.qinn.reuploading: one upload is the QINN's forward map; the hand-propagated Jacobian agrees
 with autograd and with a PennyLane QNode of the same circuit; NLL-only training goes through the
 ordinary trainer (and through Dask), and one upload trains exactly like the NLL-only QINN."""
 
@@ -9,11 +9,12 @@ import math
 import pytest
 import torch
 
-from qinn_lib.config import ConfigError, QINNRunConfig, ReuploadingRunConfig
-from qinn_lib.losses import QINNObjective
-from qinn_lib.qinn import QINN
-from qinn_lib.reuploading import NLLObjective, ReuploadingFlow, pennylane_reference, reuploading_configs
-from qinn_lib.train import train
+from qinn_lib.experiments.plans import reuploading_configs
+from qinn_lib.models.qinn.model import QINN
+from qinn_lib.models.qinn.reuploading import ReuploadingFlow, pennylane_reference
+from qinn_lib.training.config import ConfigError, QINNRunConfig, ReuploadingRunConfig
+from qinn_lib.training.loop import train
+from qinn_lib.training.objectives import NLLObjective, QINNObjective
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -114,18 +115,18 @@ def test_reuploading_runs_train_through_dask_and_reload(tmp_path, monkeypatch):
     """One short run as a Dask job (in-process cluster, the runner of the QINN and INN runs), then
     reloaded without retraining."""
     distributed = pytest.importorskip("distributed")
-    from qinn_lib import runs
+    from qinn_lib.experiments import ensembles, one_model
 
     monkeypatch.setenv("QINN_RUNS_DIR", str(tmp_path / "runs"))
-    data = runs.prepare_data(8000, 1234)
+    data = one_model.prepare_data(8000, 1234)
     cfg = ReuploadingRunConfig(profile="quick", n_events=8000, epochs=1, uploads=2, n_layers=2)
     logs: list[str] = []
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
-        (trained,) = runs.train_runs([cfg], client=client, log=logs.append, data=data)
+        (trained,) = ensembles.train_runs([cfg], client=client, log=logs.append, data=data)
         assert len(trained.history) == 1 and any("Dask" in m for m in logs)
         assert any(f"reuploading-u2-{cfg.fingerprint()[:8]}-seeds-1234" in m for m in logs)
         logs.clear()
-        (again,) = runs.train_runs([cfg], client=client, log=logs.append, data=data)
+        (again,) = ensembles.train_runs([cfg], client=client, log=logs.append, data=data)
     assert logs == []  # finished: nothing submitted
     assert again.history == trained.history
     for p, q in zip(again.model.parameters(), trained.model.parameters()):

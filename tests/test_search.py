@@ -1,4 +1,4 @@
-"""qinn_lib.search: the parameter budget, the search space (Table 1 is a point of it), the Pareto
+"""qinn_lib.experiments.search: the parameter budget, the search space (Table 1 is a point of it), the Pareto
 front, and the study loop on a toy objective (Dask jobs, restart, stale trials, seeded sampler);
 one real trial job on the quick data."""
 
@@ -14,9 +14,10 @@ distributed = pytest.importorskip("distributed")
 
 from optuna.trial import FixedTrial, TrialState  # noqa: E402
 
-from qinn_lib import search  # noqa: E402
-from qinn_lib.config import QINNRunConfig  # noqa: E402
-from qinn_lib.qinn import QINN  # noqa: E402
+from qinn_lib.experiments import plans, search  # noqa: E402
+from qinn_lib.models.qinn.model import QINN  # noqa: E402
+from qinn_lib.notebook import plots  # noqa: E402
+from qinn_lib.training.config import QINNRunConfig  # noqa: E402
 
 BASE = QINNRunConfig(profile="quick", epochs=1, n_events=8000)
 CALLS: list[int] = []
@@ -94,7 +95,7 @@ def test_search_on_a_toy_objective_resumes_and_requeues(tmp_path, monkeypatch, c
     assert len(CALLS) == 3
 
     # a trial left running by a dead session is re-run with the same parameters
-    stale_study = search._open_study(search.study_path("toy"), "toy", 3)
+    stale_study = search.open_study(search.study_path("toy"), "toy", 3)
     stale = stale_study.ask()
     search.suggest_config(stale, BASE)
     stale_params = dict(stale.params)
@@ -129,17 +130,17 @@ def test_a_shipped_study_is_reused_instead_of_searching_again(tmp_path, monkeypa
     """Notebook 06 in a fresh clone: the search's journal ships with the package, so Run All
     reads its trials instead of training them; QINN_MODELS=train ignores it; a damaged copy is a
     clear error; and the availability check counts the shipped trials."""
-    from qinn_lib import runs, shipped
-    from qinn_lib.config import DiagnosisConfig
+    from qinn_lib.experiments import publish, store
+    from qinn_lib.training.config import DiagnosisConfig
 
     monkeypatch.setenv("QINN_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("QINN_SHIPPED_DIR", str(tmp_path / "shipped"))
     CALLS.clear()
     search.run_search(BASE, n_trials=2, name="toy", sampler_seed=3, client=client, job=toy_job, log=None)
-    with pytest.raises(shipped.ShippedModelError, match="no search journal"):
-        shipped.publish_search("absent")
-    assert shipped.publish_search("toy") == "search/toy.journal"
-    assert shipped.find_search("toy")["finished"] == 2 and shipped.verify() == []
+    with pytest.raises(store.ShippedModelError, match="no search journal"):
+        publish.publish_search("absent")
+    assert publish.publish_search("toy") == "search/toy.journal"
+    assert store.find_search("toy")["finished"] == 2 and store.verify() == []
 
     search.study_path("toy").unlink()  # a fresh clone: nothing under build/search
     assert search.finished_trials("toy") == 2 and search.finished_trials("toy", models="train") == 0
@@ -154,14 +155,14 @@ def test_a_shipped_study_is_reused_instead_of_searching_again(tmp_path, monkeypa
 
     search.study_path("toy").unlink()
     (tmp_path / "shipped" / "search" / "toy.journal").write_text("damaged\n")
-    assert any("sha256 differs" in p for p in shipped.verify())
-    with pytest.raises(shipped.ShippedModelError, match="does not match its sha256"):
+    assert any("sha256 differs" in p for p in store.verify())
+    with pytest.raises(store.ShippedModelError, match="does not match its sha256"):
         search.run_search(BASE, n_trials=2, name="toy", client=client, job=toy_job, log=None)
 
     # notebook 06's own check: its paper search is not shipped here, so Run All would have to search
-    _, name, n = search.notebook_search(DiagnosisConfig(profile="paper"))
-    assert runs.missing_work(DiagnosisConfig(profile="paper")) == [f"search (0 of {n} trials finished)"]
-    assert name.startswith("qinn2k-paper-") and runs.missing_work(BASE) == []
+    _, name, n = plans.notebook_search(DiagnosisConfig(profile="paper"))
+    assert plans.missing_work(DiagnosisConfig(profile="paper")) == [f"search (0 of {n} trials finished)"]
+    assert name.startswith("qinn2k-paper-") and plans.missing_work(BASE) == []
 
 
 def test_plot_front(tmp_path, monkeypatch, client):
@@ -169,7 +170,7 @@ def test_plot_front(tmp_path, monkeypatch, client):
     study = search.run_search(BASE, n_trials=3, name="plot", client=client, job=toy_job, log=None)
     refs = {"INN 2k": {"js/m_ll": {"mean": 0.05, "std": 0.01}}, "INN 6k": {"js/m_ll": {"mean": 0.02, "std": float("nan")}}}
     base = {"recon_mean": {"mean": 0.08, "std": 0.01}, "js/m_ll": {"mean": 0.6, "std": 0.1}}
-    fig = search.plot_front(search.trial_records(study), references=refs, baseline=base)
+    fig = plots.plot_front(search.trial_records(study), references=refs, baseline=base)
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert any("Pareto" in s for s in labels) and "INN 2k (exact inverse)" in labels
     fig.canvas.draw()  # the log axes are labelled even when they span under a decade
@@ -179,7 +180,7 @@ def test_plot_front(tmp_path, monkeypatch, client):
 
 
 def test_trial_job_trains_and_evaluates_a_real_qinn(tmp_path, monkeypatch):
-    from qinn_lib import cluster
+    from qinn_lib.experiments import cluster
 
     monkeypatch.setenv("QINN_RUNS_DIR", str(tmp_path / "runs"))
     cfg = BASE.replace(n_layers=2, isp_layers=2)

@@ -9,8 +9,9 @@ import tomllib
 import pytest
 import torch
 
-from qinn_lib import paths, runs, shipped
-from qinn_lib.config import INNRunConfig, QINNRunConfig
+from qinn_lib import paths
+from qinn_lib.experiments import one_model, publish, store
+from qinn_lib.training.config import INNRunConfig, QINNRunConfig
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def tiny_inns():
 @pytest.fixture
 def shipped_tiny(isolated):
     """A shipped set of one tiny QINN, trained from scratch by refresh."""
-    written = shipped.refresh({"tiny-qinn": [tiny_qinn()]}, progress=False, log=lambda *a: None)
+    written = publish.refresh({"tiny-qinn": [tiny_qinn()]}, progress=False, log=lambda *a: None)
     return isolated, written
 
 
@@ -40,12 +41,12 @@ def test_refresh_writes_files_and_manifest(shipped_tiny):
     tmp, written = shipped_tiny
     folder = tmp / "shipped"
     assert len(written) == 1 and (folder / written[0]).is_file()
-    manifest = json.loads((folder / shipped.MANIFEST_NAME).read_text())
+    manifest = json.loads((folder / store.MANIFEST_NAME).read_text())
     entry = manifest["models"][written[0]]
     cfg = tiny_qinn()
     assert entry["key"] == f"qinn-{cfg.fingerprint()}" and entry["set"] == "tiny-qinn" and entry["epochs"] == 1
     assert entry["config"] == cfg.to_dict() and len(entry["sha256"]) == 64
-    assert shipped.verify() == []
+    assert store.verify() == []
     ckpt = torch.load(folder / written[0], weights_only=True)
     assert ckpt["optimizer"] == {} and ckpt["shipped"] is True, "a shipped file carries no optimiser state"
     assert not (tmp / "runs").exists() or not any((tmp / "runs").iterdir()), "refresh trains in a temporary folder"
@@ -53,21 +54,21 @@ def test_refresh_writes_files_and_manifest(shipped_tiny):
 
 def test_a_matching_run_loads_the_shipped_model_instead_of_training(shipped_tiny):
     tmp, written = shipped_tiny
-    loaded = runs.train_qinn(tiny_qinn(), progress=False)
+    loaded = one_model.train_qinn(tiny_qinn(), progress=False)
     assert loaded.shipped and loaded.result.epochs_run == 0
     assert loaded.result.checkpoint == tmp / "shipped" / written[0]
     assert not (tmp / "runs").exists() or not any((tmp / "runs").iterdir()), "nothing trained, nothing written"
-    assert runs.availability(tiny_qinn()) == "shipped"
-    assert runs.availability(tiny_qinn(seed=6)) is None, "another seed is another run"
+    assert one_model.availability(tiny_qinn()) == "shipped"
+    assert one_model.availability(tiny_qinn(seed=6)) is None, "another seed is another run"
     gen = loaded.generate(200, seed=1)
     assert gen.shape[1] == 5
 
 
 def test_models_train_ignores_shipped_models(shipped_tiny, monkeypatch):
     monkeypatch.setenv("QINN_MODELS", "train")
-    trained = runs.train_qinn(tiny_qinn(), progress=False)
+    trained = one_model.train_qinn(tiny_qinn(), progress=False)
     assert not trained.shipped and trained.result.epochs_run == 1
-    assert runs.availability(tiny_qinn(), "train") == "trained"
+    assert one_model.availability(tiny_qinn(), "train") == "trained"
 
 
 def test_altered_shipped_file_is_a_clear_error(shipped_tiny):
@@ -76,47 +77,47 @@ def test_altered_shipped_file_is_a_clear_error(shipped_tiny):
     blob = bytearray(path.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     path.write_bytes(bytes(blob))
-    with pytest.raises(shipped.ShippedModelError, match=rf"{written[0]} does not match its sha256"):
-        runs.train_qinn(tiny_qinn(), progress=False)
-    assert [p for p in shipped.verify() if "sha256 differs" in p]
-    assert shipped.main(["verify"]) == 1
+    with pytest.raises(store.ShippedModelError, match=rf"{written[0]} does not match its sha256"):
+        one_model.train_qinn(tiny_qinn(), progress=False)
+    assert [p for p in store.verify() if "sha256 differs" in p]
+    assert publish.main(["verify"]) == 1
 
 
 def test_shipped_model_for_other_events_is_a_clear_error(shipped_tiny):
     tmp, written = shipped_tiny
-    manifest_path = tmp / "shipped" / shipped.MANIFEST_NAME
+    manifest_path = tmp / "shipped" / store.MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text())
     manifest["models"][written[0]]["data_fingerprint"] = "0123456789abcdef"
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(shipped.ShippedModelError, match=r"trained on events with fingerprint 0123456789abcdef.*QINN_MODELS=train"):
-        runs.train_qinn(tiny_qinn(), progress=False)
+    with pytest.raises(store.ShippedModelError, match=r"trained on events with fingerprint 0123456789abcdef.*QINN_MODELS=train"):
+        one_model.train_qinn(tiny_qinn(), progress=False)
 
 
 def test_missing_shipped_file_is_a_clear_error(shipped_tiny):
     tmp, written = shipped_tiny
     (tmp / "shipped" / written[0]).unlink()
-    with pytest.raises(shipped.ShippedModelError, match="listed in manifest.json but missing"):
-        runs.train_qinn(tiny_qinn(), progress=False)
+    with pytest.raises(store.ShippedModelError, match="listed in manifest.json but missing"):
+        one_model.train_qinn(tiny_qinn(), progress=False)
 
 
 def test_same_seed_retrains_to_the_same_weights(isolated):
     sets = {"tiny-qinn": [tiny_qinn()], "tiny-inn": tiny_inns()}  # the INN seeds train in lockstep, as in notebook 05
-    shipped.refresh(sets, progress=False, log=lambda *a: None)
-    rows = shipped.compare(sets, progress=False, log=lambda *a: None)
+    publish.refresh(sets, progress=False, log=lambda *a: None)
+    rows = publish.compare(sets, progress=False, log=lambda *a: None)
     assert [(r["set"], r["seed"]) for r in rows] == [("tiny-qinn", 5), ("tiny-inn", 3), ("tiny-inn", 4)]
     assert all(r["identical"] and r["max_abs_diff"] == 0.0 and not r["note"] for r in rows), rows
 
 
 def test_refresh_of_one_set_keeps_the_others(isolated):
-    shipped.refresh({"a": [tiny_qinn(5)], "b": [tiny_qinn(6)]}, progress=False, log=lambda *a: None)
-    shipped.refresh({"a": [tiny_qinn(7)]}, progress=False, log=lambda *a: None)
-    models = shipped.read_manifest()["models"]
+    publish.refresh({"a": [tiny_qinn(5)], "b": [tiny_qinn(6)]}, progress=False, log=lambda *a: None)
+    publish.refresh({"a": [tiny_qinn(7)]}, progress=False, log=lambda *a: None)
+    models = store.read_manifest()["models"]
     assert sorted((e["set"], e["seed"]) for e in models.values()) == [("a", 7), ("b", 6)]
-    assert shipped.verify() == [], "the replaced file is gone, no unlisted file is left"
+    assert store.verify() == [], "the replaced file is gone, no unlisted file is left"
 
 
 def test_default_sets_are_the_notebooks_paper_runs():
-    sets = shipped.default_sets()
+    sets = publish.default_sets()
     assert sorted(s for s in sets if not s.startswith("06-")) == ["inn-16k", "inn-2k", "inn-6k", "qinn-fidelity", "qinn-mse"]
     # notebook 06's ensembles (its baseline is qinn-mse), each under its own set name
     assert {"06-mse-sum", "06-nll-only", "06-lambda-mz-x-10", "06-24-layers", "06-1-upload", "06-2-uploads"} <= set(sets)
@@ -136,11 +137,22 @@ def test_shipped_files_are_package_data():
     files += [f"shipped_models/search/{p.name}" for p in (folder / "search").glob("*")]
     for f in files + ["shipped_models/qinn-0123-4567.pt", "shipped_models/search/qinn2k-paper-0123-s1.journal"]:
         assert any(fnmatch.fnmatch(f, pat) for pat in patterns), f"{f} would not be installed"
-    assert shipped.verify(folder) == [], "the committed shipped set matches its manifest"
+    assert store.verify(folder) == [], "the committed shipped set matches its manifest"
+
+
+def test_the_store_finds_the_package_data_by_default(monkeypatch):
+    """Regression: after the store moved into qinn_lib/experiments/, it looked for shipped_models/
+    beside itself and found nothing (`shipped verify`: "0 shipped model(s) ... all match")."""
+    monkeypatch.delenv(store.SHIPPED_DIR_ENV, raising=False)
+    assert store.shipped_dir() == paths.repo_root() / "qinn_lib" / "shipped_models"
+    entries = store.read_manifest()["models"]
+    assert len(entries) >= 15 + 33, "notebooks 03-05's 15 runs and notebook 06's 33 ship"
+    assert store.find(QINNRunConfig()) is not None, "notebook 03's run (Table 1 defaults) is shipped"
+    assert store.verify() == []
 
 
 def test_cli_list_and_unknown_set(shipped_tiny, capsys):
-    assert shipped.main(["list"]) == 0
+    assert publish.main(["list"]) == 0
     assert "tiny-qinn" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="unknown set"):
-        shipped.main(["refresh", "--only", "inn-32k"])
+        publish.main(["refresh", "--only", "inn-32k"])

@@ -1,4 +1,4 @@
-"""Finite-shot sampling (qinn_lib.shots): the estimates follow the binomial law, shared shots
+"""Finite-shot sampling (qinn_lib.hardware.shots): the estimates follow the binomial law, shared shots
 give the multinomial covariances, PennyLane's default.qubit with shots agrees, and the estimates
 converge to the exact probabilities as the shot count grows.
 
@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from qinn_lib import shots
-from qinn_lib.qinn import QINN, ry_state
+from qinn_lib.hardware import shots
+from qinn_lib.models.qinn.model import QINN
+from qinn_lib.models.qinn.simulator import ry_state
 
 F64 = torch.float64
 

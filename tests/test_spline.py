@@ -1,4 +1,4 @@
-"""The mask-free cubic spline (qinn_lib.spline) against nflows' ``unconstrained_cubic_spline``, the
+"""The mask-free cubic spline (qinn_lib.models.inn.spline) against nflows' ``unconstrained_cubic_spline``, the
 oracle it replaces on the fast path [54].
 
 Everything in float64 with the INN's settings (linear tails, ``quadratic_threshold=1e-9``, the
@@ -24,8 +24,14 @@ import torch
 from nflows.transforms.splines.cubic import unconstrained_cubic_spline as nflows_spline
 from torch.autograd.functional import jacobian
 
-from qinn_lib import spline
-from qinn_lib.inn import _IDENTITY_DERIVATIVE_LOGIT, _QUADRATIC_THRESHOLD, INN, CubicSplineCoupling, apply_spline
+from qinn_lib.models.inn import spline
+from qinn_lib.models.inn.coupling import (
+    _IDENTITY_DERIVATIVE_LOGIT,
+    _QUADRATIC_THRESHOLD,
+    CubicSplineCoupling,
+    apply_spline,
+)
+from qinn_lib.models.inn.model import INN
 
 F64 = torch.float64
 B = 4.0
@@ -237,7 +243,7 @@ def _mp_forward(x: mpmath.mpf, theta: list, bins: int) -> mpmath.mpf:
 
 
 def test_inverse_gradient_is_more_accurate_than_nflows_autograd():
-    # Why the inverse's gradient is implicit, not autograd through the closed form (qinn_lib.spline,
+    # Why the inverse's gradient is implicit, not autograd through the closed form (qinn_lib.models.inn.spline,
     # _implicit_root): near the identity the closed form cancels large terms, and so does its
     # derivative. The exact derivative, from 50-digit arithmetic, decides.
     bins = 8

@@ -30,7 +30,7 @@ def test_bad_thread_counts_are_refused(bad):
 def test_classifier_auc_leaves_the_thread_count_alone():
     import numpy as np
 
-    from qinn_lib.metrics import classifier_auc
+    from qinn_lib.evaluation.two_sample import classifier_auc
 
     rng = np.random.default_rng(0)
     truth = np.column_stack([rng.uniform(20, 80, 400), rng.uniform(20, 80, 400), rng.uniform(-3, 3, 400),

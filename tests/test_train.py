@@ -1,4 +1,4 @@
-"""Tests of qinn_lib.train: schedule, determinism, exact resume, atomic checkpoints, strict
+"""Tests of qinn_lib.training.loop: schedule, determinism, exact resume, atomic checkpoints, strict
 loading, divergence handling. Tiny test doubles keep every test fast; one integration test runs
 the real QINN objective."""
 
@@ -10,20 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from qinn_lib.config import QINNRunConfig
-from qinn_lib.losses import QINNObjective
-from qinn_lib.train import (
+from qinn_lib.training.checkpoints import (
     CHECKPOINT_NAME,
     FORMAT_VERSION,
     CheckpointError,
-    TrainingDiverged,
     load_checkpoint,
     load_trained,
-    make_optimizer,
-    make_scheduler,
     save_checkpoint,
-    train,
 )
+from qinn_lib.training.config import QINNRunConfig
+from qinn_lib.training.loop import TrainingDiverged, train
+from qinn_lib.training.objectives import QINNObjective
+from qinn_lib.training.optimiser import make_optimizer, make_scheduler
 
 
 # -- test doubles ----------------------------------------------------------------------------------
@@ -353,8 +351,8 @@ def test_loss_above_max_loss_stops_in_first_epoch(tmp_path):
 
 # -- integration with the real QINN ----------------------------------------------------------------
 def test_two_epochs_of_the_real_qinn_objective(tmp_path):
-    qinn = pytest.importorskip("qinn_lib.qinn", reason="qinn_lib.qinn not written yet")
-    preprocessing = pytest.importorskip("qinn_lib.preprocessing")
+    qinn = pytest.importorskip("qinn_lib.models.qinn.model", reason="qinn_lib.models.qinn.model not written yet")
+    preprocessing = pytest.importorskip("qinn_lib.events.scaling")
     cfg = make_cfg(epochs=2, batch_size=16, n_layers=2, isp_layers=2, isp_nn_layers=2, isp_hidden=8)
     g = torch.Generator().manual_seed(1)
     # physical-looking features: pT in 15-150 GeV, dphi in [0, 2pi), eta in [-4.5, 4.5]
@@ -376,9 +374,9 @@ def test_two_epochs_of_the_real_qinn_objective(tmp_path):
 
 # -- lockstep training of a seed ensemble (INNStack) ---------------------------------------------------
 def _inn_setup(seeds=(3, 4), **kw):
-    from qinn_lib.config import INNRunConfig
-    from qinn_lib.inn import INN, INNStack
-    from qinn_lib.losses import INNObjective
+    from qinn_lib.models.inn.model import INN, INNStack
+    from qinn_lib.training.config import INNRunConfig
+    from qinn_lib.training.objectives import INNObjective
 
     base = dict(profile="quick", size="2k", epochs=2, batch_size=32, dtype="float64")
     base.update(kw)
@@ -390,7 +388,7 @@ def _inn_setup(seeds=(3, 4), **kw):
 
 
 def _lockstep(tmp_path, cfgs, stack, objective, train_x, val_x, tag="lock", **kw):
-    from qinn_lib.train import train_lockstep
+    from qinn_lib.training.loop import train_lockstep
 
     return train_lockstep(stack, objective, train_x, val_x, cfgs,
                           run_dirs=[tmp_path / f"{tag}{c.seed}" for c in cfgs],
@@ -436,7 +434,7 @@ def test_lockstep_resume_is_exact_and_checkpoints_reload_with_train(tmp_path):
 
 
 def test_lockstep_errors_name_the_problem(tmp_path):
-    from qinn_lib.config import INNRunConfig
+    from qinn_lib.training.config import INNRunConfig
 
     cfgs, models, stack, objective, train_x, val_x = _inn_setup()
     bad = [cfgs[0], INNRunConfig(**{**cfgs[1].to_dict(), "max_lr": 2e-3})]
@@ -464,7 +462,7 @@ def test_lockstep_divergence_names_the_seed(tmp_path):
 def test_lockstep_validation_of_all_chunks_at_once_matches_chunk_by_chunk():
     import contextlib
 
-    from qinn_lib.train import _validate
+    from qinn_lib.training.loop import _validate
 
     for dtype in ("float64", "float32"):
         cfgs, models, stack, objective, _, _ = _inn_setup(seeds=(3, 4, 5), dtype=dtype)
@@ -517,7 +515,7 @@ def test_repeated_non_finite_gradients_stop_the_run(tmp_path):
 
 # -- the models' input domain ------------------------------------------------------------------------
 def test_unscaled_features_are_refused_naming_them(tmp_path):
-    from qinn_lib.train import TrainingInputError
+    from qinn_lib.training.inputs import TrainingInputError
 
     g = torch.Generator().manual_seed(0)
     lo, hi = torch.tensor([15.0, 15.0, 0.0, -4.5, -4.5]), torch.tensor([150.0, 150.0, math.pi, 4.5, 4.5])

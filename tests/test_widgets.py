@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from qinn_lib import depth_explorer, model_viewer, runs, shipped
-from qinn_lib.config import QINNRunConfig
+from qinn_lib.experiments import one_model, publish
+from qinn_lib.notebook import depth_explorer, model_viewer
+from qinn_lib.training.config import QINNRunConfig
 
 
 def events(n=64, seed=0):
@@ -124,8 +125,8 @@ def test_viewer_without_models_says_so(isolated):
 
 
 def test_viewer_loads_a_run_and_shows_one_event(isolated):
-    runs.train_qinn(tiny(), progress=False)
-    shipped.refresh({"tiny": [tiny(seed=6)]}, progress=False, log=lambda *a: None)
+    one_model.train_qinn(tiny(), progress=False)
+    publish.refresh({"tiny": [tiny(seed=6)]}, progress=False, log=lambda *a: None)
     v = model_viewer.ModelViewer(n_generate=300)
     assert [c.source for c in v.candidates] == ["shipped", "run"]
     assert "seed 6" in v.candidates[0].label and "seed 5" in v.candidates[1].label

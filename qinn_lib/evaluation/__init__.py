@@ -1,0 +1,12 @@
+"""Evaluation (floor 4): how good is a trained generative model, and where the numbers are kept.
+
+- ``distances``        1-d distances between generated and true events (JS, W1), peak and tails
+- ``two_sample``       the classifier two-sample test (AUC)
+- ``evaluate``         one trained model against the test split (NLL, distances, AUC, reconstruction)
+- ``records``          per-model result records and their files (``models_NN.json``)
+- ``ensemble_tables``  seed ensembles as tables: means, spreads, verdicts
+- ``diagnostics``      inside a trained QINN: folds of the forward map, the Fourier check, readings
+- ``results``          the results store ``results.json``: what the notebooks and the benchmark measured
+
+A new metric is a new module here.
+"""

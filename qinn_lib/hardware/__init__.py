@@ -1,0 +1,10 @@
+"""Hardware (floor 5): the trained QINN on an emulated quantum computer.
+
+- ``shots``      finite shots: multinomial sampling of measured probabilities, parameter-shift Jacobian
+- ``noise``      gate noise (depolarising, amplitude damping) as density matrices
+- ``device``     a device (shots and/or noise) and a trained QINN run on it, both directions
+- ``sweeps``     metric sweeps over devices and the "as good as exact simulation" verdict (notebook 07)
+- ``resources``  circuit resources and the cost of the paper's tasks on a device
+
+A new device is a new module here.
+"""

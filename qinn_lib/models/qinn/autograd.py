@@ -1,0 +1,269 @@
+"""The QINN's fast path as custom autograd Functions with hand-written backward passes.
+
+At these sizes (a 32-dim state, batch 128) the cost is per-operation overhead, not arithmetic, so
+the heavy pieces are Functions of their own, each checked with ``torch.autograd.gradcheck`` and
+against PennyLane in the tests:
+
+- the circuit unitary U from its layer weights (Fig. 2, :func:`circuit_unitary`), its gradient
+  read off the Pauli generators of the Rot derivatives: two batched matmuls for all layers;
+- the forward measurement P(qubit k = 1) of ``U|x'>`` (eq. 12-16 before c, d) with the full
+  Jacobian dP/dx' (eq. 5-7) in forward mode: the n tangent states go through U in the same matrix
+  product as the state;
+- the ISP product state ``prod_i Rot(psi_i)|0>`` (eq. 21-22);
+- the inverse measurement with angle decoding, ``U^dagger g_Q |psi>`` (eq. 13-15, 22).
+
+Inside them the events sit in the last (contiguous) dimension so that elementwise kernels
+vectorise over the batch. Complex gradients follow torch's convention g = dL/dRe + i dL/dIm, so
+for a real parameter w feeding a complex tensor T, dL/dw = Re sum(conj(g_T) dT/dw).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from qinn_lib.models.qinn.simulator import (
+    _PROB_EPS,
+    _kron_qubits,
+    _product_state_fm,
+    _rot_constants,
+    _tables,
+    rot_matrices,
+)
+
+__all__ = ['circuit_unitary']
+
+
+# ---------------------------------------------------------------------------------------------
+# custom autograd Functions
+# ---------------------------------------------------------------------------------------------
+class _CircuitUnitary(torch.autograd.Function):
+    """U = K_{L-1} ... K_0 from weights (L, n, 3), K_l = C (Rot x ... x Rot) (Fig. 2).
+
+    Backward without touching the Kronecker structure: every Rot derivative is the Rot times a
+    Pauli generator, d Rot/d phi = Rot (-i Z/2), d Rot/d omega = (-i Z/2) Rot,
+    d Rot/d theta = Rot (-i/2)(cos phi Y + sin phi X). With the suffix products
+    Q_l = K_{L-1} ... K_l (Q_0 = U, A_l = Q_{l+1}) and H = U g_U^dagger, the gradient of layer l
+    is g_K = A_l^dagger (g_U U^dagger) A_l K_l, so g_K^dagger K = Q_l^dagger H Q_l =: M_l and
+    K g_K^dagger = A_l^dagger H A_l = M_{l+1}: every Rot-angle gradient is a diagonal or a
+    "bit-flip" entry of M, two batched matmuls for all layers.
+    """
+
+    @staticmethod
+    def forward(ctx, weights: torch.Tensor) -> torch.Tensor:
+        n = weights.shape[1]
+        tab = _tables(n, weights.device, weights.dtype)
+        layers = _kron_qubits(rot_matrices(weights)).index_select(1, tab["ring"]).unbind(0)  # K_l
+        q = [layers[-1]]
+        for k in reversed(layers[:-1]):
+            q.append(q[-1] @ k)
+        q = torch.stack(q[::-1])  # Q_l
+        ctx.save_for_backward(weights, q)
+        return q[0].clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_u: torch.Tensor):
+        weights, q = ctx.saved_tensors
+        n_layers, n, _ = weights.shape
+        tab = _tables(n, weights.device, weights.dtype)
+        h = q[0] @ grad_u.mH  # H = U g_U^dagger
+        m = q.mH @ (h @ q)  # M_l, (L, dim, dim)
+        diag_m = torch.diagonal(m, dim1=-2, dim2=-1).imag
+        # N_l = M_{l+1} (H for the last layer), read in the pre-ring basis:
+        # (C^T N C)[s, s] = N[image[s], image[s]].
+        diag_n = torch.cat([diag_m[1:], torch.diagonal(h).imag[None]], 0).index_select(1, tab["image"])
+        g_phi = 0.5 * (diag_m @ tab["zsign"])
+        g_omega = 0.5 * (diag_n @ tab["zsign"])
+        off = m.reshape(n_layers, -1).index_select(1, tab["flip"]).view(n_layers, n, -1)  # M[s, s^e_i]
+        re_z = (off.real * tab["zsign"].T).sum(-1)
+        im_sum = off.imag.sum(-1)
+        phi = weights[..., 0]
+        g_theta = 0.5 * (torch.cos(phi) * re_z + torch.sin(phi) * im_sum)
+        return torch.stack([g_phi, g_theta, g_omega], -1)
+
+
+def _ry_factors(x_prime: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """R_y(x')|0> factors (cos, sin)(x'/2) and their x'-derivatives, laid out (n, 2, B)."""
+    half = 0.5 * x_prime.T
+    cos, sin = torch.cos(half), torch.sin(half)
+    return torch.stack([cos, sin], 1), 0.5 * torch.stack([-sin, cos], 1)
+
+
+def _ry_input_grad(g: torch.Tensor, f: torch.Tensor, df: torch.Tensor, states: torch.Tensor, tab) -> torch.Tensor:
+    """dL/dx' (n, B) given dL/d(states) ``g`` (dim, R, B) of the angle-encoded states.
+
+    ``states`` (dim, R, B) holds row 0 = psi, or rows 0..n = psi and d psi/dx'_i, built from the
+    factors ``f`` and derivatives ``df`` of :func:`_ry_factors`. Differentiating
+    again by x'_j: row 0 gives d psi/dx'_j (row 1 + j itself), row 1 + j gives f'' = -f/4, i.e.
+    -psi/4, and row 1 + i (i != j) the mixed second derivative, one product state per pair i < j.
+    """
+    if states.shape[1] == 1:
+        first = _product_state_fm(torch.where(tab["diag_mask"], df[:, :, None], f[:, :, None]))
+        return (g[:, :1] * first).sum(0)
+    grad = (g[:, :1] * states[:, 1:] - 0.25 * g[:, 1:] * states[:, :1]).sum(0)
+    if f.shape[0] > 1:
+        # pair p = (i, j): <g_{1+i}, mixed_p> goes to x'_j and <g_{1+j}, mixed_p> to x'_i
+        mixed = _product_state_fm(torch.where(tab["pair_mask"], df[:, :, None], f[:, :, None]))
+        rows = g.index_select(1, tab["pair_rows"]).unflatten(1, (2, -1))  # (dim, 2, P, B)
+        contrib = (rows * mixed[:, None]).sum(0).flatten(0, 1)
+        grad = grad.index_add(0, tab["pair_targets"], contrib)
+    return grad
+
+
+class _ForwardMeasure(torch.autograd.Function):
+    """(P, dP/dx') for angles x' (B, n) and the model unitary U: eq. 12-16 before c, d.
+
+    P_k = sum_{s: bit_k(s)=1} |y_s|^2 with y = U psi(x'); with ``jacobian`` also
+    dP_k/dx'_i = 2 Re sum_{bit_k(s)=1} conj(y_s) (U d psi/dx'_i)_s, output (B, k, i). The state and
+    its n tangents go through U as one real matmul with [Re U; Im U].
+    """
+
+    @staticmethod
+    def forward(ctx, x_prime: torch.Tensor, u: torch.Tensor, jacobian: bool):
+        batch, n = x_prime.shape
+        dim = 1 << n
+        tab = _tables(n, x_prime.device, x_prime.dtype)
+        f, df = _ry_factors(x_prime)
+        if jacobian:
+            states = _product_state_fm(torch.where(tab["tangent_mask"], df[:, :, None], f[:, :, None]))
+        else:
+            states = _product_state_fm(f)[:, None]
+        rows = states.shape[1]
+        w = torch.cat([u.real, u.imag], 0)  # (2 dim, dim)
+        y = (w @ states.reshape(dim, rows * batch)).view(2, dim, rows, batch)
+        yr, yi = y[0], y[1]
+        prob = yr[:, 0].square() + yi[:, 0].square()  # (dim, B)
+        probs = (tab["bits"].T @ prob).T
+        ctx.save_for_backward(f, df, states, y, w)
+        ctx.jacobian = jacobian
+        if not jacobian:
+            return probs
+        dprob = 2.0 * (yr[:, :1] * yr[:, 1:] + yi[:, :1] * yi[:, 1:])  # (dim, i, B)
+        dprobs = (tab["bits"].T @ dprob.reshape(dim, n * batch)).view(n, n, batch).permute(2, 0, 1)
+        return probs, dprobs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_p, grad_dp=None):
+        f, df, states, y, w = ctx.saved_tensors
+        n, _, batch = f.shape
+        dim, rows = states.shape[0], states.shape[1]
+        tab = _tables(n, f.device, f.dtype)
+        # P_k = sum_s bits[s, k] (yr0^2 + yi0^2), dP_ki = 2 sum_s bits[s, k] (yr0 yr_i + yi0 yi_i);
+        # real and imaginary parts handled together along y's leading axis.
+        y0 = y[:, :, :1]
+        gprob = tab["bits"] @ grad_p.T if grad_p is not None else torch.zeros_like(y0[0, :, 0])
+        grad_y0 = y0 * gprob[None, :, None]
+        if ctx.jacobian and grad_dp is not None:
+            gd = (tab["bits"] @ grad_dp.permute(1, 2, 0).reshape(n, n * batch)).view(1, dim, n, batch)
+            grad_y = 2.0 * torch.cat([grad_y0 + (y[:, :, 1:] * gd).sum(2, keepdim=True), y0 * gd], 2)
+        elif ctx.jacobian:
+            grad_y = 2.0 * torch.cat([grad_y0, torch.zeros_like(y[:, :, 1:])], 2)
+        else:
+            grad_y = 2.0 * grad_y0
+        gy = grad_y.view(2 * dim, rows * batch)
+        grad_u = None
+        if ctx.needs_input_grad[1]:
+            gw = gy @ states.reshape(dim, rows * batch).T  # (2 dim, dim)
+            grad_u = torch.complex(gw[:dim], gw[dim:])
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            gs = (w.T @ gy).view(dim, rows, batch)
+            grad_x = _ry_input_grad(gs, f, df, states, tab).T
+        return grad_x, grad_u, None
+
+
+def _rot_factors(psi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rot(psi)|0> factors for ISP angles psi (B, n, 3), laid out (n, 2, B) (contiguous, so the
+    product-state kernels vectorise over events): complex factors, magnitudes
+    (cos, sin)(theta/2) and phases -(alpha, beta)."""
+    mix = _rot_constants(psi.device, psi.dtype)[0]
+    ang = (psi @ mix).permute(1, 2, 0).contiguous()  # (n, 3, B): theta/2, alpha, beta
+    mags = torch.stack([torch.cos(ang[:, 0]), torch.sin(ang[:, 0])], 1)
+    phases = -ang[:, 1:]
+    return torch.polar(mags, phases), mags, phases
+
+
+def _rot_input_grad(grad_s: torch.Tensor, f, mags, phases, tab) -> torch.Tensor:
+    """dL/dpsi (B, n, 3) given dL/d(state) (dim, B) of the ISP product state prod_i Rot(psi_i)|0>.
+
+    dL/df_i[a] is the contraction of g with the product state whose factor i is replaced by the
+    basis vector e_a (2n states). With f = (e^{-i alpha} c, e^{-i beta} s): d/dphi = -i f/2,
+    d/domega = (-i f_0, i f_1)/2, d/dtheta = (-e^{-i alpha} s, e^{-i beta} c)/2.
+    """
+    n, _, batch = f.shape
+    replaced = _product_state_fm(torch.where(tab["basis_mask"], tab["basis"], f.conj()[:, :, None]))
+    env_c = (grad_s[:, None] * replaced).sum(0).view(n, 2, batch).conj()  # conj(dL/df), (n, 2, B)
+    h = (env_c * f).imag  # (n, 2, B)
+    shifted = torch.polar(torch.stack([-mags[:, 1], mags[:, 0]], 1), phases)
+    g_theta = 0.5 * (env_c * shifted).real.sum(1)  # (n, B)
+    g_phi = 0.5 * (h[:, 0] + h[:, 1])
+    g_omega = 0.5 * (h[:, 0] - h[:, 1])
+    return torch.stack([g_phi, g_theta, g_omega], -1).transpose(0, 1)  # (B, n, 3)
+
+
+class _RotProductState(torch.autograd.Function):
+    """|psi> = prod_i Rot(psi_i0, psi_i1, psi_i2)|0> from ISP angles (B, n, 3); (B, 2^n) complex."""
+
+    @staticmethod
+    def forward(ctx, psi: torch.Tensor) -> torch.Tensor:
+        f, mags, phases = _rot_factors(psi)
+        ctx.save_for_backward(f, mags, phases)
+        return _product_state_fm(f).T
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_s: torch.Tensor):
+        f, mags, phases = ctx.saved_tensors
+        return _rot_input_grad(grad_s.T, f, mags, phases, _tables(f.shape[0], f.device, mags.dtype))
+
+
+class _InverseMeasure(torch.autograd.Function):
+    """x'~ (B, n) from ISP angles psi (B, n, 3), the model unitary U and the ISP circuit g_Q.
+
+    |y~> = g_Q prod_i Rot(psi_i)|0> (eq. 22), U^dagger |y~> (eq. 13-15), p0/p1 = P(qubit = 0/1),
+    x'~ = 2 atan2(sqrt(p1), sqrt(p0)): the paper's 2 arcsin(sqrt(p1)) since p0 + p1 = 1, but with
+    full precision at both ends of [0, pi] (1 - p1 cancels near x' = pi in float32).
+    """
+
+    @staticmethod
+    def forward(ctx, psi: torch.Tensor, u: torch.Tensor, g_q: torch.Tensor) -> torch.Tensor:
+        n = psi.shape[1]
+        tab = _tables(n, psi.device, psi.dtype)
+        f, mags, phases = _rot_factors(psi)
+        state = _product_state_fm(f)  # (dim, B)
+        v = u.mH @ g_q
+        back = v @ state  # (dim, B)
+        p01 = tab["bits01_t"] @ (back.real.square() + back.imag.square())  # (2n, B)
+        live = p01 > _PROB_EPS
+        r = torch.sqrt(torch.clamp(p01, min=_PROB_EPS))
+        ctx.save_for_backward(f, mags, phases, state, back, v, u, g_q, r, live)
+        return 2.0 * torch.atan2(r[n:], r[:n]).T
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_x: torch.Tensor):
+        f, mags, phases, state, back, v, u, g_q, r, live = ctx.saved_tensors
+        n = f.shape[0]
+        tab = _tables(n, f.device, mags.dtype)
+        g = grad_x.T  # (n, B)
+        r0, r1 = r[:n], r[n:]
+        denom = r0.square() + r1.square()
+        # d(2 atan2(r1, r0)) = 2 (r0 dr1 - r1 dr0) / (r0^2 + r1^2), dr = dp / (2 r); 0 where clamped
+        gp = torch.cat([-g * r1 / (denom * r0), g * r0 / (denom * r1)], 0) * live
+        gback = 2.0 * back * (tab["bits01_t"].T @ gp)  # (dim, B) complex
+        grad_psi = grad_u = grad_g = None
+        if ctx.needs_input_grad[0]:
+            grad_psi = _rot_input_grad(v.mH @ gback, f, mags, phases, tab)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            gv = gback @ state.mH  # back = v state
+            grad_u = g_q @ gv.mH  # v = U^dagger g_Q
+            grad_g = u @ gv
+        return grad_psi, grad_u, grad_g
+
+
+def circuit_unitary(weights: torch.Tensor) -> torch.Tensor:
+    """U = U_L ... U_1 of the hardware-efficient ansatz (Fig. 2) for weights (L, n, 3), complex."""
+    if weights.ndim != 3 or weights.shape[2] != 3:
+        raise ValueError(f"circuit_unitary: weights must have shape (L, n, 3), got {tuple(weights.shape)}")
+    return _CircuitUnitary.apply(weights)

@@ -1,0 +1,242 @@
+"""Figures. Every figure is saved through :func:`save`, which writes PDF and PNG into the run's
+output folder, :func:`qinn_lib.paths.output_dir` (``build/interactive/`` in JupyterLab; the
+reports runner points it at ``figures/``), whatever the kernel's working directory."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from qinn_lib import paths
+from qinn_lib.experiments.search import OBJECTIVES, front_trials
+
+#: One colour per role, used consistently across notebooks.
+COLORS = {
+    "data": "black",
+    "train": "#1f77b4",
+    "val": "#ff7f0e",
+    "test": "#2ca02c",
+    "QINN": "#d62728",
+    "QINN (MSE)": "#d62728",
+    "QINN (fidelity)": "#9467bd",
+    "INN 2k": "#8c564b",
+    "INN 6k": "#e377c2",
+    "INN 16k": "#17becf",
+}
+
+
+def style() -> None:
+    """A compact, print-friendly matplotlib style for all notebooks."""
+    plt.rcParams.update({
+        "figure.dpi": 110,
+        "savefig.dpi": 150,
+        "savefig.bbox": "tight",
+        "font.size": 10,
+        "axes.titlesize": 10,
+        "legend.fontsize": 8,
+        "legend.frameon": False,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    })
+
+
+def save(fig: plt.Figure, name: str, folder: Path | None = None) -> list[Path]:
+    """Save ``fig`` as ``<name>.pdf`` and ``.png`` in ``folder`` (default: the run's output
+    folder, :func:`qinn_lib.paths.output_dir`); return the paths."""
+    out = []
+    for suffix in (".pdf", ".png"):
+        path = paths.figure_path(name, suffix, folder)
+        fig.savefig(path)
+        out.append(path)
+    return out
+
+
+def _density(values: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """Histogram normalised to the *total* number of values, so that events outside the plotted
+    range lower the curve instead of being silently renormalised away (and an empty histogram is
+    zero, not NaN)."""
+    counts = np.histogram(values, bins=bins)[0].astype(float)
+    return counts / (max(len(values), 1) * np.diff(bins))
+
+
+def _band(values: Sequence[np.ndarray] | np.ndarray, bins: np.ndarray):
+    """Histogram(s) -> (mean, std) per bin; a single array gives std = 0 (one seed)."""
+    arrays = [values] if isinstance(values, np.ndarray) else list(values)
+    hists = np.stack([_density(np.asarray(a), bins) for a in arrays])
+    return hists.mean(axis=0), hists.std(axis=0)
+
+
+def hist_with_ratio(reference: np.ndarray, others: Mapping[str, np.ndarray | Sequence[np.ndarray]],
+                    bins: int | np.ndarray = 50, *, range: tuple[float, float] | None = None,
+                    xlabel: str = "", reference_label: str = "True", axes=None, logy: bool = False,
+                    ratio_range: tuple[float, float] = (0.5, 1.5)):
+    """Normalised histograms of ``others`` against ``reference`` with a ratio panel below.
+
+    Each histogram is normalised to all of its events (not only those inside the range), so a
+    model that puts events outside the range shows up as a deficit.
+
+    A value of ``others`` may be a list of arrays (one per training seed): the line is the
+    bin-wise mean and the band ±1 standard deviation across seeds.
+    Returns ``(fig, (ax_main, ax_ratio))``.
+    """
+    if axes is None:
+        fig, axes = plt.subplots(2, 1, figsize=(4.2, 4.0), sharex=True,
+                                 gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05})
+    else:
+        fig = axes[0].figure
+    ax, rax = axes
+    reference = np.asarray(reference)
+    if np.ndim(bins) == 0:
+        lo, hi = range if range is not None else np.percentile(reference, [0.1, 99.9])
+        bins = np.linspace(lo, hi, int(bins) + 1)
+    centres = 0.5 * (bins[1:] + bins[:-1])
+    ref = _density(reference, bins)
+    ref_err = np.sqrt(np.histogram(reference, bins=bins)[0]) / (len(reference) * np.diff(bins))
+    ax.stairs(ref, bins, color=COLORS["data"], label=reference_label, lw=1.2)
+    safe_ref = np.where(ref > 0, ref, np.nan)
+    rax.fill_between(centres, 1 - ref_err / safe_ref, 1 + ref_err / safe_ref, color="0.85", step="mid")
+    for i, (label, values) in enumerate(others.items()):
+        # a label without a role colour takes the i-th colour of the cycle (stairs would draw black)
+        color = COLORS.get(label, f"C{i % 10}")
+        mean, std = _band(values, bins)
+        line = ax.stairs(mean, bins, label=label, color=color, lw=1.2)
+        color = line.get_edgecolor()
+        if np.any(std > 0):
+            ax.fill_between(centres, mean - std, mean + std, step="mid", color=color, alpha=0.25, lw=0)
+        rax.stairs(mean / safe_ref, bins, color=color, lw=1.0)
+        if np.any(std > 0):
+            rax.fill_between(centres, (mean - std) / safe_ref, (mean + std) / safe_ref, step="mid",
+                             color=color, alpha=0.25, lw=0)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_ylabel("normalised")
+    ax.legend()
+    rax.axhline(1.0, color="0.4", lw=0.8, ls="--")
+    rax.set_ylim(*ratio_range)
+    rax.set_ylabel("ratio")
+    rax.set_xlabel(xlabel)
+    return fig, (ax, rax)
+
+
+def hist_grid(samples: Mapping[str, np.ndarray], columns: Sequence[str], labels: Mapping[str, str],
+              *, bins: int = 60, ncols: int = 3, cuts: Mapping[str, Sequence[float]] | None = None,
+              ranges: Mapping[str, tuple[float, float]] | None = None, logy: Sequence[str] = ()):
+    """One panel per column, every sample overlaid (normalised). ``samples`` map a label to a
+    dict-like or structured object indexable by column name. Dashed lines mark ``cuts``."""
+    n = len(columns)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.6 * nrows), squeeze=False)
+    for ax, col in zip(axes.flat, columns):
+        first = next(iter(samples.values()))[col]
+        lo, hi = (ranges or {}).get(col, tuple(np.percentile(first, [0.05, 99.95])))
+        edges = np.linspace(lo, hi, bins + 1)
+        for label, sample in samples.items():
+            ax.hist(sample[col], bins=edges, density=True, histtype="step", lw=1.1,
+                    label=label, color=COLORS.get(label))
+        for c in (cuts or {}).get(col, ()):
+            ax.axvline(c, color="0.3", ls="--", lw=0.8)
+        if col in logy:
+            ax.set_yscale("log")
+        ax.set_xlabel(labels.get(col, col))
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    axes.flat[0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def ratio_grid(truth: Mapping[str, np.ndarray], models: Mapping[str, Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]]],
+               keys: Sequence[str], labels: Mapping[str, str], *, bins: int = 40, ncols: int = 4,
+               ranges: Mapping[str, tuple[float, float]] | None = None, reference_label: str = "True"):
+    """A grid of :func:`hist_with_ratio` panels, one per observable in ``keys``.
+
+    ``truth`` and each model map observable names to arrays (e.g. ``observables.reconstruct``
+    output); a model may instead be a list of such maps, one per seed, drawn as a band."""
+    import matplotlib.gridspec as gridspec
+
+    n = len(keys)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig = plt.figure(figsize=(3.3 * ncols, 3.4 * nrows))
+    outer = gridspec.GridSpec(nrows, ncols, figure=fig, wspace=0.32, hspace=0.35)
+    for i, key in enumerate(keys):
+        inner = outer[i // ncols, i % ncols].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.06)
+        ax = fig.add_subplot(inner[0])
+        rax = fig.add_subplot(inner[1], sharex=ax)
+        lo, hi = (ranges or {}).get(key, tuple(np.percentile(truth[key], [0.1, 99.9])))
+        others = {label: ([s[key] for s in m] if isinstance(m, (list, tuple)) else m[key])
+                  for label, m in models.items()}
+        hist_with_ratio(truth[key], others, bins=bins, range=(lo, hi), xlabel=labels.get(key, key),
+                        axes=(ax, rax), reference_label=reference_label)
+        ax.tick_params(labelbottom=False)
+        if i:
+            ax.get_legend().remove()
+        if i % ncols:
+            ax.set_ylabel("")
+            rax.set_ylabel("")
+    return fig
+
+
+def log_axis(axis, *, percent: bool = False) -> None:
+    """Readable labels on a log-scaled ``ax.xaxis`` / ``ax.yaxis`` (call it after plotting, it reads
+    the axis range): plain numbers (or percentages) at 1-9 x 10^k on an axis spanning under a
+    decade, at 1, 2, 5 x 10^k up to three decades, at powers of ten beyond; no minor labels (they
+    overlap on short axes)."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = sorted(axis.get_view_interval())
+    decades = math.log10(hi / lo) if lo > 0 and hi > 0 else 10.0
+    subs = tuple(range(1, 10)) if decades < 1 else (1.0, 2.0, 5.0) if decades < 3 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10.0, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.3g} %" if percent else f"{v:.3g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def plot_front(records: Sequence[dict[str, Any]], *, references: dict[str, dict[str, Any]] | None = None,
+               baseline: dict[str, Any] | None = None, paper_recon: float = 0.021) -> Any:
+    """The search in the plane (reconstruction deviation, JS(M_ll)): every trial, the Pareto front,
+    the paper's 2.1 % (a vertical line), and the INN ensembles of notebook 05 as horizontal bands
+    (``references``: ``{label: summarise-row metrics}``; their inverse is exact, so only their
+    JS(M_ll) places them). ``baseline``: the Table 1 QINN's summarise-row metrics (mean ± std)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    done = [r for r in records if r["values"] is not None]
+    xs = np.array([r["values"][OBJECTIVES[0]] for r in done])
+    ys = np.array([r["values"][OBJECTIVES[1]] for r in done])
+    ax.scatter(xs, ys, s=18, color="0.6", label=f"trials ({len(done)})", zorder=2)
+    front = front_trials(records)
+    if front:
+        fx = [r["values"][OBJECTIVES[0]] for r in front]
+        fy = [r["values"][OBJECTIVES[1]] for r in front]
+        ax.step(fx, fy, where="post", color=COLORS["QINN"], lw=1.2, zorder=3)
+        ax.scatter(fx, fy, s=30, color=COLORS["QINN"], label=f"Pareto front ({len(front)})", zorder=4)
+    for label, m in (references or {}).items():
+        js = m.get("js/m_ll")
+        if js is None:
+            continue
+        mean, std = js["mean"], js.get("std", float("nan"))
+        color = COLORS.get(label, "k")
+        ax.axhline(mean, color=color, lw=1.0, ls="--", label=f"{label} (exact inverse)")
+        if math.isfinite(std):
+            ax.axhspan(mean - std, mean + std, color=color, alpha=0.12, lw=0)
+    if baseline is not None and "recon_mean" in baseline and "js/m_ll" in baseline:
+        bx, by = baseline["recon_mean"], baseline["js/m_ll"]
+        ax.errorbar(bx["mean"], by["mean"], xerr=np.nan_to_num(bx.get("std", 0.0)),
+                    yerr=np.nan_to_num(by.get("std", 0.0)), fmt="*", ms=11, color="k",
+                    label="Table 1 QINN (seed mean ± std)", zorder=5)
+    ax.axvline(paper_recon, color="k", lw=0.8, ls=":", label=f"paper: < {100 * paper_recon:.1f} %")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    log_axis(ax.xaxis, percent=True)
+    log_axis(ax.yaxis)
+    ax.set_xlabel("reconstruction deviation ‖x̃ − x‖/‖x‖ (mean, test)")
+    ax.set_ylabel(r"JS($M_{\ell\ell}$) (test)")
+    ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,173 @@
+"""The README's results section, regenerated from the results store: every number comes from the code.
+
+:func:`render_results` turns the sections of ``figures/results.json``
+(:mod:`qinn_lib.evaluation.results`: the notebooks' and the benchmark's measurements) into
+markdown. :func:`update_readme` replaces the block between the README's ``results:start`` /
+``results:end`` markers with it (``python -m qinn_lib.reports --update-readme``), and refuses,
+leaving the README untouched, when the results are missing, invalid or mix results of different
+event samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qinn_lib import paths
+from qinn_lib.atomic import atomic_write_text
+from qinn_lib.evaluation.results import data_fingerprints, load_results, locked, results_lock, results_path
+from qinn_lib.notebook.parameters import ReportError
+
+# -- the README's results section (the results file itself: qinn_lib.evaluation.results) -----------------------
+README_START = "<!-- results:start -->"
+README_END = "<!-- results:end -->"
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def render_results(results: dict[str, Any]) -> str:
+    """Markdown for the README from a results file: every number comes from the code."""
+    lines = []
+    data = results.get("01_data_exploration")
+    if data:
+        lines += [
+            "**Events** (notebook 01, Pythia 8 LO, seed {seed}):".format(**data),
+            "",
+            "| quantity | value |",
+            "| --- | --- |",
+            f"| events after cuts (train / val / test) | {_fmt(data['n_events'])} ({_fmt(data['n_train'])} / {_fmt(data['n_val'])} / {_fmt(data['n_test'])}) |",
+            f"| generated, cut efficiency | {_fmt(data['n_generated'])}, {data['cut_efficiency']:.4f} |",
+            f"| σ(pp → Zj → ℓℓj), LO, before / after cuts | {data['sigma_pb']:.1f} ± {data['sigma_err_pb']:.1f} pb / {data['sigma_fiducial_pb']:.1f} pb |",
+            f"| Breit–Wigner fit of M_ℓℓ: mass | {data['fit_mass']:.3f} ± {data['fit_mass_err']:.3f} GeV (PDG {data['pdg_mass']:.4f}) |",
+            f"| Breit–Wigner fit of M_ℓℓ: width | {data['fit_width']:.3f} ± {data['fit_width_err']:.3f} GeV (PDG {data['pdg_width']:.4f}) |",
+            f"| generation time | {data['generation_seconds']:.1f} s |",
+            "",
+        ]
+    qinn = results.get("03_isp_training")
+    if qinn:
+        lines += [
+            "**QINN training** (notebook 03, Table 1 settings, MSE invertibility loss, seed {seed}):".format(**qinn),
+            "",
+            "| quantity | value |",
+            "| --- | --- |",
+            f"| parameters (quantum + classical) | {qinn['params_quantum']} + {qinn['params_classical']} = {qinn['params_total']} (Table 1: ~300 + ~1.7k) |",
+            f"| epochs × steps per epoch, training time | {qinn['epochs']} × {qinn['steps_per_epoch']}, {qinn['train_seconds'] / 60:.1f} min ({qinn['device']}, {qinn['threads']} thread) |",
+            f"| final validation loss / NLL | {qinn['val_loss']:.3f} / {qinn['val_nll']:.3f} |",
+            f"| test NLL in physical units (GeV, rad) | {qinn['test_nll']:.3f} ± {qinn['test_nll_sem']:.3f} nats/event |",
+            f"| reconstruction deviation ‖x̃ − x‖/‖x‖ on {_fmt(qinn['n_test'])} test events | mean {100 * qinn['recon_mean']:.2f} %, median {100 * qinn['recon_median']:.2f} % (paper: < 2.1 %) |",
+            "",
+        ]
+    fid = results.get("04_fidelity_vs_mse")
+    if fid:
+        lines += [f"**Fidelity vs MSE invertibility loss** (notebook 04, seeds {fid['seeds']}; mean ± std over seeds):",
+                  "", fid["table"], "", f"Sec. 4.1's statements (Fig. 5) tested against the seed spread: {fid['verdict']}.", ""]
+    cmp_ = results.get("05_qinn_vs_inn")
+    if cmp_:
+        lines += [f"**QINN vs classical spline INNs** (notebook 05, seeds {cmp_['seeds']}; mean ± std over seeds; "
+                  "NLL in nats/event in physical units, AUC of a classifier two-sample test, JS base 2):",
+                  "", cmp_["table"], "", "```", cmp_["conclusion"], "```", ""]
+        if cmp_.get("claims"):  # records written before the claims cell existed have none
+            lines += ["Sec. 4.2's statements (Fig. 7) tested against the seed spread:", "", "```", cmp_["claims"], "```", ""]
+    why = results.get("06_why_the_gap")
+    if why:
+        lines += [f"**Why our QINN misses the paper** (notebook 06, seeds {why['seeds']}, {why['epochs']} epochs; "
+                  "each statement is one comparison of seed means against the seed spread):",
+                  "", "```", why["claims"], "```", "", why["search_answer"], "", why["closing"], ""]
+    hw = results.get("07_hardware_realism")
+    if hw:
+        lines += [f"**The QINN on an emulated quantum computer** (notebook 07, evaluation seeds {hw['seeds']}; "
+                  "mean ± std over seeds; NLL with the Jacobian measured by parameter shift):", "",
+                  hw["statement"], "", hw["shots_table"], "", hw["noise_table"], "",
+                  "Circuits and what the paper's tasks would cost on a device:", "", hw["resources_table"], "",
+                  hw["cost_table"], ""]
+    bench = results.get("bench")
+    if bench:
+        lines += [
+            "**Speed** (`.venv/bin/python -m qinn_lib.bench --record`; one full QINN training step, batch {batch_size}, "
+            "{threads} thread, {machine}; median of the timed steps, min in brackets):".format(**bench),
+            "",
+            "| path | ms / step | paper profile (58k steps) |",
+            "| --- | --- | --- |",
+            f"| fast torch simulation, eager | {bench['fast_ms']:.1f} (min {bench['fast_ms_min']:.1f}) | {bench['paper_fast_minutes']:.1f} min |",
+        ]
+        if "compiled_ms" in bench:
+            lines.append(f"| fast torch simulation, compiled (`torch.compile`, {bench['compile_seconds']:.0f} s to compile) | "
+                         f"{bench['compiled_ms']:.1f} (min {bench['compiled_ms_min']:.1f}) | {bench['paper_compiled_minutes']:.1f} min |")
+        lines += [
+            f"| PennyLane default.qubit (backprop) | {bench['reference_ms']:.0f} | {bench['paper_reference_hours']:.1f} h |",
+            f"| speed-up over PennyLane | {bench['speedup']:.0f}× eager"
+            + (f", {bench['compiled_reference_ratio']:.0f}× compiled" if "compiled_reference_ratio" in bench else "")
+            + " | |",
+            "",
+        ]
+    bench_inn = results.get("bench_inn")
+    if bench_inn:
+        lines += [
+            f"**Classical INN training step** (same command; batch {bench_inn['batch_size']}; min of the timed steps; one seed alone vs "
+            f"{bench_inn['members']} seeds in lockstep through `INNStack`, as seed ensembles are trained; "
+            "hours for training steps only):",
+            "",
+            "| INN | parameters | path | alone, ms / step | lockstep, ms / step per seed | lockstep, nflows eager | 3 seeds × 200 epochs |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for size, row in sorted(bench_inn["sizes"].items(), key=lambda item: item[1]["params"]):
+            ref = row.get("paths", {}).get("nflows", {}).get("lockstep_ms_per_seed")
+            lines.append(f"| {size} | {row['params']:,} | {row.get('path', 'eager')} | {row['single_ms']:.1f} | "
+                         f"{row['lockstep_ms_per_seed']:.1f} | " + (f"{ref:.1f}" if ref is not None else "–") + " | "
+                         f"{row['paper_hours_3_seeds_single']:.2f} h alone, {row['paper_hours_3_seeds_lockstep']:.2f} h lockstep |")
+        lines.append("")
+    proj = results.get("bench_projection")
+    if proj:
+        lines += [
+            f"**Projected paper profile** (same command): the {proj['runs']} training runs of notebooks 03–05 as "
+            f"{proj['jobs']} Dask jobs on {proj['n_workers']} single-threaded workers, from the compiled ms/step above "
+            f"(training steps only): {proj['core_hours']:.2f} core-hours, **{proj['wall_minutes']:.0f} min** of wall time.",
+            "",
+        ]
+    if not lines:
+        return "No results recorded yet: run `python -m qinn_lib.reports --profile paper`."
+    return "\n".join(lines).rstrip()
+
+
+def update_readme(profile: str = "paper") -> Path:
+    """Replace the README's results block with :func:`render_results` of the profile's results.
+
+    Refuses (the README left untouched) if the results file is missing, a folder, empty, invalid
+    (:class:`~qinn_lib.evaluation.results.ResultsError` names the section and key), or mixes results of
+    different event samples."""
+    readme = paths.repo_root() / "README.md"
+    source = results_path(profile)
+    if not source.is_file():
+        what = "is a folder" if source.is_dir() else "does not exist"
+        raise ReportError(f"{source} {what}, so there are no results to show; {readme.name} was left unchanged. "
+                          f"Record them with `python -m qinn_lib.reports --profile {profile}`")
+    with locked(results_lock(profile), f"updating {readme} from {source}"):
+        results = load_results(profile)
+        if not results:
+            raise ReportError(f"{source} holds no results; {readme.name} was left unchanged. Record them with "
+                              f"`python -m qinn_lib.reports --profile {profile}`")
+        found = data_fingerprints(results, source.parent)
+        if len(set(found.values())) > 1:
+            listed = ", ".join(f"{where}: {fp}" for where, fp in found.items())
+            raise ReportError(f"{source}: the README would mix results of different event samples ({listed}); "
+                              f"{readme.name} was left unchanged. Re-run the odd ones with the same n_events and "
+                              "data_seed as the others")
+        try:
+            text = readme.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ReportError(f"cannot read {readme}: {err.strerror or err}") from None
+        if README_START not in text or README_END not in text:
+            raise ReportError(f"{readme}: missing the {README_START} / {README_END} markers")
+        head, rest = text.split(README_START, 1)
+        _, tail = rest.split(README_END, 1)
+        body = render_results(results)
+        note = (f"<!-- generated by `.venv/bin/python -m qinn_lib.reports --update-readme` from "
+                f"{source.relative_to(paths.repo_root())}; do not edit by hand -->")
+        atomic_write_text(readme, f"{head}{README_START}\n{note}\n\n{body}\n{README_END}{tail}")
+    return readme

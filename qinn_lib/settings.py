@@ -1,0 +1,97 @@
+"""The run context from the environment: the profile, the output folder and the model policy.
+
+:func:`context` reads the environment variables (a user may set them before starting
+JupyterLab, too):
+
+``QINN_PROFILE``     ``quick`` or ``paper``. Unset: the interactive default (see
+                     :func:`qinn_lib.notebook.profiles.notebook_config`).
+``QINN_OUTPUT_DIR``  where figures and results go (:func:`qinn_lib.paths.output_dir`); unset:
+                     ``build/interactive/``. Only the runner points it at ``figures/``.
+``QINN_MODELS``      ``shipped`` (default: load a shipped model whose configuration and data match,
+                     see :mod:`qinn_lib.experiments.store`, else reload or train a run under ``build/runs``)
+                     or ``train`` (ignore shipped models: reload or train under ``build/runs``).
+
+The reports runner (``python -m qinn_lib.reports --profile ...``) gives its kernels these
+variables (:func:`runner_environment`, which also marks them with ``QINN_RUNNER``);
+:func:`environment` sets variables for the duration of a block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from qinn_lib import paths
+from qinn_lib.paths import OUTPUT_DIR_ENV, PROFILES
+
+PROFILE_ENV = "QINN_PROFILE"
+MODELS_ENV = "QINN_MODELS"
+#: Set by the reports runner only, so that a notebook can say who chose its profile.
+RUNNER_ENV = "QINN_RUNNER"
+MODEL_POLICIES = ("shipped", "train")
+
+
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    return profile
+
+
+# -- the run context ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunContext:
+    """What the environment says about the running notebook."""
+
+    profile: str | None  #: ``$QINN_PROFILE``; None when unset (a notebook run by hand)
+    output_dir: Path  #: :func:`qinn_lib.paths.output_dir`
+    models: str  #: ``$QINN_MODELS``: "shipped" or "train"
+    runner: bool  #: started by ``python -m qinn_lib.reports``
+
+    @property
+    def interactive(self) -> bool:
+        return self.profile is None
+
+
+def _env_choice(name: str, choices: tuple[str, ...], default: str | None) -> str | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if value not in choices:
+        raise ValueError(f"environment variable {name}={value!r}: must be one of {list(choices)}")
+    return value
+
+
+def context() -> RunContext:
+    """The run context from the environment (see the module docstring)."""
+    return RunContext(profile=_env_choice(PROFILE_ENV, PROFILES, None), output_dir=paths.output_dir(),
+                      models=_env_choice(MODELS_ENV, MODEL_POLICIES, "shipped"),
+                      runner=os.environ.get(RUNNER_ENV) == "reports")
+
+
+def runner_environment(profile: str, *, models: str = "shipped") -> dict[str, str]:
+    """The environment the reports runner gives its kernels: the profile, the publish folder
+    (:func:`qinn_lib.paths.figures_dir`) as output folder, and the model policy."""
+    check_profile(profile)
+    if models not in MODEL_POLICIES:
+        raise ValueError(f"models must be one of {MODEL_POLICIES}, got {models!r}")
+    return {PROFILE_ENV: profile, OUTPUT_DIR_ENV: str(paths.figures_dir(profile)), MODELS_ENV: models,
+            RUNNER_ENV: "reports"}
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables inside the block (kernels and threads started there see them),
+    restoring the previous values afterwards."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,0 +1,51 @@
+"""Which counts a run uses (quick vs paper), decided in one place.
+
+:func:`budget` is the one helper that caps iteration counts in the quick profile (GPflow's
+``ci_niter`` idea): notebooks keep the paper's values in their ``parameters`` cell and pass every
+count through it; the paper profile leaves them alone. The caps (:data:`QUICK_CAPS`) let all
+notebooks together run in a few minutes on a 2-core CPU while every code path still executes.
+:func:`effective_config` applies them to a run configuration (fewer events and epochs in the
+quick profile, Table 1 in the paper profile).
+
+Which profile a notebook runs in is decided by :func:`qinn_lib.notebook.profiles.notebook_config`
+from the environment (:mod:`qinn_lib.settings`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qinn_lib.settings import check_profile
+
+#: Upper bounds applied in the quick profile. Chosen so that all notebooks together run in a few
+#: minutes on a 2-core CPU while every code path (training, checkpoints, plots) still executes.
+QUICK_CAPS: dict[str, int] = {
+    "n_events": 8_000,
+    "epochs": 2,
+    "n_seeds": 1,
+    "fit_steps": 30,
+    "n_generate": 4_000,
+    "search_trials": 2,
+}
+
+
+def budget(profile: str, name: str, paper_value: int) -> int:
+    """The count to use for ``name`` under ``profile``: ``paper_value`` in the paper profile,
+    ``min(paper_value, QUICK_CAPS[name])`` in the quick one."""
+    check_profile(profile)
+    if name not in QUICK_CAPS:
+        raise KeyError(f"no quick-profile cap for {name!r}; known: {sorted(QUICK_CAPS)}")
+    if paper_value < 1:
+        raise ValueError(f"{name} must be >= 1, got {paper_value}")
+    return paper_value if profile == "paper" else min(paper_value, QUICK_CAPS[name])
+
+
+def effective_config(cfg: Any) -> Any:
+    """Apply the profile's caps to the counts of the run config ``cfg``: the quick profile trains
+    on fewer events for fewer epochs, the paper profile keeps Table 1. (The capped config validates
+    itself again, e.g. a batch larger than the capped training split is refused.)"""
+    changes = {}
+    for name in ("n_events", "epochs"):
+        if hasattr(cfg, name):
+            changes[name] = budget(cfg.profile, name, getattr(cfg, name))
+    return cfg.replace(**changes)

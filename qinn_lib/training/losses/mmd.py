@@ -1,0 +1,175 @@
+"""Maximum mean discrepancy (sec. 2.2): eq. 9 with the Gaussian (eq. 10) and Breit-Wigner (eq. 11) kernel.
+
+:func:`gaussian_mmd` and :func:`breit_wigner_mmd` sum the kernel over several widths (the
+multi-kernel MMD of the end of sec. 2.2, so that at least one width gives a non-vanishing
+gradient). They are the fast path: one quadratic form over the joint sample, with a hand-written
+gradient. :func:`mmd_reference` is eq. 9 as the paper writes it, for plain autograd: their test
+oracle.
+
+Every MMD here is the *squared* MMD of eq. 9 (that is what the paper minimises), as the biased
+V-statistic: every mean runs over all pairs, the diagonal ``k(x, x)`` included, exactly as eq. 9
+writes ``mean k(X, X)``. Unlike the unbiased U-statistic it is a squared RKHS norm (eq. 8) and
+therefore never negative (up to rounding), and two identical samples give exactly zero. Its bias,
+``(mean k(x,x) - mean k(x,x'))/N`` per sample, depends on the batch size only, so losses computed
+with the same batch size stay comparable.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+__all__ = ['gaussian_mmd', 'breit_wigner_mmd', 'mmd_reference']
+
+
+# -- maximum mean discrepancy (sec. 2.2) ---------------------------------------------------------
+def _as_points(t: torch.Tensor, name: str) -> torch.Tensor:
+    if t.ndim == 1:
+        return t.unsqueeze(1)
+    if t.ndim != 2:
+        raise ValueError(f"{name} must have shape (N,) or (N, d), got {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} is empty; MMD needs at least one sample")
+    return t
+
+
+def _pair_differences(p: torch.Tensor) -> torch.Tensor:
+    """All pairwise differences of the rows of ``p`` (P, d), feature-major: ``diff[k, i, j] = p_ik - p_jk``.
+
+    Why differences and not the expansion ||a||^2 + ||b||^2 - 2 a.b: a difference of two floats is
+    exact when they are close (Sterbenz) and correctly rounded otherwise, so every squared
+    distance and every gradient term ``(p_i - p_j)`` below carries float rounding *relative to
+    itself*. The expansion (and the gradient form ``sum_j A_ij p_i - (A p)_i``) cancels instead:
+    for M_ll ~ 91 GeV and pairs 0.01 GeV apart it lost 3 of float32's 7 digits. Feature-major,
+    so the sum over features is a reduction over the leading, contiguous-block axis."""
+    q = p.T.contiguous()  # a strided q would make the result (and every pass over it) strided
+    return q.unsqueeze(2) - q.unsqueeze(1)
+
+
+def kernel_widths(widths: Sequence[float] | float) -> tuple[float, ...]:
+    ws = (float(widths),) if isinstance(widths, (int, float)) else tuple(float(w) for w in widths)
+    if not ws or any(not (w > 0.0) or math.isinf(w) for w in ws):
+        raise ValueError(f"kernel widths must be a non-empty list of positive finite numbers, got {widths!r}")
+    return ws
+
+
+#: Lower bound of the Gaussian kernel's exponent. exp(-80) = 1.8e-35: below it float32 results are
+#: subnormal, and x86 exp then runs ~4x slower (measured 2.5 -> 0.7 ms on the (5, 256, 256) kernel
+#: of a batch-128 step) for a kernel value that changes the MMD by less than 1e-34.
+_EXP_FLOOR = -80.0
+
+
+def _kernel_and_slope(d2: torch.Tensor, widths: tuple[float, ...], kernel: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multi-width kernel K = sum_w k_w(d2) and its slope G = sum_w dk_w/d(d2), both ``(P, P)``.
+
+    One squared-distance matrix serves every width. Eager, the widths are a leading ``(W, 1)``
+    axis of a broadcast over the flattened ``d2``, summed by one small matmul over the
+    ``(W, P*P)`` stack: one op per step instead of one per width, and half the time of two
+    reductions over W. Compiled, the same sums are written per width with the widths as
+    constants, which inductor fuses into one pass over the pairs (distance once, five kernels,
+    both sums); given the stack it materialises it and recomputes d2 per width (measured 540 vs
+    275 us per Gaussian MMD, forward and gradient, batch 128)."""
+    if kernel not in ("gauss", "breit_wigner"):
+        raise ValueError(f"kernel must be 'gauss' or 'breit_wigner', got {kernel!r}")
+    if torch.compiler.is_compiling():
+        k = g = torch.zeros_like(d2)
+        for s in widths:
+            s2 = s * s
+            if kernel == "gauss":  # eq. 10: k = exp(-d2 / (2 s^2)), dk/dd2 = -k / (2 s^2)
+                e = torch.exp((d2 * (-0.5 / s2)).clamp_min(_EXP_FLOOR))
+                k, g = k + e, g + (-0.5 / s2) * e
+            else:  # eq. 11: k = s^2 / (s^2 + d2), dk/dd2 = -s^2 / (s^2 + d2)^2
+                r = torch.reciprocal(d2 + s2)
+                k, g = k + s2 * r, g - s2 * r * r
+        return k, g
+    flat = d2.reshape(1, -1)
+    s2 = torch.tensor(widths, dtype=d2.dtype, device=d2.device).pow(2).reshape(-1, 1)
+    if kernel == "gauss":
+        coef = -0.5 / s2
+        e = torch.exp((flat * coef).clamp_min_(_EXP_FLOOR))
+        kg = torch.cat([torch.ones_like(coef), coef], dim=1).T @ e
+        return kg[0].view_as(d2), kg[1].view_as(d2)
+    r = torch.reciprocal(flat + s2)
+    return (s2.T @ r).view_as(d2), -(s2.T @ (r * r)).view_as(d2)
+
+
+class _MultiKernelMMD(torch.autograd.Function):
+    """eq. 9 as one quadratic form: with p = [x; y] and w = [1/N, ..., 1/N, -1/M, ..., -1/M],
+    mean k(X,X) + mean k(Y,Y) - 2 mean k(X,Y) = w^T K w for the joint kernel matrix K, built from
+    ONE pairwise-difference tensor of the joint sample for all widths.
+
+    The gradient is hand-written and formed in the forward pass, from the same kernel slopes: with
+    A = (w w^T) * G (G the kernel slope, symmetric), dL/dp_i = 4 sum_j A_ij (p_i - p_j), on the
+    pairwise differences (see :func:`_pair_differences` for why not as ``sum_j A_ij p_i - (A p)_i``).
+    Only the (P, d) gradient is kept for backward, not the (W, P, P) kernel stack or the (d, P, P)
+    differences: autograd through the kernel would store and revisit those, and a compiled graph
+    would recompute every exponential in its backward pass. Checked against autograd of
+    :func:`mmd_reference` and, in float32, against a float64 evaluation."""
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor, w: torch.Tensor, widths: tuple[float, ...], kernel: str) -> torch.Tensor:
+        diff = _pair_differences(p)  # (d, P, P)
+        k, g = _kernel_and_slope(diff.square().sum(0), widths, kernel)
+        if ctx.needs_input_grad[0]:
+            a = g * (4.0 * w).unsqueeze(1) * w.unsqueeze(0)
+            # kept feature-major (d, P): the sum over j runs along contiguous memory, which is
+            # also the loop a compiler vectorises (a (P, d) result made it loop over j scalar)
+            ctx.save_for_backward((diff * a).sum(dim=2))
+        return torch.dot(w, torch.mv(k, w))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        (dp,) = ctx.saved_tensors
+        return (grad * dp).T, None, None, None
+
+
+def _mmd(x: torch.Tensor, y: torch.Tensor, widths: Sequence[float] | float, kernel: str) -> torch.Tensor:
+    x = _as_points(x, "x")
+    y = _as_points(y, "y")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same feature dimension, got {x.shape[1]} and {y.shape[1]}")
+    ws = kernel_widths(widths)
+    n, m = x.shape[0], y.shape[0]
+    # Multi-kernel MMD (end of sec. 2.2): the kernel is summed over the widths, i.e. the sum of
+    # the single-width MMDs, so at least one width gives a non-vanishing gradient.
+    p = torch.cat([x, y.to(x.dtype)], dim=0)
+    w = torch.cat([p.new_full((n,), 1.0 / n), p.new_full((m,), -1.0 / m)])
+    return _MultiKernelMMD.apply(p, w, ws, kernel)
+
+
+def gaussian_mmd(x: torch.Tensor, y: torch.Tensor, widths: Sequence[float] | float) -> torch.Tensor:
+    """Squared MMD, eq. 9, with the Gaussian kernel eq. 10 summed over ``widths``.
+
+    ``x``: ``(N, d)`` or ``(N,)``; ``y``: ``(M, d)`` or ``(M,)``. V-statistic (see module docstring).
+    """
+    return _mmd(x, y, widths, "gauss")
+
+
+def breit_wigner_mmd(x: torch.Tensor, y: torch.Tensor, widths: Sequence[float] | float) -> torch.Tensor:
+    """Squared MMD, eq. 9, with the Breit-Wigner kernel eq. 11, ``s^2 / (s^2 + ||x-y||^2)``,
+    summed over ``widths`` (in the units of ``x``, e.g. GeV for ``M_ll``)."""
+    return _mmd(x, y, widths, "breit_wigner")
+
+
+def mmd_reference(x: torch.Tensor, y: torch.Tensor, widths: Sequence[float] | float, kernel: str) -> torch.Tensor:
+    """eq. 9 exactly as the paper writes it, for plain autograd: the test oracle of the fast MMDs.
+
+    ``mean k(X, X) + mean k(Y, Y) - 2 mean k(X, Y)`` with ``k`` the Gaussian (eq. 10, ``kernel=
+    "gauss"``) or Breit-Wigner (eq. 11, ``"breit_wigner"``) kernel summed over ``widths``; every
+    kernel matrix from its own pairwise differences, no quadratic form, no hand-written gradient.
+    Slow (three (N, M, d) tensors and one pass per width) but obviously right."""
+    x, y = _as_points(x, "x"), _as_points(y, "y").to(x.dtype)
+    ws = kernel_widths(widths)
+    if kernel not in ("gauss", "breit_wigner"):
+        raise ValueError(f"kernel must be 'gauss' or 'breit_wigner', got {kernel!r}")
+
+    def k(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        d2 = (a[:, None, :] - b[None, :, :]).pow(2).sum(dim=-1)
+        if kernel == "gauss":
+            return sum(torch.exp(-d2 / (2.0 * s * s)) for s in ws)
+        return sum(s * s / (s * s + d2) for s in ws)
+
+    return k(x, x).mean() + k(y, y).mean() - 2.0 * k(x, y).mean()
