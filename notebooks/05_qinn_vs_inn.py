@@ -47,7 +47,7 @@ from qinn_lib.evaluation import results as results_store
 from qinn_lib.events import observables
 from qinn_lib.experiments import ensembles as ensembles_lib
 from qinn_lib.experiments import plans
-from qinn_lib.models.inn.model import INN_SIZES
+from qinn_lib.models.inn.sizes import INN_SIZES
 from qinn_lib.notebook import plots, profiles
 from qinn_lib.training.config import ComparisonConfig
 

@@ -33,6 +33,13 @@ MODELS_ENV = "QINN_MODELS"
 RUNNER_ENV = "QINN_RUNNER"
 MODEL_POLICIES = ("shipped", "train")
 
+#: Config fields that a notebook's parameters cell does not declare: the runner owns them.
+RUNNER_OWNED = ("profile",)
+#: The variable the runner injects into the reports it does not publish (the quick ones), so that
+#: re-executing such a report (nbval, or a user opening it) runs it in the profile it was made in.
+#: The published paper reports carry none: opened by hand they get the interactive default.
+INJECTED_PROFILE = "qinn_profile"
+
 
 def check_profile(profile: str) -> str:
     if profile not in PROFILES:

@@ -153,8 +153,8 @@ def _local_package_imports() -> list[tuple[str, int, str]]:
 
 def test_function_local_package_imports_are_few_and_say_why():
     """Package modules are imported at the top, where the floors are visible; a function-local
-    import only defers a heavy optional dependency (PennyLane, through the reference circuits),
-    and its line says so."""
+    import only defers a heavy dependency (PennyLane through the reference circuits; torch where
+    the reports runner plans training), and its line says so."""
     local = _local_package_imports()
     assert len(local) <= MAX_LOCAL_IMPORTS, [f"{m}:{n}" for m, n, _ in local]
     unexplained = [f"{m}:{n}: {text.strip()}" for m, n, text in local if "# deferred:" not in text]
@@ -167,3 +167,14 @@ def test_notebooks_import_the_floors_not_the_commands():
             if isinstance(node, ast.ImportFrom) and node.module == "qinn_lib":
                 names = {a.name for a in node.names}
                 assert not names & set(COMMANDS), f"{nb.name} imports a command module {names & set(COMMANDS)}"
+
+
+def test_the_runner_and_the_run_configurations_import_without_torch():
+    """``python -m qinn_lib.reports --list`` and a bad ``-p`` answer without importing torch, FrEIA
+    or Dask (regression: the layered layout first made ``training.config`` import the INN model
+    for its size table, and the runner import the training jobs at the top)."""
+    code = ("import sys, qinn_lib.reports, qinn_lib.training.config, qinn_lib.notebook.parameters; "
+            "print(sorted(m for m in ('torch', 'FrEIA', 'distributed', 'pennylane') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

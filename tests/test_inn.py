@@ -21,7 +21,8 @@ from qinn_lib.models.inn.coupling import (
     SoftPermutation,
     mlp_subnet_constructor,
 )
-from qinn_lib.models.inn.model import INN, INN_SIZES, INNStack, build_inn
+from qinn_lib.models.inn.model import INN, INNStack, build_inn
+from qinn_lib.models.inn.sizes import INN_SIZES
 from qinn_lib.training.config import INNRunConfig
 
 SIZES = ("2k", "6k", "16k")

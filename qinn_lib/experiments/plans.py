@@ -26,7 +26,7 @@ from qinn_lib.experiments.ablations import ablation_configs
 from qinn_lib.experiments.ensembles import seeds, train_ensembles
 from qinn_lib.experiments.one_model import PreparedData, completed_epochs, data_key, prepare_data
 from qinn_lib.experiments.search import default_name, finished_trials
-from qinn_lib.models.inn.model import INN_SIZES
+from qinn_lib.models.inn.sizes import INN_SIZES
 from qinn_lib.training.budget import budget, effective_config
 from qinn_lib.training.config import (
     ComparisonConfig,

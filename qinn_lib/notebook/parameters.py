@@ -17,7 +17,7 @@ from typing import Any
 
 from qinn_lib import paths
 from qinn_lib.errors import QinnError
-from qinn_lib.notebook.profiles import RUNNER_OWNED
+from qinn_lib.settings import RUNNER_OWNED
 from qinn_lib.training import config as cfgmod
 from qinn_lib.training.budget import effective_config
 from qinn_lib.training.config import ConfigError, DataConfig, RunConfig

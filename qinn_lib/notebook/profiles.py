@@ -21,16 +21,9 @@ from qinn_lib import paths
 from qinn_lib.experiments import one_model, plans
 from qinn_lib.experiments.plans import upload_label
 from qinn_lib.notebook.lab import unprotected_session_warning
-from qinn_lib.settings import PROFILE_ENV, check_profile, context
+from qinn_lib.settings import INJECTED_PROFILE, PROFILE_ENV, RUNNER_OWNED, check_profile, context
 from qinn_lib.threads import set_notebook_threads
 from qinn_lib.training.budget import QUICK_CAPS
-
-#: Config fields that a notebook's parameters cell does not declare: the runner owns them.
-RUNNER_OWNED = ("profile",)
-#: The variable the runner injects into the reports it does not publish (the quick ones), so that
-#: re-executing such a report (nbval, or a user opening it) runs it in the profile it was made in.
-#: The published paper reports carry none: opened by hand they get the interactive default.
-INJECTED_PROFILE = "qinn_profile"
 
 
 def _relative(path: Path) -> str:

@@ -33,7 +33,7 @@ from qinn_lib import paths
 from qinn_lib.atomic import atomic_write_text, check_writable, create_sibling_temp
 from qinn_lib.errors import add_debug_option, run_cli
 from qinn_lib.evaluation.results import check_recordable, results_path
-from qinn_lib.experiments import cluster, jobs, plans
+from qinn_lib.experiments import cluster
 from qinn_lib.notebook.parameters import (
     ReportError,
     check_parameters,
@@ -44,9 +44,8 @@ from qinn_lib.notebook.parameters import (
     parse_literal,
     parse_parameters,
 )
-from qinn_lib.notebook.profiles import INJECTED_PROFILE
 from qinn_lib.notebook.readme import update_readme
-from qinn_lib.settings import check_profile, environment, runner_environment
+from qinn_lib.settings import INJECTED_PROFILE, check_profile, environment, runner_environment
 from qinn_lib.training.config import RunConfig
 
 KERNEL_NAME = "python3"
@@ -108,6 +107,8 @@ def pretrain_runs(plan: list[tuple[Path, dict[str, Any]]], profile: str, *, mode
     both cores busy until the last run; :mod:`qinn_lib.experiments.jobs`), before any notebook executes.
     The notebooks then reload the finished checkpoints. Without this, each notebook would train
     its own runs and leave a core idle at the end of every ensemble."""
+    from qinn_lib.experiments import jobs, plans  # deferred: torch and FrEIA (~1.6 s), only for runs to plan
+
     configs = []
     for nb, params in plan:
         for run_cfgs in plans.planned_runs(_planned_config(nb, params, profile)).values():

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from qinn_lib.errors import QinnError
 from qinn_lib.events.sample import split_sizes
-from qinn_lib.models.inn.model import INN_SIZES
+from qinn_lib.models.inn.sizes import INN_SIZES
 from qinn_lib.paths import PROFILES
 
 

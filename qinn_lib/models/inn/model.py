@@ -1,7 +1,7 @@
 """The classical baseline of the paper: an INN of cubic-spline coupling blocks (sec. 2, Table 1).
 
 This module holds the model: :class:`INN`, :class:`INNStack` (the seeds of an ensemble in
-lockstep), :func:`build_inn` and Table 1's sizes (:data:`INN_SIZES`). The coupling block, the
+lockstep), :func:`build_inn`; Table 1's sizes are :data:`qinn_lib.models.inn.sizes.INN_SIZES`. The coupling block, the
 soft permutation and the application of the spline are :mod:`qinn_lib.models.inn.coupling`.
 
 Architecture
@@ -108,6 +108,7 @@ from qinn_lib.models.inn.coupling import (
     apply_spline,
     mlp_subnet_constructor,
 )
+from qinn_lib.models.inn.sizes import INN_SIZES
 
 __all__ = ['INN', 'INNStack', 'build_inn']
 
@@ -117,7 +118,7 @@ class INN(nn.Module):
 
     Parameters
     ----------
-    size : "2k", "6k" or "16k" (``qinn_lib.models.inn.model.INN_SIZES``).
+    size : "2k", "6k" or "16k" (``qinn_lib.models.inn.sizes.INN_SIZES``).
     n_features : number of features (5 in the paper).
     seed : seeds every initial weight and every soft permutation.
     dtype : torch.float32 (training default) or torch.float64.
@@ -350,10 +351,3 @@ def build_inn(size: str = "16k", n_features: int = 5, *, seed: int = 0,
     return INN(size, n_features, seed=seed, dtype=dtype, two_sided=two_sided, tail_bound=tail_bound,
                spline=spline)
 
-
-#: Table 1, INN column: spline bins / coupling blocks / layers per subnet / hidden width per size.
-INN_SIZES: dict[str, dict[str, int]] = {
-    "2k": {"bins": 5, "blocks": 6, "subnet_layers": 3, "hidden": 8},
-    "6k": {"bins": 8, "blocks": 9, "subnet_layers": 3, "hidden": 12},
-    "16k": {"bins": 8, "blocks": 10, "subnet_layers": 3, "hidden": 24},
-}
