@@ -62,6 +62,15 @@ SECTION_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "bench_projection": {"jobs": "int", "runs": "int", "core_hours": _NUMBER, "wall_minutes": _NUMBER,
                          "n_workers": "int"},
+    "bench_lockstep": {
+        "ks": "list", "batch_size": "int",
+        "rows": {"mode": "str", "k": "int", "ms_min": _NUMBER, "per_model_ms_min": _NUMBER,
+                 "per_model_cpu_ms": _NUMBER, "per_model_vs_k1": _NUMBER, "per_model_cpu_vs_k1": _NUMBER},
+    },
+    "bench_projection_scenarios": {
+        "scenarios": {"jobs": "int", "runs": "int", "core_hours": _NUMBER, "wall_minutes": _NUMBER, "n_workers": "int",
+                      "n_seeds": "int"},
+    },
     "bench_inn": {
         "batch_size": "int", "members": "int", "threads": "int",
         "sizes": {"params": "int", "single_ms": _NUMBER, "lockstep_ms_per_seed": _NUMBER,

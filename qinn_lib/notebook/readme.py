@@ -122,8 +122,34 @@ def render_results(results: dict[str, Any]) -> str:
                          f"{row['lockstep_ms_per_seed']:.1f} | " + (f"{ref:.1f}" if ref is not None else "–") + " | "
                          f"{row['paper_hours_3_seeds_single']:.2f} h alone, {row['paper_hours_3_seeds_lockstep']:.2f} h lockstep |")
         lines.append("")
+    lock = results.get("bench_lockstep")
+    if lock:
+        lines += [
+            f"**QINN seeds in lockstep** (same command; batch {lock['batch_size']} per seed; `QINNStack`, as seed "
+            "ensembles are trained; min wall time and median CPU time per step, divided by the number of models):",
+            "",
+            "| path | k models | ms / step per model | CPU ms / step per model | per model vs k = 1 |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for row in lock["rows"].values():
+            lines.append(f"| {row['mode']} | {row['k']} | {row['per_model_ms_min']:.2f} | {row['per_model_cpu_ms']:.2f} | "
+                         f"{row['per_model_vs_k1']:.2f}× |")
+        lines.append("")
+    scen = (results.get("bench_projection_scenarios") or {}).get("scenarios")
+    if scen:
+        lines += [
+            "**Projected paper profile** (same command; training steps of notebooks 03–07 as Dask jobs on "
+            "single-threaded workers, QINN and INN seeds in lockstep, from the step times above):",
+            "",
+            "| plan | runs | jobs | core-hours | wall time |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for label, p in scen.items():
+            lines.append(f"| {label} | {p['runs']} | {p['jobs']} | {p['core_hours']:.2f} | {p['wall_minutes']:.0f} min on "
+                         f"{p['n_workers']} workers |")
+        lines.append("")
     proj = results.get("bench_projection")
-    if proj:
+    if proj and not scen:
         lines += [
             f"**Projected paper profile** (same command): the {proj['runs']} training runs of notebooks 03–05 as "
             f"{proj['jobs']} Dask jobs on {proj['n_workers']} single-threaded workers, from the compiled ms/step above "
