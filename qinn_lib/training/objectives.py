@@ -29,6 +29,7 @@ from qinn_lib.events.observables import invariant_mass_torch
 from qinn_lib.training.losses.invertibility import fidelity_invertibility, mse_invertibility
 from qinn_lib.training.losses.mmd import breit_wigner_mmd, gaussian_mmd, kernel_widths
 from qinn_lib.training.losses.nll import nll
+from qinn_lib.training.stacked_terms import stacked_terms
 
 __all__ = ['NLLObjective', 'LOSS_TERMS', 'QINNObjective', 'INNObjective']
 
@@ -70,15 +71,11 @@ def _one(fidelity: Callable | None) -> Callable | None:
 def _stacked_lean_terms(objective: "QINNObjective", stack: torch.nn.Module, x: torch.Tensor,
                         z_s: torch.Tensor | None) -> list[dict[str, torch.Tensor]]:
     """The terms of every member of a stack with ``step_maps()`` (:class:`qinn_lib.models.qinn.stack.QINNStack`)
-    on stacked batches ``x`` ``(K, B, n)`` and latent samples ``z_s``: every circuit evaluation of
-    the step is one batched call for all members (the unitaries built once), the loss terms are
-    each member's own. Traceable into one ``torch.compile`` graph, like :func:`_lean_terms`."""
-    fwd, inv, fid = stack.step_maps()
-    return objective._terms(
-        lambda xs: list(zip(*(t.unbind(0) for t in fwd(torch.stack(xs))))),
-        lambda zs: list(inv(torch.stack(zs)).unbind(0)),
-        list(x.unbind(0)), [] if z_s is None else list(z_s.unbind(0)),
-        fidelity=lambda xs: list(fid(torch.stack(xs)).unbind(0)))
+    on stacked batches ``x`` ``(K, B, n)`` and latent samples ``z_s``: every circuit evaluation and
+    every loss term of the step is one batched computation for all members
+    (:func:`qinn_lib.training.stacked_terms.stacked_terms`). Traceable into one ``torch.compile``
+    graph, like :func:`_lean_terms`."""
+    return stacked_terms(objective, stack.step_maps(), x, z_s)
 
 
 _COMPILED: dict[str, Callable] = {}  # the process's compiled step functions, made on first use
