@@ -406,42 +406,12 @@ def test_format_table_shows_the_numbers():
     assert "params_total" in every.splitlines()[0] and "0.5123" in every
 
 
-def test_compare_means_uses_the_combined_seed_spread():
-    a = {"mean": 1.0, "std": 0.3, "n": 3}
-    b = {"mean": 2.1, "std": 0.4, "n": 3}  # diff 1.1, spread 0.5 -> 2.2 spreads: different
-    out = ensemble_tables.compare_means(a, b)
-    assert out["diff"] == pytest.approx(1.1) and out["spread"] == pytest.approx(0.5)
-    assert out["significance"] == pytest.approx(2.2) and out["order"] == "b>a"
-    assert ensemble_tables.compare_means(b, a)["order"] == "b<a"
-    assert ensemble_tables.compare_means(a, b, n_spreads=3.0)["order"] == "tied"
-    assert ensemble_tables.compare_means(a, {"mean": 1.9, "std": 0.4, "n": 3})["order"] == "tied"  # 1.8 spreads
-    single = ensemble_tables.compare_means(a, {"mean": 9.0, "std": float("nan"), "n": 1})
-    assert single["order"] == "undecided" and math.isnan(single["spread"])
-    assert "pairs" not in out  # no per-seed values given
-    # A large spread on one side makes this "tied", yet every b seed lies below every a seed.
-    wide = {"mean": 2.0, "std": 1.0, "n": 3, "values": [1.0, 2.0, 3.0]}
-    tight = {"mean": 0.5, "std": 0.1, "n": 3, "values": [0.4, 0.5, 0.6]}
-    c = ensemble_tables.compare_means(wide, tight)
-    assert c["order"] == "tied" and (c["pairs"], c["pairs_b_lower"], c["pairs_b_higher"]) == (9, 9, 0)
-    c = ensemble_tables.compare_means(tight, {"mean": 0.5, "std": 0.1, "n": 3, "values": [0.45, 0.5, 0.7]})
-    assert (c["pairs_b_lower"], c["pairs_b_higher"], c["pairs"]) == (3, 5, 9)  # the pair 0.5, 0.5 counts as neither
-    assert ensemble_tables.compare_means({**tight, "n": 1, "values": [0.5]}, wide)["pairs_b_higher"] == 3
-    with pytest.raises(ValueError, match=r"b lacks \['std'\]"):
-        ensemble_tables.compare_means(a, {"mean": 1.0, "n": 2})
-    with pytest.raises(ValueError, match="n_spreads"):
-        ensemble_tables.compare_means(a, b, n_spreads=0)
-
-
-def test_claim_verdict_reads_the_order_against_the_expectation():
-    a = {"mean": 1.0, "std": 0.1, "n": 3}
-    higher = {"mean": 2.0, "std": 0.1, "n": 3}
-    close = {"mean": 1.1, "std": 0.1, "n": 3}
-    assert ensemble_tables.claim_verdict(a, higher, "b>a")["verdict"] == "reproduced"
-    v = ensemble_tables.claim_verdict(a, higher, "b<a")
-    assert v["verdict"] == "not reproduced" and v["found"] == "higher" and "+7.1 seed spreads" in v["text"]
-    assert ensemble_tables.claim_verdict(a, close, "tied")["verdict"] == "reproduced"
-    assert ensemble_tables.claim_verdict(a, close, "b>a")["found"] == "tied"
-    one_seed = ensemble_tables.claim_verdict({"mean": 1.0, "std": float("nan"), "n": 1}, higher, "b>a")
-    assert one_seed["verdict"] == "undecided"
-    with pytest.raises(ValueError, match="expected must be one of"):
-        ensemble_tables.claim_verdict(a, higher, "bigger")
+def test_format_table_shows_one_value_when_every_seed_agrees_and_picks_present_metrics():
+    """Issue 23: lockstep INN seeds share one job's wall time, and a parameter count is the same for
+    every seed: "416.4 ± 0" read as a measured spread of zero; the table shows the value alone."""
+    recs = [record("INN", s, {"train_seconds": 416.4, "params_total": 1920, "nll": n}) for s, n in ((1, 11.6), (2, 11.7))]
+    rows = ensemble_tables.summarise(recs)
+    assert rows[0]["metrics"]["nll"]["seeds"] == [1, 2]
+    table = ensemble_tables.format_table(rows, ["train_seconds", "params_total", "nll"])
+    assert table.splitlines()[2] == "| INN | 2 | 416.4 | 1920 | 11.650 ± 0.071 |"
+    assert ensemble_tables.present_metrics(rows, ["fpd", "nll", "kpd", "params_total"]) == ["nll", "params_total"]

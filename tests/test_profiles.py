@@ -75,7 +75,7 @@ def test_interactive_without_trained_models_falls_back_to_quick(isolated):
     cfg = profiles.notebook_config(ComparisonConfig, namespace(ComparisonConfig), log=lines.append)
     assert cfg.profile == "quick"
     assert "interactive default" in lines[0] and "build/interactive" in lines[0]
-    assert "12 of the 12 paper-profile models" in lines[1] and "QINN_PROFILE=paper" in lines[1]
+    assert "24 of the 24 paper-profile models" in lines[1] and "QINN_PROFILE=paper" in lines[1]
 
 
 def test_interactive_with_every_model_available_is_the_paper_profile(isolated, monkeypatch):
@@ -84,7 +84,7 @@ def test_interactive_with_every_model_available_is_the_paper_profile(isolated, m
     lines = []
     cfg = profiles.notebook_config(FidelityVsMSEConfig, namespace(FidelityVsMSEConfig), log=lines.append)
     assert cfg.profile == "paper" and len(lines) == 1
-    assert len(asked) == 6 and {c.invertibility for c in asked} == {"mse", "fidelity"}
+    assert len(asked) == 12 and {c.invertibility for c in asked} == {"mse", "fidelity"}
 
 
 def test_interactive_with_own_parameters_trains_in_the_paper_profile(isolated):

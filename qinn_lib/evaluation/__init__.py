@@ -4,7 +4,9 @@
 - ``two_sample``       the classifier two-sample test (AUC)
 - ``evaluate``         one trained model against the test split (NLL, distances, AUC, reconstruction)
 - ``records``          per-model result records and their files (``models_NN.json``)
-- ``ensemble_tables``  seed ensembles as tables: means, spreads, verdicts
+- ``ensemble_tables``  seed ensembles as tables: means and spreads over seeds
+- ``statistics/``      the tests behind every verdict: Welch / paired t on each metric's declared scale,
+                       exact permutation / signed-rank checks, bootstrap intervals, TOST, Holm, seeds needed
 - ``diagnostics``      inside a trained QINN: folds of the forward map, the Fourier check, readings
 - ``results``          the results store ``results.json``: what the notebooks and the benchmark measured
 
