@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.record:  # before minutes of timing, not after
             check_recordable("paper")
         out = run(args.batch_size, args.repeats, args.reference_repeats, threads=args.threads)
-        lockstep = run_lockstep(repeats=args.lockstep_repeats) if args.lockstep_repeats else None
+        lockstep = run_lockstep(repeats=args.lockstep_repeats, threads=args.threads) if args.lockstep_repeats else None
         inn = (run_inn(batch_size=args.batch_size, repeats=args.inn_repeats, threads=args.threads,
                        cold_cache=args.cold_compile) if args.inn_repeats else None)
         projection = None
@@ -458,8 +458,9 @@ def main(argv: list[str] | None = None) -> int:
                 lock_ms = {r["k"]: r["per_model_ms_min"] for r in lockstep["rows"].values() if r["mode"] == mode}
             if len(step_ms) == 5:
                 projection = {}
-                for label, kw in (("today's seeds", {}), ("6 seeds", {"n_seeds": 6}),
-                                  ("6 seeds, notebook 06's full plan", {"n_seeds": 6, "full_diagnosis": True})):
+                for label, kw in (("3 seeds everywhere (before issue 21)", {"n_seeds": 3}),
+                                  ("the notebooks' seed counts", {}),
+                                  ("the notebooks' seed counts, notebook 06's full plan", {"full_diagnosis": True})):
                     p = project_paper_profile(step_ms, n_workers=min(2, os.cpu_count() or 1), qinn_lockstep_ms=lock_ms,
                                               **kw)
                     projection[label] = p
@@ -473,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             if lockstep is not None:
                 record("bench_lockstep", lockstep, "paper")
             if projection is not None:
-                record("bench_projection", projection["today's seeds"], "paper")
+                record("bench_projection", projection["the notebooks' seed counts"], "paper")
                 record("bench_projection_scenarios", {"scenarios": projection}, "paper")
             print(f"recorded in {path} (README: python -m qinn_lib.reports --update-readme)")
         return 0

@@ -23,6 +23,7 @@ import torch
 from qinn_lib.experiments.one_model import prepare_data
 from qinn_lib.models.qinn.model import QINN
 from qinn_lib.models.qinn.stack import QINNStack
+from qinn_lib.threads import torch_threads
 from qinn_lib.training.config import QINNRunConfig
 from qinn_lib.training.objectives import QINNObjective
 from qinn_lib.training.optimiser import make_optimizer, tune_allocator
@@ -55,8 +56,16 @@ def _stack_step(k: int, cfg: QINNRunConfig, data, compiled: bool) -> tuple[Calla
 
 
 def run_lockstep(ks: Sequence[int] = (1, 3, 6), *, repeats: int = 30, rounds: int = 3, batch_size: int = 128,
-                 seed: int = 0, compile: bool = True, log=print) -> dict:
-    """Per-model ms per training step of k QINNs in lockstep, eager and (``compile``) compiled."""
+                 seed: int = 0, compile: bool = True, threads: int | None = 1, log=print) -> dict:
+    """Per-model ms per training step of k QINNs in lockstep, eager and (``compile``) compiled, on
+    ``threads`` torch threads (1, as training uses; see :func:`qinn_lib.training.loop.train`)."""
+    with torch_threads(threads):
+        return _run_lockstep(ks, repeats=repeats, rounds=rounds, batch_size=batch_size, seed=seed,
+                             compile=compile, log=log)
+
+
+def _run_lockstep(ks: Sequence[int], *, repeats: int, rounds: int, batch_size: int, seed: int, compile: bool,
+                  log) -> dict:
     tune_allocator()
     if rounds < 1 or repeats < rounds:
         raise ValueError(f"need 1 <= rounds <= repeats, got rounds={rounds}, repeats={repeats}")
