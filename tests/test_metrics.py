@@ -343,7 +343,8 @@ def test_results_round_trip(tmp_path):
     assert rec["seed"] == 8 and rec["data_fingerprint"] == trained.data.fingerprint
     assert rec["config_fingerprint"] == trained.cfg.fingerprint() and rec["eval_seed"] == 4
     recs = [rec, record("QINN", 1, {"auc": 0.7}, data_fp=trained.data.fingerprint)]
-    path = records.write_results(tmp_path / "sub" / "results.json", recs)
+    path = tmp_path / "sub" / "results.json"
+    assert records.write_results(path, recs) is None, "a notebook cell ending in it prints no path"
     assert records.read_results(path) == recs
     doc = json.loads(path.read_text())
     assert doc["schema_version"] == records.RESULTS_SCHEMA_VERSION and "created" in doc
@@ -365,7 +366,8 @@ def test_results_schema_version_is_checked(tmp_path, version):
 
 def test_results_with_different_data_are_refused(tmp_path):
     recs = [record("QINN", 1, {"auc": 0.7}, data_fp="aaaa"), record("INN", 1, {"auc": 0.6}, data_fp="bbbb")]
-    path = records.write_results(tmp_path / "r.json", recs)
+    path = tmp_path / "r.json"
+    records.write_results(path, recs)
     with pytest.raises(ValueError, match="different data") as err:
         records.read_results(path)
     for piece in ("aaaa", "bbbb", "'QINN'", "'INN'", "r.json"):
@@ -445,3 +447,10 @@ def test_claim_verdict_reads_the_order_against_the_expectation():
     assert one_seed["verdict"] == "undecided"
     with pytest.raises(ValueError, match="expected must be one of"):
         ensemble_tables.claim_verdict(a, higher, "bigger")
+
+
+def test_a_metric_equal_in_every_seed_prints_as_its_value():
+    """Regression: "416.4 ± 0" for the wall time three lockstep INN seeds share (and "2063 ± 0")."""
+    recs = [record("INN 2k", s, {"train_seconds": 416.4, "params_total": 1920, "auc": 0.5 + s / 100}) for s in (1, 2, 3)]
+    table = ensemble_tables.format_table(ensemble_tables.summarise(recs), ["train_seconds", "params_total", "auc"])
+    assert table.splitlines()[2] == "| INN 2k | 3 | 416.4 | 1920 | 0.520 ± 0.010 |"

@@ -154,3 +154,14 @@ def test_bench_record_checks_the_results_file_before_timing_anything(repo, monke
     assert bench.main(["--record"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "results.json must hold a JSON object of sections, got list" in err
+
+
+def test_the_benchmark_announces_its_expected_duration_from_its_last_recorded_run(repo):
+    """Regression: `python -m qinn_lib.bench` gave no idea that it takes half an hour."""
+    from qinn_lib.experiments import bench
+
+    assert bench.expected_duration().startswith("expected duration: unknown, no run recorded yet")
+    results.record("bench", section_from_schema("bench") | {"wall_seconds": 1500.0, "wall_load_average": "3.9",
+                                                            "machine": "x86_64, 2 cores"}, "paper")
+    line = bench.expected_duration()
+    assert line.startswith("expected duration: about 25 min, as the last recorded run (x86_64, 2 cores, load average 3.9")

@@ -67,6 +67,8 @@ def summarise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for name, vs in values.items():
             arr = np.asarray(vs, dtype=np.float64)
             std = float(arr.std(ddof=1)) if arr.size > 1 else float("nan")
+            if arr.size > 1 and np.all(arr == arr[0]):
+                std = 0.0  # identical values: exactly no spread (not the rounding noise of the mean)
             stats[name] = {"mean": float(arr.mean()), "std": std, "n": int(arr.size), "values": [float(v) for v in vs]}
         rows.append({"label": label, "n_seeds": len(recs), "seeds": seeds, "metrics": stats})
     return rows
@@ -154,7 +156,11 @@ def _format_value(v: float) -> str:
 
 
 def _format_mean_std(mean: float, std: float) -> str:
-    if not (math.isfinite(mean) and math.isfinite(std)) or std == 0:
+    if std == 0 and math.isfinite(mean):
+        # Every seed has the same value (a parameter count; the wall time that INN seeds trained
+        # together in lockstep share): the value itself, not a "± 0" that reads like a measured spread.
+        return _format_value(mean)
+    if not (math.isfinite(mean) and math.isfinite(std)):
         return f"{_format_value(mean)} ± {_format_value(std)}"
     if (abs(std) < 1e-4 and abs(mean) < 1e-4) or abs(mean) >= 1e6:
         return f"{mean:.3e} ± {std:.1e}"
@@ -167,7 +173,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] | Non
 
     A cell reads ``mean ± std`` (precision set by two significant digits of the std) when the
     metric was averaged over more than one seed, else the single value (4 significant digits,
-    integers as integers). ``metrics`` selects and orders the columns (default: all, in order of
+    integers as integers); a metric equal in every seed (std 0) shows as that value alone. ``metrics`` selects and orders the columns (default: all, in order of
     first appearance); a metric a model lacks shows as ``–``.
     """
     if metrics is None:
