@@ -343,7 +343,8 @@ def test_results_round_trip(tmp_path):
     assert rec["seed"] == 8 and rec["data_fingerprint"] == trained.data.fingerprint
     assert rec["config_fingerprint"] == trained.cfg.fingerprint() and rec["eval_seed"] == 4
     recs = [rec, record("QINN", 1, {"auc": 0.7}, data_fp=trained.data.fingerprint)]
-    path = records.write_results(tmp_path / "sub" / "results.json", recs)
+    path = tmp_path / "sub" / "results.json"
+    assert records.write_results(path, recs) is None, "a notebook cell ending in it prints no path"
     assert records.read_results(path) == recs
     doc = json.loads(path.read_text())
     assert doc["schema_version"] == records.RESULTS_SCHEMA_VERSION and "created" in doc
@@ -365,7 +366,8 @@ def test_results_schema_version_is_checked(tmp_path, version):
 
 def test_results_with_different_data_are_refused(tmp_path):
     recs = [record("QINN", 1, {"auc": 0.7}, data_fp="aaaa"), record("INN", 1, {"auc": 0.6}, data_fp="bbbb")]
-    path = records.write_results(tmp_path / "r.json", recs)
+    path = tmp_path / "r.json"
+    records.write_results(path, recs)
     with pytest.raises(ValueError, match="different data") as err:
         records.read_results(path)
     for piece in ("aaaa", "bbbb", "'QINN'", "'INN'", "r.json"):
@@ -415,3 +417,10 @@ def test_format_table_shows_one_value_when_every_seed_agrees_and_picks_present_m
     table = ensemble_tables.format_table(rows, ["train_seconds", "params_total", "nll"])
     assert table.splitlines()[2] == "| INN | 2 | 416.4 | 1920 | 11.650 ± 0.071 |"
     assert ensemble_tables.present_metrics(rows, ["fpd", "nll", "kpd", "params_total"]) == ["nll", "params_total"]
+
+
+def test_a_metric_equal_in_every_seed_prints_as_its_value():
+    """Regression: "416.4 ± 0" for the wall time three lockstep INN seeds share (and "2063 ± 0")."""
+    recs = [record("INN 2k", s, {"train_seconds": 416.4, "params_total": 1920, "auc": 0.5 + s / 100}) for s in (1, 2, 3)]
+    table = ensemble_tables.format_table(ensemble_tables.summarise(recs), ["train_seconds", "params_total", "auc"])
+    assert table.splitlines()[2] == "| INN 2k | 3 | 416.4 | 1920 | 0.520 ± 0.010 |"

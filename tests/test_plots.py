@@ -51,3 +51,42 @@ def test_seed_strip_and_scatter_show_every_seed_and_a_bounded_interval():
                        label="x", color="k")
     assert ax2.get_legend_handles_labels()[1] == ["x"]
     plt.close(fig)
+
+
+def _legend_box_in_data(ax):
+    fig = ax.figure
+    fig.canvas.draw()
+    return ax.get_legend().get_window_extent().transformed(ax.transData.inverted())
+
+
+def test_the_legend_covers_no_curve():
+    """Regression: notebook 04's Fig. 5 legend sat over the M_ll peak."""
+    rng = np.random.default_rng(1)
+    peak = rng.standard_cauchy(20_000) * 1.2 + 91.2
+    fig, (ax, _) = plots.hist_with_ratio(peak, {"QINN (MSE)": peak + rng.normal(0, 0.5, peak.size),
+                                                "QINN (fidelity)": peak + rng.normal(0, 1.0, peak.size)},
+                                         bins=40, range=(75.0, 105.0))
+    box = _legend_box_in_data(ax)
+    edges = np.linspace(75.0, 105.0, 41)
+    under = (edges[1:] > box.x0) & (edges[:-1] < box.x1)
+    heights = np.max([p.get_data().values for p in ax.patches if hasattr(p, "get_data")], axis=0)
+    assert under.any() and heights[under].max() < box.y0, "every curve under the legend ends below it"
+    # a distribution rising to the right puts the legend on the left
+    rising = rng.triangular(0, 10, 10, 5_000)
+    fig, (ax, _) = plots.hist_with_ratio(rising, {"model": rising}, bins=20, range=(0.0, 10.0))
+    assert ax.get_legend()._loc == 2, "upper left"
+
+
+def test_loss_curves_are_a_grid_with_both_curves_visible():
+    """Regression: six loss panels in one row, the training curve hidden under the validation one."""
+    terms = ["loss", "nll", "mmd_latent", "mmd_input", "mmd_mz", "inv"]
+    hist = [{"epoch": e, **{f"train_{t}": 1.0 / e for t in terms}, **{f"val_{t}": 1.0 / e for t in terms}}
+            for e in range(1, 30)]
+    fig = plots.loss_curves(hist)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 6 and len({round(ax.get_position().y0, 3) for ax in visible}) == 2, "two rows of three"
+    for ax in visible:
+        train, val = ax.lines
+        assert train.get_label() == "train" and val.get_label() == "validation"
+        assert val.get_linestyle() == "--" and val.get_zorder() > train.get_zorder()
+        assert train.get_linewidth() > 1.5 * val.get_linewidth(), "the training line shows beside the dashes"

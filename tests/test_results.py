@@ -191,3 +191,14 @@ def test_readme_shows_the_verdicts_of_notebooks_04_and_05():
     assert "Every comparison and Sec. 4.2's statements (Fig. 7), tested over the seeds" in text
     assert text.count("| statement | metric | seeds (a / b) | effect [95 % bootstrap CI] |") == 2
     assert "| B is higher | nll | 3 / 3 | B − A = +1 [" in text and "| reproduced (A lower) |" in text
+
+
+def test_the_benchmark_announces_its_expected_duration_from_its_last_recorded_run(repo):
+    """Regression: `python -m qinn_lib.bench` gave no idea that it takes half an hour."""
+    from qinn_lib.experiments import bench
+
+    assert bench.expected_duration().startswith("expected duration: unknown, no run recorded yet")
+    results.record("bench", section_from_schema("bench") | {"wall_seconds": 1500.0, "wall_load_average": "3.9",
+                                                            "machine": "x86_64, 2 cores"}, "paper")
+    line = bench.expected_duration()
+    assert line.startswith("expected duration: about 25 min, as the last recorded run (x86_64, 2 cores, load average 3.9")

@@ -71,6 +71,8 @@ def summarise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for name, vs in values.items():
             arr = np.asarray(vs, dtype=np.float64)
             std = float(arr.std(ddof=1)) if arr.size > 1 else float("nan")
+            if arr.size > 1 and np.all(arr == arr[0]):
+                std = 0.0  # identical values: exactly no spread (not the rounding noise of the mean)
             stats[name] = {"mean": float(arr.mean()), "std": std, "n": int(arr.size), "values": [float(v) for v in vs],
                            "seeds": value_seeds[name]}
         rows.append({"label": label, "n_seeds": len(recs), "seeds": seeds, "metrics": stats})
@@ -97,7 +99,9 @@ def _format_value(v: float) -> str:
 
 
 def _format_mean_std(mean: float, std: float) -> str:
-    if std == 0:  # every seed the same (a parameter count, the shared wall time of a lockstep job)
+    if std == 0 and math.isfinite(mean):
+        # Every seed has the same value (a parameter count; the wall time that INN seeds trained
+        # together in lockstep share): the value itself, not a "± 0" that reads like a measured spread.
         return _format_value(mean)
     if not (math.isfinite(mean) and math.isfinite(std)):
         return f"{_format_value(mean)} ± {_format_value(std)}"

@@ -55,9 +55,10 @@ def check_record(rec: Any, where: str) -> None:
         raise ResultsError(f"{where}: 'config' must be a dict, got {type(rec['config']).__name__}")
 
 
-def write_results(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> Path:
+def write_results(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> None:
     """Write ``{"schema_version", "created", "records"}`` as JSON, atomically (temporary file in the
-    same folder, then ``os.replace``: a reader never sees half a file). Returns the path."""
+    same folder, then ``os.replace``: a reader never sees half a file). Returns None, so that a
+    notebook cell ending in this call prints no absolute path into its report."""
     path = Path(path)
     records = [dict(r) for r in records]
     for i, r in enumerate(records):
@@ -67,7 +68,7 @@ def write_results(path: str | os.PathLike, records: Iterable[Mapping[str, Any]])
            "records": records}
     # NaN/inf are written as JSON's NaN/Infinity extensions (Python's json reads them back).
     text = json.dumps(doc, indent=2, allow_nan=True)
-    return atomic_write_text(path, text)
+    atomic_write_text(path, text)
 
 
 def read_results(path: str | os.PathLike, *, require_same_data: bool = True) -> list[dict[str, Any]]:

@@ -67,7 +67,7 @@ SECTION_SCHEMAS: dict[str, dict[str, Any]] = {
     "bench": {
         "batch_size": "int", "threads": "int", "machine": "str", "fast_ms": _NUMBER, "fast_ms_min": _NUMBER,
         "paper_fast_minutes": _NUMBER, "reference_ms": _NUMBER, "paper_reference_hours": _NUMBER,
-        "speedup": _NUMBER,
+        "speedup": _NUMBER, "wall_seconds?": _NUMBER, "wall_load_average?": "str", "wall_options?": "str",
     },
     "bench_projection": {"jobs": "int", "runs": "int", "core_hours": _NUMBER, "wall_minutes": _NUMBER,
                          "n_workers": "int"},
@@ -254,10 +254,12 @@ def _plain_json(values: Any, where: str) -> None:
         raise ResultsError(f"{where}: not plain JSON ({err}); convert numpy values with float()/int()/.tolist()") from None
 
 
-def record(section: str, values: dict[str, Any], profile: str | None = None) -> Path:
-    """Store ``values`` (plain JSON types) under ``section`` in the profile's results file, under the
-    file lock. Notebooks call this with what they measured; :func:`qinn_lib.notebook.readme.render_results`
-    turns it into the README table. The section is checked against its schema first."""
+def record(section: str, values: dict[str, Any], profile: str | None = None) -> None:
+    """Store ``values`` (plain JSON types) under ``section`` in the profile's results file
+    (:func:`results_path`), under the file lock. Notebooks call this with what they measured;
+    :func:`qinn_lib.notebook.readme.render_results` turns it into the README table. The section is
+    checked against its schema first. Returns None: a notebook cell ending in this call must not
+    print the file's absolute path into the report."""
     path = results_path(profile)
     if not isinstance(section, str) or not section or section == _VERSION_KEY:
         raise ResultsError(f"{path}: invalid section name {section!r}")
@@ -269,13 +271,13 @@ def record(section: str, values: dict[str, Any], profile: str | None = None) -> 
         data[section] = values
         data[_VERSION_KEY] = RESULTS_SCHEMA_VERSION
         atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
-    return path
 
 
-def check_recordable(profile: str | None = None) -> Path:
-    """Before a long computation that ends in :func:`record`: the results folder must be writable
-    and an existing results file readable (else the computed numbers could not be stored)."""
-    path = results_path(profile)
+def check_recordable(profile: str | None = None, *, folder: Path | None = None) -> Path:
+    """Before a long computation that ends in :func:`record`: the results folder (the profile's,
+    or ``folder``) must be writable and an existing results file readable (else the computed
+    numbers could not be stored)."""
+    path = results_path(profile) if folder is None else Path(folder) / RESULTS_FILE
     check_writable(path.parent, "figures folder")
     _read(path)
     return path

@@ -5,7 +5,7 @@ table as one family: it is a screen of many comparisons, kept apart from noteboo
 
 The baseline is the Table 1 point of every binary choice below (MSE averaged over the features,
 one joint MMD, lambda_MZ x 1, ISP hidden width 32, 12 model layers), so it is not repeated.
-Every ablation has a priority (1 = answers the issue's question directly, 3 = a refinement)
+Every ablation has a priority (1 = answers notebook 06's question directly, 3 = a refinement)
 so that a tight run budget can keep the most informative ones (:func:`ablation_configs`, ``keep``).
 """
 
@@ -42,7 +42,7 @@ def _other(value: Any, pair: tuple[Any, Any]) -> Any:
 
 _NO_MMD = {"lambda_mmd_input": 0.0, "lambda_mmd_latent": 0.0, "lambda_mz": 0.0}
 
-#: The ablations of issue 11, in the order notebook 06 shows them.
+#: The ablations, in the order notebook 06 shows them.
 ABLATIONS: tuple[Ablation, ...] = (
     Ablation("mse_reduction", lambda b: f"MSE {_other(b.mse_reduction, ('mean', 'sum'))}",
              lambda b: {"mse_reduction": _other(b.mse_reduction, ("mean", "sum"))},

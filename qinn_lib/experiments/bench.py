@@ -28,7 +28,7 @@ import time
 import torch
 
 from qinn_lib.errors import add_debug_option, run_cli
-from qinn_lib.evaluation.results import check_recordable, record
+from qinn_lib.evaluation.results import ResultsError, check_recordable, load_results, record, results_path
 from qinn_lib.experiments import jobs as jobs_lib
 from qinn_lib.experiments.bench_lockstep import run_lockstep
 from qinn_lib.experiments.one_model import prepare_data
@@ -412,6 +412,33 @@ class _Unconstrained(torch.nn.Module):
         pass
 
 
+def _load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:  # not on every platform
+        return "unknown"
+
+
+def _options_text(args: argparse.Namespace) -> str:
+    return (f"batch {args.batch_size}, {args.repeats} fast / {args.reference_repeats} PennyLane / "
+            f"{args.inn_repeats} INN repeats, {args.threads} thread(s)")
+
+
+def expected_duration() -> str:
+    """The benchmark's first line: how long the last recorded run took (``wall_seconds`` in the
+    ``bench`` section of figures/results.json, written by ``--record``), with its machine, load
+    and options; or that no run was recorded yet."""
+    try:
+        bench = load_results("paper").get("bench", {})
+    except ResultsError as err:  # an unreadable results file must not stop a benchmark
+        return f"expected duration: unknown ({err})"
+    if "wall_seconds" not in bench:
+        return "expected duration: unknown, no run recorded yet (--record stores this run's duration for the next)"
+    return (f"expected duration: about {bench['wall_seconds'] / 60:.0f} min, as the last recorded run "
+            f"({bench.get('machine', '?')}, load average {bench.get('wall_load_average', '?')}, "
+            f"{bench.get('wall_options', 'default options')}); longer on a busier machine")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qinn_lib.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size", type=int, default=128)
@@ -443,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.record:  # before minutes of timing, not after
             check_recordable("paper")
+        started = time.perf_counter()
+        print(expected_duration())
         out = run(args.batch_size, args.repeats, args.reference_repeats, threads=args.threads)
         lockstep = run_lockstep(repeats=args.lockstep_repeats, threads=args.threads) if args.lockstep_repeats else None
         inn = (run_inn(batch_size=args.batch_size, repeats=args.inn_repeats, threads=args.threads,
@@ -467,8 +496,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"projected paper profile, {label} (notebooks 03-07, training steps only): {p['runs']} runs as "
                           f"{p['jobs']} Dask jobs on {p['n_workers']} workers: "
                           f"{p['core_hours']:.2f} core-hours, {p['wall_minutes']:.0f} min wall")
+        seconds = time.perf_counter() - started
+        print(f"benchmark took {seconds / 60:.1f} min (load average {_load_average()})")
         if args.record:
-            path = record("bench", out, "paper")
+            out = dict(out, wall_seconds=seconds, wall_load_average=_load_average(),
+                       wall_options=_options_text(args))
+            record("bench", out, "paper")
             if inn is not None:
                 record("bench_inn", inn, "paper")
             if lockstep is not None:
@@ -476,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             if projection is not None:
                 record("bench_projection", projection["the notebooks' seed counts"], "paper")
                 record("bench_projection_scenarios", {"scenarios": projection}, "paper")
-            print(f"recorded in {path} (README: python -m qinn_lib.reports --update-readme)")
+            print(f"recorded in {results_path('paper')} (README: python -m qinn_lib.reports --update-readme)")
         return 0
 
     return run_cli(body, prog=parser.prog, debug=args.debug, interrupted="nothing was recorded")

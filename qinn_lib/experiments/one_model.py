@@ -67,6 +67,11 @@ def prepare_data(n_events: int, data_seed: int, dtype: str = "float32", device: 
                         key=(n_events, data_seed, dtype, device, lhe_file))
 
 
+def run_key(cfg: RunConfig) -> str:
+    """``kind-fingerprint``: a run's name without its data (the start of its run folder's name)."""
+    return f"{cfg.kind}-{cfg.fingerprint()}"
+
+
 def run_dir_for(cfg: RunConfig, data_fingerprint: str) -> Path:
     return paths.runs_dir() / f"{cfg.kind}-{cfg.fingerprint()}-{data_fingerprint}"
 

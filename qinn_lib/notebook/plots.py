@@ -81,14 +81,15 @@ def _band(values: Sequence[np.ndarray] | np.ndarray, bins: np.ndarray):
 def hist_with_ratio(reference: np.ndarray, others: Mapping[str, np.ndarray | Sequence[np.ndarray]],
                     bins: int | np.ndarray = 50, *, range: tuple[float, float] | None = None,
                     xlabel: str = "", reference_label: str = "True", axes=None, logy: bool = False,
-                    ratio_range: tuple[float, float] = (0.5, 1.5)):
+                    ratio_range: tuple[float, float] = (0.5, 1.5), legend: bool = True):
     """Normalised histograms of ``others`` against ``reference`` with a ratio panel below.
 
     Each histogram is normalised to all of its events (not only those inside the range), so a
     model that puts events outside the range shows up as a deficit.
 
     A value of ``others`` may be a list of arrays (one per training seed): the line is the
-    bin-wise mean over seeds and the band the bin-wise min–max over seeds.
+    bin-wise mean over seeds and the band the bin-wise min–max over seeds. The legend
+    (``legend=True``) goes where it covers no curve (:func:`place_legend`).
     Returns ``(fig, (ax_main, ax_ratio))``.
     """
     if axes is None:
@@ -105,12 +106,14 @@ def hist_with_ratio(reference: np.ndarray, others: Mapping[str, np.ndarray | Seq
     ref = _density(reference, bins)
     ref_err = np.sqrt(np.histogram(reference, bins=bins)[0]) / (len(reference) * np.diff(bins))
     ax.stairs(ref, bins, color=COLORS["data"], label=reference_label, lw=1.2)
+    tops = [ref]  # the highest drawn value per bin, for placing the legend
     safe_ref = np.where(ref > 0, ref, np.nan)
     rax.fill_between(centres, 1 - ref_err / safe_ref, 1 + ref_err / safe_ref, color="0.85", step="mid")
     for i, (label, values) in enumerate(others.items()):
         # a label without a role colour takes the i-th colour of the cycle (stairs would draw black)
         color = COLORS.get(label, f"C{i % 10}")
         mean, lo, hi = _band(values, bins)
+        tops.append(hi)
         line = ax.stairs(mean, bins, label=label, color=color, lw=1.2)
         color = line.get_edgecolor()
         if np.any(hi > lo):
@@ -121,12 +124,74 @@ def hist_with_ratio(reference: np.ndarray, others: Mapping[str, np.ndarray | Seq
     if logy:
         ax.set_yscale("log")
     ax.set_ylabel("normalised")
-    ax.legend()
+    if legend:
+        place_legend(ax, bins, np.max(tops, axis=0))
     rax.axhline(1.0, color="0.4", lw=0.8, ls="--")
     rax.set_ylim(*ratio_range)
     rax.set_ylabel("ratio")
     rax.set_xlabel(xlabel)
     return fig, (ax, rax)
+
+
+def _renderer(fig):
+    canvas = fig.canvas
+    return canvas.get_renderer() if hasattr(canvas, "get_renderer") else fig._get_renderer()
+
+
+def place_legend(ax, edges: np.ndarray, heights: np.ndarray, *, margin: float = 0.04):
+    """The legend of ``ax`` in the upper corner above the lower histogram side, and never over a
+    curve: ``heights`` (the highest drawn value per bin between ``edges``) under the legend must
+    end below it, else the y axis is raised until they do (linear axes from 0; a log axis gets
+    the emptier corner only). Returns the legend."""
+    edges, heights = np.asarray(edges, float), np.nan_to_num(np.asarray(heights, float))
+    third = max(1, len(heights) // 3)
+    corner = "upper left" if heights[:third].max(initial=0) <= heights[-third:].max(initial=0) else "upper right"
+    legend = ax.legend(loc=corner)
+    if ax.get_yscale() != "linear" or not len(heights):
+        return legend
+    fig = ax.figure
+    box = legend.get_window_extent(_renderer(fig)).transformed(ax.transAxes.inverted())
+    lo, hi = ax.get_xlim()
+    x0, x1 = lo + box.x0 * (hi - lo), lo + box.x1 * (hi - lo)
+    under = (edges[1:] > x0) & (edges[:-1] < x1)
+    if not under.any():
+        return legend
+    y_lo, y_hi = ax.get_ylim()
+    need = heights[under].max()
+    room = box.y0 - margin  # axes fraction below the legend
+    if room > 0 and need > y_lo + room * (y_hi - y_lo):
+        ax.set_ylim(y_lo, y_lo + (need - y_lo) / room)
+    return legend
+
+
+def loss_curves(history: Sequence[Mapping[str, float]], *, ncols: int = 3):
+    """Every loss term of a training history (``train_<term>`` and ``val_<term>`` per epoch) in a
+    grid of panels: the training batches solid, the validation split dashed on top of it, so
+    that both stay visible where they coincide. Log scale for every term but the total loss and
+    the NLL (which may be negative). Returns the figure."""
+    epochs = [h["epoch"] for h in history]
+    terms = [k[len("train_"):] for k in history[0] if k.startswith("train_")]
+    ncols = max(1, min(ncols, len(terms)))
+    nrows = math.ceil(len(terms) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.7 * nrows), squeeze=False)
+    for ax, term in zip(axes.flat, terms):
+        ax.plot(epochs, [h[f"train_{term}"] for h in history], "-", lw=2.2, color=COLORS["train"], label="train",
+                zorder=2)
+        ax.plot(epochs, [h[f"val_{term}"] for h in history], "--", lw=1.2, color=COLORS["val"], label="validation",
+                zorder=3)
+        if len(epochs) < 20:  # a few epochs (quick profile): mark them
+            for line in ax.lines[-2:]:
+                line.set_marker("o")
+                line.set_markersize(3)
+        ax.set_title(term)
+        ax.set_xlabel("epoch")
+        if term not in ("loss", "nll"):
+            ax.set_yscale("log")
+    for ax in list(axes.flat)[len(terms):]:
+        ax.set_visible(False)
+    axes.flat[0].legend()
+    fig.tight_layout()
+    return fig
 
 
 def hist_grid(samples: Mapping[str, np.ndarray], columns: Sequence[str], labels: Mapping[str, str],
@@ -178,10 +243,8 @@ def ratio_grid(truth: Mapping[str, np.ndarray], models: Mapping[str, Mapping[str
         others = {label: ([s[key] for s in m] if isinstance(m, (list, tuple)) else m[key])
                   for label, m in models.items()}
         hist_with_ratio(truth[key], others, bins=bins, range=(lo, hi), xlabel=labels.get(key, key),
-                        axes=(ax, rax), reference_label=reference_label)
+                        axes=(ax, rax), reference_label=reference_label, legend=i == 0)
         ax.tick_params(labelbottom=False)
-        if i:
-            ax.get_legend().remove()
         if i % ncols:
             ax.set_ylabel("")
             rax.set_ylabel("")

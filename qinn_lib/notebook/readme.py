@@ -175,7 +175,8 @@ def render_results(results: dict[str, Any]) -> str:
         lines += [
             f"**Projected paper profile** (same command): the {proj['runs']} training runs of notebooks 03–05 as "
             f"{proj['jobs']} Dask jobs on {proj['n_workers']} single-threaded workers, from the compiled ms/step above "
-            f"(training steps only): {proj['core_hours']:.2f} core-hours, **{proj['wall_minutes']:.0f} min** of wall time.",
+            f"(training steps only): {proj['core_hours']:.2f} core-hours, **{proj['wall_minutes']:.0f} min** of wall time "
+            "— a lower bound from the step times, not the measured duration of a paper-profile run (see Status).",
             "",
         ]
     if not lines:

@@ -443,7 +443,7 @@ class ReuploadingRunConfig(RunConfig):
 
 @dataclass(frozen=True)
 class DiagnosisConfig(RunConfig):
-    """Notebook 06: why our QINN misses the paper (issue 11): the controlled ablations of
+    """Notebook 06: why our QINN misses the paper: the controlled ablations of
     :mod:`qinn_lib.experiments.ablations`, the re-uploading density runs of :mod:`qinn_lib.models.qinn.reuploading` and
     the budgeted search of :mod:`qinn_lib.experiments.search`. Every run uses Table 1's settings unless the
     ablation or the search changes them."""
