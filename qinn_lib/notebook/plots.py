@@ -9,6 +9,7 @@ percentile bootstrap interval of the mean over seeds, or the min–max band of t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
