@@ -14,6 +14,7 @@ this core even when other processes share the machine). No number is asserted: a
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from typing import Callable, Sequence
@@ -49,7 +50,7 @@ def _stack_step(k: int, cfg: QINNRunConfig, data, compiled: bool) -> tuple[Calla
         for m, opt in zip(members, optimizers):
             opt.step()
             m.constrain_()
-        if not all(map(lambda v: v == v, losses)):
+        if not all(math.isfinite(v) for v in losses):
             raise RuntimeError("benchmark step produced a NaN loss")
 
     return step, getattr(terms, "is_compiled", lambda: False)

@@ -295,7 +295,9 @@ def train_lockstep(stack: torch.nn.Module, objective: Any, train_x: torch.Tensor
                 "delete the checkpoints to restart them together"
             )
         steps_left = (int(cfgs[0].epochs) - members[0].start_epoch) * (train_x.shape[0] // bs)
-        step = lambda xs, gens: objective.stacked(stack, xs, gens)  # noqa: E731
+        def step(xs: list[torch.Tensor], gens: list[torch.Generator]) -> list[dict[str, torch.Tensor]]:
+            return objective.stacked(stack, xs, gens)
+
         if should_compile(steps_left):
             if hasattr(stack, "compile_"):
                 stack.compile_()  # compiled flows for the training steps (qinn_lib.compiling)

@@ -68,8 +68,5 @@ def stacked_terms(objective: Any, maps: Any, x: torch.Tensor, z_s: torch.Tensor 
         else:  # eq. 17-18
             fid = maps.fidelity(x)
             terms["inv"] = -torch.log(fid.clamp_min(torch.finfo(fid.dtype).tiny)).mean(-1)
-    loss = terms["nll"]
-    for name, value in terms.items():
-        if name != "nll":
-            loss = loss + w[name] * value
+    loss = objective._total(terms)  # the objective's own weighting, elementwise over the members
     return [{"loss": loss[k], **{name: value[k] for name, value in terms.items()}} for k in range(x.shape[0])]

@@ -59,8 +59,7 @@ class QINNStack(nn.Module):
         if len(arch) != 1:
             raise ValueError(f"QINNStack: the members must share one architecture, dtype and device; got {sorted(map(str, arch))}")
         self.members = nn.ModuleList(members)
-        first = members[0]
-        self.n_features = first.n_features
+        self.n_features = members[0].n_features
 
     def __len__(self) -> int:
         return len(self.members)
