@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 from scipy.spatial.distance import jensenshannon as scipy_js
 from scipy.stats import norm
 
@@ -329,6 +330,67 @@ def test_evaluate_model_peak_metrics_use_the_kept_events():
     ref = distances.peak_and_tails(reconstruct(np.asarray(trained.data.sample.test))["m_ll"], reconstruct(gen)["m_ll"])
     assert m["peak_excess/m_ll"] == ref["peak_fraction_generated"] - ref["peak_fraction_truth"]
     assert m["js/m_ll"] == distances.observable_distances(trained.data.sample.test, gen)["m_ll"]["js"]
+
+
+# -- the field's measures and the honest likelihood in evaluate_model ------------------------------
+#: Two-sided 99 % bound in units of a 5-fold error (4 degrees of freedom).
+T99 = float(stats.t.ppf(0.995, df=4))
+
+
+def toy_box_mass(trained) -> float:
+    """The toy's true density in scaled units is N(mu_u, s_u): its mass in [0, pi]^5, analytically."""
+    mu, s = trained.model.mu.detach().numpy(), trained.model.s.detach().numpy()
+    return float(np.prod(norm.cdf((np.pi - mu) / s) - norm.cdf(-mu / s)))
+
+
+def test_evaluate_model_reports_the_field_metrics_and_the_honest_likelihood():
+    trained = toy_trained()
+    m = evaluate.evaluate_model(trained, seed=3)
+    assert set(evaluate.FIELD_METRICS) | {"log_z", "log_z_err", "nll_normalised", "nll_normalised_err"} <= set(m)
+    assert not {"fold_fraction", "box_negative_fraction", "minority_mass"} & set(m), "no Jacobian: no folds"
+    # the toy is the true density: the field's measures sit at their noise floor
+    assert abs(m["auc_bdt"] - 0.5) < T99 * m["auc_bdt_err"] and abs(m["auc_bdt_derived"] - 0.5) < T99 * m["auc_bdt_derived_err"]
+    assert m["fpd"] < 0.02 and abs(m["kpd"]) < 4 * m["kpd_err"]
+    # Z over the box: the toy Gaussian's mass in [0, pi]^5 (the box is the training range: ~1 % outside)
+    exact = math.log(toy_box_mass(trained))
+    assert exact < -0.003
+    assert abs(m["log_z"] - exact) < 4 * m["log_z_err"]
+    assert m["nll_normalised"] == pytest.approx(m["nll"] + m["log_z"])
+    assert m["nll_normalised_err"] == pytest.approx(math.hypot(m["nll_sem"], m["log_z_err"]))
+    records.check_record(records.make_record("toy", trained, m), "record")
+
+
+def test_an_exact_bijection_gets_z_from_its_own_samples():
+    trained = toy_trained()
+    trained.model.exact_bijection = True  # the affine toy is one
+    gen = trained.generate(2_000, seed=4)
+    m = evaluate.evaluate_model(trained, seed=3, generated=gen)
+    u = trained.data.scaler.transform(gen)
+    share = np.all((u >= 0) & (u <= np.pi), axis=1).mean()
+    assert m["log_z"] == pytest.approx(math.log(share))
+    assert abs(m["log_z"] - math.log(toy_box_mass(trained))) < 4 * m["log_z_err"]
+
+
+def test_truth_floor_compares_two_true_samples():
+    trained = toy_trained()
+    floor = evaluate.truth_floor(trained.data, seed=5)
+    assert set(floor) == set(evaluate.FIELD_METRICS) | {"n_events"}
+    assert floor["n_events"] == 2_000  # test (2000) against train + val (1500 + 500)
+    assert abs(floor["auc_bdt"] - 0.5) < T99 * floor["auc_bdt_err"]
+    assert floor["fpd"] < 0.02 and abs(floor["kpd"]) < 4 * floor["kpd_err"]
+    assert evaluate.truth_floor(trained.data, seed=5) == floor, "seeded"
+
+
+@pytest.mark.parametrize("metrics, match", [
+    ({"fpd": "0.1", "fpd_err": 0.01}, r"metric 'fpd' must be a number, got '0.1'"),
+    ({"kpd": 0.1}, r"metric 'kpd' comes without 'kpd_err'"),
+    ({"log_z_err": 0.1}, r"metric 'log_z_err' comes without 'log_z'"),
+    ({"fold_fraction": None}, r"metric 'fold_fraction' must be a number"),
+])
+def test_records_refuse_malformed_field_metrics(metrics, match):
+    with pytest.raises(ValueError, match=match):
+        records.check_record(record("QINN", 1, metrics), "rec")
+    records.check_record(record("QINN", 1, {"fpd": float("nan"), "fpd_err": float("nan")}), "NaN is a number")
 
 
 # -- results files and tables ----------------------------------------------------------------------
