@@ -31,6 +31,7 @@ from qinn_lib.errors import add_debug_option, run_cli
 from qinn_lib.evaluation.results import ResultsError, check_recordable, load_results, record, results_path
 from qinn_lib.experiments import jobs as jobs_lib
 from qinn_lib.experiments.bench_lockstep import run_lockstep
+from qinn_lib.experiments.bench_reuploading import run_reuploading
 from qinn_lib.experiments.one_model import prepare_data
 from qinn_lib.experiments.projection import project_paper_profile
 from qinn_lib.models.inn.model import INN, INNStack
@@ -450,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed classical-INN steps per size and mode (0 skips the INN benchmark)")
     parser.add_argument("--lockstep-repeats", type=int, default=30,
                         help="timed QINN lockstep steps per stack size k = 1, 3, 6 (0 skips the lockstep benchmark)")
+    parser.add_argument("--reuploading-repeats", type=int, default=30,
+                        help="timed re-uploading flow steps per path and upload count (0 skips that benchmark)")
     parser.add_argument("--cold-compile", action="store_true",
                         help="time the INN compiles into an empty cache and again from disk in a new process "
                              "(minutes per size); default: the project's compile cache as it is")
@@ -457,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="store the numbers in figures/results.json for the README's results table")
     add_debug_option(parser)
     args = parser.parse_args(argv)
-    for name in ("inn_repeats", "lockstep_repeats"):
+    for name in ("inn_repeats", "lockstep_repeats", "reuploading_repeats"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0")
     if 0 < args.lockstep_repeats < 3:
@@ -473,13 +476,21 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         print(expected_duration())
         out = run(args.batch_size, args.repeats, args.reference_repeats, threads=args.threads)
+        reup = (run_reuploading(repeats=max(3, args.reuploading_repeats), threads=args.threads)
+                if args.reuploading_repeats else None)
         lockstep = run_lockstep(repeats=args.lockstep_repeats, threads=args.threads) if args.lockstep_repeats else None
         inn = (run_inn(batch_size=args.batch_size, repeats=args.inn_repeats, threads=args.threads,
                        cold_cache=args.cold_compile) if args.inn_repeats else None)
         projection = None
         if inn is not None:
             # Per-seed ms/step of the path training uses (compiled, QINN and INN seeds in lockstep).
-            step_ms = {"qinn": out.get("compiled_ms", out["fast_ms"]), "reuploading": jobs_lib.STEP_COST_MS["reuploading"]}
+            # Re-uploading: the mean over upload counts of the path training uses (compiled if it compiled).
+            reup_ms = jobs_lib.STEP_COST_MS["reuploading"]
+            if reup is not None:
+                rows = [r for r in reup["rows"].values() if r["path"] == "compiled" and r["compiled"]] or \
+                    [r for r in reup["rows"].values() if r["path"] == "fast"]
+                reup_ms = statistics.mean(r["median_ms"] for r in rows)
+            step_ms = {"qinn": out.get("compiled_ms", out["fast_ms"]), "reuploading": reup_ms}
             step_ms.update({f"inn {size}": row["lockstep_ms_per_seed"] for size, row in inn["sizes"].items()})
             lock_ms = None
             if lockstep is not None:
@@ -506,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
                 record("bench_inn", inn, "paper")
             if lockstep is not None:
                 record("bench_lockstep", lockstep, "paper")
+            if reup is not None:
+                record("bench_reuploading", reup, "paper")
             if projection is not None:
                 record("bench_projection", projection["the notebooks' seed counts"], "paper")
                 record("bench_projection_scenarios", {"scenarios": projection}, "paper")

@@ -40,8 +40,11 @@ __all__ = ['TrainJob', 'balance', 'estimated_cost', 'group_jobs', 'plan_training
 
 #: Rough ms per optimiser step and seed on one core, only to queue the longest jobs first (LPT
 #: packing): compiled QINN (Table 1 depth) and INN steps of ``python -m qinn_lib.bench`` (an INN
-#: seed costs 0.6x of this in a lockstep stack), the eager re-uploading step (measured 10 ms).
-STEP_COST_MS = {"qinn": 4.5, "reuploading": 10.0, "inn 2k": 7.8, "inn 6k": 12.3, "inn 16k": 14.2}
+#: seed costs 0.6x of this in a lockstep stack); the compiled re-uploading step of
+#: ``python -m qinn_lib.experiments.bench_reuploading`` (CPU ms, one thread, batch 128, 12 layers:
+#: 3.1 / 3.6 / 4.4 ms median for 1 / 2 / 3 uploads, their mean; eager fast path 3.5 / 4.7 / 5.6 ms, the
+#: former gate-by-gate step 7.3 / 14.5 / 20.7 ms, measured side by side on the shared 2-core machine).
+STEP_COST_MS = {"qinn": 4.5, "reuploading": 3.7, "inn 2k": 7.8, "inn 6k": 12.3, "inn 16k": 14.2}
 #: Cost per seed in a lockstep stack relative to a run alone (``python -m qinn_lib.bench``: INN 3
 #: seeds; QINN the compiled per-model ratio at k = 3-6 measured on this 2-core machine).
 LOCKSTEP_FACTOR = {"inn": 0.6, "qinn": 0.5}
