@@ -76,6 +76,10 @@ SECTION_SCHEMAS: dict[str, dict[str, Any]] = {
         "rows": {"mode": "str", "k": "int", "ms_min": _NUMBER, "per_model_ms_min": _NUMBER,
                  "per_model_cpu_ms": _NUMBER, "per_model_vs_k1": _NUMBER, "per_model_cpu_vs_k1": _NUMBER},
     },
+    "bench_scaling": {
+        "qubits": "list", "batch_size": "int", "n_layers": "int", "threads": "int",
+        "rows": {"n_qubits": "int", "preferred": "str", "gate step cpu_ms": _NUMBER, "gate fwd+J cpu_ms": _NUMBER},
+    },
     "bench_projection_scenarios": {
         "scenarios": {"jobs": "int", "runs": "int", "core_hours": _NUMBER, "wall_minutes": _NUMBER, "n_workers": "int",
                       "n_seeds": "int"},

@@ -32,6 +32,7 @@ from qinn_lib.evaluation.results import ResultsError, check_recordable, load_res
 from qinn_lib.experiments import jobs as jobs_lib
 from qinn_lib.experiments.bench_lockstep import run_lockstep
 from qinn_lib.experiments.bench_reuploading import run_reuploading
+from qinn_lib.experiments.bench_scaling import run_scaling
 from qinn_lib.experiments.one_model import prepare_data
 from qinn_lib.experiments.projection import project_paper_profile
 from qinn_lib.models.inn.model import INN, INNStack
@@ -456,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-compile", action="store_true",
                         help="time the INN compiles into an empty cache and again from disk in a new process "
                              "(minutes per size); default: the project's compile cache as it is")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also time dense / gate-by-gate / lightning.qubit against the qubit count 4-12 "
+                             "(qinn_lib.experiments.bench_scaling; slow: tens of minutes)")
     parser.add_argument("--record", action="store_true",
                         help="store the numbers in figures/results.json for the README's results table")
     add_debug_option(parser)
@@ -481,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         lockstep = run_lockstep(repeats=args.lockstep_repeats, threads=args.threads) if args.lockstep_repeats else None
         inn = (run_inn(batch_size=args.batch_size, repeats=args.inn_repeats, threads=args.threads,
                        cold_cache=args.cold_compile) if args.inn_repeats else None)
+        scaling = run_scaling(threads=args.threads) if args.scaling else None
         projection = None
         if inn is not None:
             # Per-seed ms/step of the path training uses (compiled, QINN and INN seeds in lockstep).
@@ -519,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
                 record("bench_lockstep", lockstep, "paper")
             if reup is not None:
                 record("bench_reuploading", reup, "paper")
+            if scaling is not None:
+                record("bench_scaling", scaling, "paper")
             if projection is not None:
                 record("bench_projection", projection["the notebooks' seed counts"], "paper")
                 record("bench_projection_scenarios", {"scenarios": projection}, "paper")

@@ -157,6 +157,22 @@ def render_results(results: dict[str, Any]) -> str:
             lines.append(f"| {row['mode']} | {row['k']} | {row['per_model_ms_min']:.2f} | {row['per_model_cpu_ms']:.2f} | "
                          f"{row['per_model_vs_k1']:.2f}× |")
         lines.append("")
+    scaling = results.get("bench_scaling")
+    if scaling:
+        lines += [
+            f"**QINN step against qubit count** (`python -m qinn_lib.bench --scaling`; {scaling['n_layers']} layers, batch "
+            f"{scaling['batch_size']}, {scaling['threads']} thread; min CPU ms; step = forward, log det and backward of the "
+            "NLL; lightning = `lightning.qubit` adjoint, forward and Jacobian only):",
+            "",
+            "| qubits | dense step | gate-by-gate step | dense fwd+J | gate-by-gate fwd+J | lightning fwd+J | path used |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in scaling["rows"].values():
+            cells = [row.get(f"{path} {piece} cpu_ms") for path, piece in
+                     (("dense", "step"), ("gate", "step"), ("dense", "fwd+J"), ("gate", "fwd+J"), ("lightning", "fwd+J"))]
+            lines.append(f"| {row['n_qubits']} | " + " | ".join("–" if c is None else f"{c:.1f}" for c in cells)
+                         + f" | {row['preferred']} |")
+        lines.append("")
     scen = (results.get("bench_projection_scenarios") or {}).get("scenarios")
     if scen:
         lines += [
