@@ -143,7 +143,7 @@ def test_notebook_06_plans_its_ablations_and_reuploading_runs():
     # the baseline is notebook 04/05's MSE QINN: reloaded, not trained again
     assert plan[ablations.BASELINE] == plans.comparison_configs(ComparisonConfig(profile="quick", lhe_file="z.lhe"))["QINN"]
     paper = plans.planned_runs(DiagnosisConfig(ablation_priority=1, max_uploads=2))
-    assert len(paper) == 1 + 4 + 2 and all(len(cs) == 3 and cs[0].epochs == 200 for cs in paper.values())
+    assert len(paper) == 1 + 4 + 2 and all(len(cs) == 6 and cs[0].epochs == 200 for cs in paper.values())
     assert plans.notebook_runs(DiagnosisConfig(profile="quick", max_uploads=3)) == [c.replace(lhe_file="") for c in flat]
 
 

@@ -451,13 +451,13 @@ class DiagnosisConfig(RunConfig):
     kind: ClassVar[str] = "diagnosis"
     profile: str = _spec("paper", choices=PROFILES)
     seed: int = _spec(1234, lo=0, hi=2**31 - 1, doc="first training seed (seeds are seed, seed+1, ...); also seeds the search's sampler")
-    n_seeds: int = _spec(3, lo=1, hi=100, doc="training seeds per ablation and per upload count")
+    n_seeds: int = _spec(6, lo=1, hi=100, doc="training seeds per ablation and per upload count")
     n_events: int = _spec(100_000, lo=100, hi=10_000_000)
     data_seed: int = _spec(1234, lo=1, hi=900_000_000)
     lhe_file: str = _lhe_file()
     epochs: int = _spec(200, lo=1, hi=100_000, doc="epochs of every ablation and re-uploading run")
     ablation_priority: int = _spec(2, lo=1, hi=3, doc="train the ablations of priority <= this (3: all; see qinn_lib.experiments.ablations)")
-    max_uploads: int = _spec(2, lo=1, hi=6, doc="re-uploading runs with 1 .. max_uploads uploads")
+    max_uploads: int = _spec(3, lo=1, hi=6, doc="re-uploading runs with 1 .. max_uploads uploads")
     search_trials: int = _spec(8, lo=1, hi=10_000, doc="finished trials of the <= 2.1k-parameter search")
     search_epochs: int = _spec(200, lo=1, hi=100_000, doc="epochs of every search trial (one seed each)")
 
