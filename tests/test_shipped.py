@@ -127,7 +127,6 @@ def test_default_sets_are_the_notebooks_paper_runs():
     assert {name: len(cfgs) for name, cfgs in sets.items() if not name.startswith("06-")} == dict.fromkeys(
         ["qinn-mse", "qinn-fidelity", "inn-2k", "inn-6k", "inn-16k"], 6)
     assert all(len(cfgs) == 6 for name, cfgs in sets.items() if name.startswith("06-"))
-    assert "06-3-uploads" in sets
     # notebook 03's run (the parameters cell = QINNRunConfig's defaults) is the first MSE seed
     assert sets["qinn-mse"][0].fingerprint() == QINNRunConfig().fingerprint()
     assert {c.invertibility for c in sets["qinn-fidelity"]} == {"fidelity"}

@@ -457,7 +457,7 @@ class DiagnosisConfig(RunConfig):
     lhe_file: str = _lhe_file()
     epochs: int = _spec(200, lo=1, hi=100_000, doc="epochs of every ablation and re-uploading run")
     ablation_priority: int = _spec(2, lo=1, hi=3, doc="train the ablations of priority <= this (3: all; see qinn_lib.experiments.ablations)")
-    max_uploads: int = _spec(3, lo=1, hi=6, doc="re-uploading runs with 1 .. max_uploads uploads")
+    max_uploads: int = _spec(2, lo=1, hi=6, doc="re-uploading runs with 1 .. max_uploads uploads")
     search_trials: int = _spec(8, lo=1, hi=10_000, doc="finished trials of the <= 2.1k-parameter search")
     search_epochs: int = _spec(200, lo=1, hi=100_000, doc="epochs of every search trial (one seed each)")
 
