@@ -59,7 +59,7 @@ max_loss = 1e6
 import matplotlib.pyplot as plt
 import numpy as np
 
-from qinn_lib.evaluation import evaluate
+from qinn_lib.evaluation import evaluate, normalisation
 from qinn_lib.events import observables
 from qinn_lib.experiments import one_model
 from qinn_lib.notebook import plots, profiles
@@ -134,13 +134,29 @@ print(f"test NLL: {nll['nll']:.4f} ± {nll['nll_sem']:.4f} nats/event on {nll['n
       f"({nll['n_nonfinite']} non-finite)")
 
 # %% [markdown]
+# That NLL is the density's only if the forward map is a bijection of the scaling box. Where
+# $\det J$ changes sign the map folds, the change of variables over-counts, and the "density"
+# integrates to $Z 
+eq 1$ over the box. The honest likelihood divides by $Z$:
+# NLL + ln Z, with $Z$ a randomised quasi-Monte Carlo integral over the box
+# (`qinn_lib.evaluation.normalisation`; notebook 06 asks why the map folds).
+
+# %%
+norm = evaluate.likelihood_normalisation(trained.model, trained.data, seed=cfg.seed)
+nll_norm, nll_norm_err = normalisation.normalised_nll(nll["nll"], nll["nll_sem"], norm["log_z"], norm["log_z_err"])
+print(f"ln Z over the box: {norm['log_z']:.4f} ± {norm['log_z_err']:.4f} (Z = {np.exp(norm['log_z']):.4f}); "
+      f"det J of the minority sign on {100 * norm['fold_fraction']:.2f} % of the test events")
+print(f"normalised test NLL: {nll_norm:.4f} ± {nll_norm_err:.4f} nats/event")
+
+# %% [markdown]
 # ## What it generates
 # $z \sim \mathcal N(0, 1)$ through the inverse, compared with the whole test split: the five
 # features, and the $Z$ observables reconstructed from them, which the model never sees directly.
 
 # %%
 truth = observables.reconstruct(trained.data.sample.test)
-generated = observables.reconstruct(trained.generate(len(trained.data.sample.test), seed=cfg.seed + 1))
+generated_features = trained.generate(len(trained.data.sample.test), seed=cfg.seed + 1)
+generated = observables.reconstruct(generated_features)
 fig = plots.ratio_grid(truth, {"QINN": generated}, list(observables.FEATURES), observables.OBSERVABLE_LABELS,
                        ncols=5)
 plots.save(fig, "03_generated_features")
@@ -152,6 +168,19 @@ fig = plots.ratio_grid(truth, {"QINN": generated}, ["m_ll", "delta_r", "pt_z", "
                        ranges={"m_ll": (75.0, 105.0), "delta_r": (0.0, 6.0), "pt_z": (0.0, 200.0)})
 plots.save(fig, "03_generated_observables")
 plt.show()
+
+# %% [markdown]
+# The field's measures of the same generated sample (the five features): the Fréchet and kernel
+# physics distances FPD and KPD (Kansal et al. 2023; ×10³, with their errors; 0 for a perfect
+# generator, up to the truth-vs-truth floor that notebook 05 shows) and the AUC of a boosted-tree
+# classifier told to separate generated from true events (0.5: it cannot), on the raw features
+# and with $M_{\ell\ell}$ and $\Delta R$ added as inputs.
+
+# %%
+field = evaluate.field_metrics(trained.data.sample.test, generated_features, seed=cfg.seed)
+print(f"FPD×10³ {1e3 * field['fpd']:.2f} ± {1e3 * field['fpd_err']:.2f}, KPD×10³ {1e3 * field['kpd']:.3f} ± "
+      f"{1e3 * field['kpd_err']:.3f}; boosted-tree AUC {field['auc_bdt']:.3f} ± {field['auc_bdt_err']:.3f} "
+      f"(raw features), {field['auc_bdt_derived']:.3f} ± {field['auc_bdt_derived_err']:.3f} (with M_ll, ΔR)")
 
 # %% [markdown]
 # ## Recorded results
@@ -171,6 +200,8 @@ results_store.record("03_isp_training", {
     "train_seconds": float(sum(h["seconds"] for h in hist)), "device": cfg.device, "threads": 1,
     "val_loss": last["val_loss"], "val_nll": last["val_nll"],
     "recon_mean": dev["mean"], "recon_median": dev["median"], "recon_p95": dev["p95"], "n_test": len(x_test),
-    "test_nll": nll["nll"], "test_nll_sem": nll["nll_sem"],
+    "test_nll": nll["nll"], "test_nll_sem": nll["nll_sem"], "log_z": norm["log_z"], "log_z_err": norm["log_z_err"],
+    "test_nll_normalised": nll_norm, "test_nll_normalised_err": nll_norm_err,
+    **{key: field[key] for key in evaluate.FIELD_METRICS},
     "torch": _torch.__version__, "shipped_model": trained.shipped,
 })

@@ -79,8 +79,16 @@ def render_results(results: dict[str, Any]) -> str:
             f"| final validation loss / NLL | {qinn['val_loss']:.3f} / {qinn['val_nll']:.3f} |",
             f"| test NLL in physical units (GeV, rad) | {qinn['test_nll']:.3f} ± {qinn['test_nll_sem']:.3f} nats/event |",
             f"| reconstruction deviation ‖x̃ − x‖/‖x‖ on {_fmt(qinn['n_test'])} test events | mean {100 * qinn['recon_mean']:.2f} %, median {100 * qinn['recon_median']:.2f} % (paper: < 2.1 %) |",
-            "",
         ]
+        if "test_nll_normalised" in qinn:
+            lines.append(f"| normalised test NLL (NLL + ln Z over the box; ln Z = {qinn['log_z']:.3f} ± {qinn['log_z_err']:.3f}) | "
+                         f"{qinn['test_nll_normalised']:.3f} ± {qinn['test_nll_normalised_err']:.3f} nats/event |")
+        if "fpd" in qinn:
+            lines += [f"| FPD ×10³ / KPD ×10³ of the five features | {1e3 * qinn['fpd']:.2f} ± {1e3 * qinn['fpd_err']:.2f} / "
+                      f"{1e3 * qinn['kpd']:.3f} ± {1e3 * qinn['kpd_err']:.3f} |",
+                      f"| boosted-tree classifier AUC (raw features / with M_ll, ΔR) | {qinn['auc_bdt']:.3f} ± {qinn['auc_bdt_err']:.3f} / "
+                      f"{qinn['auc_bdt_derived']:.3f} ± {qinn['auc_bdt_derived_err']:.3f} |"]
+        lines.append("")
     fid = results.get("04_fidelity_vs_mse")
     if fid:
         lines += [f"**Fidelity vs MSE invertibility loss** (notebook 04, seeds {fid['seeds']}; mean ± std over seeds):",
