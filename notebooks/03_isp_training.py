@@ -136,8 +136,7 @@ print(f"test NLL: {nll['nll']:.4f} ± {nll['nll_sem']:.4f} nats/event on {nll['n
 # %% [markdown]
 # That NLL is the density's only if the forward map is a bijection of the scaling box. Where
 # $\det J$ changes sign the map folds, the change of variables over-counts, and the "density"
-# integrates to $Z 
-eq 1$ over the box. The honest likelihood divides by $Z$:
+# integrates to $Z \neq 1$ over the box. The honest likelihood divides by $Z$:
 # NLL + ln Z, with $Z$ a randomised quasi-Monte Carlo integral over the box
 # (`qinn_lib.evaluation.normalisation`; notebook 06 asks why the map folds).
 

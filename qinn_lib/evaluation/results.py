@@ -87,6 +87,10 @@ SECTION_SCHEMAS: dict[str, dict[str, Any]] = {
         "scenarios": {"jobs": "int", "runs": "int", "core_hours": _NUMBER, "wall_minutes": _NUMBER, "n_workers": "int",
                       "n_seeds": "int"},
     },
+    "report_durations": {
+        "notebooks": {"seconds": _NUMBER, "models": "str", "trained_runs": "int", "date": "str", "load_average": "str"},
+        "training?": "dict",
+    },
     "bench_inn": {
         "batch_size": "int", "members": "int", "threads": "int",
         "sizes": {"params": "int", "single_ms": _NUMBER, "lockstep_ms_per_seed": _NUMBER,

@@ -17,6 +17,7 @@ from qinn_lib import paths
 from qinn_lib.atomic import atomic_write_text
 from qinn_lib.evaluation.results import data_fingerprints, load_results, locked, results_lock, results_path
 from qinn_lib.evaluation.statistics import format_verdict_table
+from qinn_lib.notebook import durations
 from qinn_lib.notebook.parameters import ReportError
 
 # -- the README's results section (the results file itself: qinn_lib.evaluation.results) -----------------------
@@ -203,6 +204,7 @@ def render_results(results: dict[str, Any]) -> str:
             "— a lower bound from the step times, not the measured duration of a paper-profile run (see Status).",
             "",
         ]
+    lines += durations.render(results.get(durations.SECTION))
     if not lines:
         return "No results recorded yet: run `python -m qinn_lib.reports --profile paper`."
     return "\n".join(lines).rstrip()

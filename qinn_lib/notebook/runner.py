@@ -43,6 +43,7 @@ from qinn_lib.evaluation.results import check_recordable, results_path
 from qinn_lib.events.cache import check_lhe_count, lhe_events_available
 from qinn_lib.events.sample import DataError
 from qinn_lib.experiments import cluster
+from qinn_lib.notebook import durations
 from qinn_lib.notebook.parameters import (
     ReportError,
     changed_parameters,
@@ -195,7 +196,10 @@ def pretrain_runs(plan: list[tuple[Path, dict[str, Any]]], profile: str, *, mode
         # The notebooks run in kernels of their own: the runner's idle workers would only hold
         # memory (and log heartbeat errors at exit) until the last notebook finishes.
         cluster.close_default_client()
-    log(f"[qinn] every run of the planned notebooks is trained ({time.perf_counter() - start:.1f} s)")
+    seconds = time.perf_counter() - start
+    log(f"[qinn] every run of the planned notebooks is trained ({seconds:.1f} s)")
+    if profile == "paper" and to_train:
+        durations.record_training(profile, seconds, runs=len(to_train))
     return to_train
 
 
@@ -350,7 +354,10 @@ def run(profile: str = "quick", only: list[str] | None = None,
             # look older than the executed notebook written next to it.
             os.utime(twin)
         (out_dir / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
-        log(f"[qinn] {nb.name} done in {time.perf_counter() - start:.1f} s -> {out}")
+        seconds = time.perf_counter() - start
+        if profile == "paper" and not name:
+            durations.record_notebook(profile, nb.stem, seconds, models=models, trained_runs=len(trained))
+        log(f"[qinn] {nb.name} done in {seconds:.1f} s -> {out}")
         written.append(out)
     return written
 
