@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 import warnings
 from typing import Any, Callable, TypeVar
 
@@ -90,7 +91,14 @@ def _set_cache_dir() -> None:
         cache = repo_root() / "build" / "torch_compile_cache"
     except RuntimeError:  # installed without a checkout: torch's default /tmp cache
         return
-    cache.mkdir(parents=True, exist_ok=True)
+    try:  # a read-only build folder must not fail the run: the cache only saves compile time
+        cache.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=cache).close()
+    except OSError as exc:
+        warnings.warn(f"cannot write in the compile cache folder {cache}: {exc.strerror or exc}; compiled graphs are "
+                      "cached in torch's default folder instead (set TORCHINDUCTOR_CACHE_DIR to a writable folder)",
+                      CompileFallbackWarning, stacklevel=3)
+        return
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
 
 

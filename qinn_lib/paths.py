@@ -61,6 +61,11 @@ def runs_dir() -> Path:
     return _env_dir("QINN_RUNS_DIR", repo_root() / "build" / "runs")
 
 
+def search_dir() -> Path:
+    """Journals of the hyper-parameter searches: ``search/`` beside the runs folder (git-ignored)."""
+    return runs_dir().parent / "search"
+
+
 def notebooks_dir() -> Path:
     return repo_root() / "notebooks"
 

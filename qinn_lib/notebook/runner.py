@@ -57,6 +57,7 @@ from qinn_lib.notebook.parameters import (
     parse_literal,
     parse_parameters,
 )
+from qinn_lib.notebook.provenance import staged_figures
 from qinn_lib.notebook.readme import update_readme
 from qinn_lib.settings import INJECTED_PROFILE, check_profile, environment, runner_environment
 from qinn_lib.training.budget import budget
@@ -298,6 +299,7 @@ def run(profile: str = "quick", only: list[str] | None = None,
         check_recordable(folder=fig_dir)  # the figures folder is writable and its results file readable
     check_writable(paths.runs_dir(), "runs folder", "set QINN_RUNS_DIR to a writable folder")
     check_writable(paths.data_dir(), "event cache folder", "set QINN_DATA_DIR to a writable folder")
+    check_writable(paths.search_dir(), "search journal folder", "set QINN_RUNS_DIR to a writable folder")
     check_event_files(plan, profile)
     trained = pretrain_runs(plan, profile, models=models, log=log) if pretrain else set()
     written = []
@@ -321,7 +323,7 @@ def run(profile: str = "quick", only: list[str] | None = None,
         injected = params if profile == "paper" else {**params, INJECTED_PROFILE: profile}
         try:
             with environment(runner_environment(profile, models=models, output_dir=fig_dir, trained=sorted(trained))), \
-                    _quiet_about(INJECTED_PROFILE):
+                    _quiet_about(INJECTED_PROFILE), staged_figures(fig_dir, nb.stem, log=log):
                 papermill.execute_notebook(
                     str(nb), str(tmp), parameters=injected, kernel_name=KERNEL_NAME,
                     cwd=str(paths.notebooks_dir()), progress_bar=progress, log_output=False,
