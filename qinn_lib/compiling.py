@@ -29,6 +29,7 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
+from qinn_lib import env
 from qinn_lib.paths import repo_root
 
 __all__ = ["MIN_STEPS_TO_COMPILE", "compile_policy", "should_compile", "compiled", "compiled_step",
@@ -39,8 +40,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Below this many optimiser steps a cold compile (50-270 s) costs more than it saves.
 MIN_STEPS_TO_COMPILE = 2000
 
-_POLICIES = {"auto": "auto", "1": "always", "always": "always", "true": "always",
-             "0": "never", "never": "never", "false": "never"}
+_POLICIES = env.COMPILE_POLICIES
 
 
 class CompileFallbackWarning(RuntimeWarning):
@@ -49,10 +49,7 @@ class CompileFallbackWarning(RuntimeWarning):
 
 def compile_policy() -> str:
     """``"auto"``, ``"always"`` or ``"never"`` from ``QINN_COMPILE`` (default ``auto``)."""
-    raw = os.environ.get("QINN_COMPILE", "auto").strip().lower()
-    if raw not in _POLICIES:
-        raise ValueError(f"QINN_COMPILE must be one of auto/always/never (or 1/0), got {raw!r}")
-    return _POLICIES[raw]
+    return env.choice("QINN_COMPILE", _POLICIES, "auto")
 
 
 def should_compile(total_steps: int) -> bool:

@@ -10,8 +10,9 @@ notebook run writes (figures and results; see :func:`output_dir`).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from qinn_lib import env
 
 PROFILES = ("quick", "paper")
 
@@ -44,10 +45,9 @@ def _env_dir(name: str, default: Path) -> Path:
     repository root, like every other path here: a notebook kernel runs in ``notebooks/``, so
     resolving it against the current directory would make a report and ``python -m qinn_lib.runs``
     use two different folders (and retrain what the other trained)."""
-    value = os.environ.get(name, "").strip()
-    if not value:
+    path = env.folder(name)
+    if path is None:
         return default
-    path = Path(value).expanduser()
     return path if path.is_absolute() else repo_root() / path
 
 
@@ -115,8 +115,8 @@ def output_dir() -> Path:
 
     So running a committed notebook cell by cell in JupyterLab never rewrites ``figures/``: only
     the explicit publish path (``python -m qinn_lib.reports --profile paper``) writes there."""
-    env = os.environ.get(OUTPUT_DIR_ENV)
-    return Path(env).expanduser().resolve() if env else interactive_dir()
+    path = env.folder(OUTPUT_DIR_ENV)
+    return path.resolve() if path is not None else interactive_dir()
 
 
 def figure_path(name: str, suffix: str = ".pdf", folder: Path | None = None) -> Path:
