@@ -20,7 +20,7 @@ from pathlib import Path
 from qinn_lib.errors import QinnError
 
 #: Every environment variable the package reads: name -> what it holds (the accepted values).
-#: ``QINN_RUNNER``, ``QINN_TRAINED_BY_RUNNER`` and ``QINN_LAB_PROTECTED`` are set by the package
+#: ``QINN_RUNNER``, ``QINN_TRAINED_BY_RUNNER``, ``QINN_FIGURE_STAGING`` and ``QINN_LAB_PROTECTED`` are set by the package
 #: itself for the processes it starts; they are listed so that nothing reads an unlisted variable.
 VARIABLES: dict[str, str] = {
     "QINN_PROFILE": "quick or paper",
@@ -36,6 +36,7 @@ VARIABLES: dict[str, str] = {
     "QINN_RUNNER": "set by the reports runner for its kernels",
     "QINN_TRAINED_BY_RUNNER": "set by the reports runner for its kernels",
     "QINN_LAB_PROTECTED": "set by the JupyterLab extension for its kernels",
+    "QINN_FIGURE_STAGING": "set by the reports runner for its kernels (the folder a notebook's figures are staged in)",
 }
 
 
