@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 import warnings
 from typing import Any, Callable, TypeVar
 
 import torch
 
+from qinn_lib import env
 from qinn_lib.paths import repo_root
 
 __all__ = ["MIN_STEPS_TO_COMPILE", "compile_policy", "should_compile", "compiled", "compiled_step",
@@ -38,8 +40,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Below this many optimiser steps a cold compile (50-270 s) costs more than it saves.
 MIN_STEPS_TO_COMPILE = 2000
 
-_POLICIES = {"auto": "auto", "1": "always", "always": "always", "true": "always",
-             "0": "never", "never": "never", "false": "never"}
+_POLICIES = env.COMPILE_POLICIES
 
 
 class CompileFallbackWarning(RuntimeWarning):
@@ -48,10 +49,7 @@ class CompileFallbackWarning(RuntimeWarning):
 
 def compile_policy() -> str:
     """``"auto"``, ``"always"`` or ``"never"`` from ``QINN_COMPILE`` (default ``auto``)."""
-    raw = os.environ.get("QINN_COMPILE", "auto").strip().lower()
-    if raw not in _POLICIES:
-        raise ValueError(f"QINN_COMPILE must be one of auto/always/never (or 1/0), got {raw!r}")
-    return _POLICIES[raw]
+    return env.choice("QINN_COMPILE", _POLICIES, "auto")
 
 
 def should_compile(total_steps: int) -> bool:
@@ -90,7 +88,14 @@ def _set_cache_dir() -> None:
         cache = repo_root() / "build" / "torch_compile_cache"
     except RuntimeError:  # installed without a checkout: torch's default /tmp cache
         return
-    cache.mkdir(parents=True, exist_ok=True)
+    try:  # a read-only build folder must not fail the run: the cache only saves compile time
+        cache.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=cache).close()
+    except OSError as exc:
+        warnings.warn(f"cannot write in the compile cache folder {cache}: {exc.strerror or exc}; compiled graphs are "
+                      "cached in torch's default folder instead (set TORCHINDUCTOR_CACHE_DIR to a writable folder)",
+                      CompileFallbackWarning, stacklevel=3)
+        return
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
 
 

@@ -10,8 +10,9 @@ notebook run writes (figures and results; see :func:`output_dir`).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from qinn_lib import env
 
 PROFILES = ("quick", "paper")
 
@@ -44,10 +45,9 @@ def _env_dir(name: str, default: Path) -> Path:
     repository root, like every other path here: a notebook kernel runs in ``notebooks/``, so
     resolving it against the current directory would make a report and ``python -m qinn_lib.runs``
     use two different folders (and retrain what the other trained)."""
-    value = os.environ.get(name, "").strip()
-    if not value:
+    path = env.folder(name)
+    if path is None:
         return default
-    path = Path(value).expanduser()
     return path if path.is_absolute() else repo_root() / path
 
 
@@ -59,6 +59,11 @@ def data_dir() -> Path:
 def runs_dir() -> Path:
     """Checkpoints and training logs (git-ignored)."""
     return _env_dir("QINN_RUNS_DIR", repo_root() / "build" / "runs")
+
+
+def search_dir() -> Path:
+    """Journals of the hyper-parameter searches: ``search/`` beside the runs folder (git-ignored)."""
+    return runs_dir().parent / "search"
 
 
 def notebooks_dir() -> Path:
@@ -110,8 +115,8 @@ def output_dir() -> Path:
 
     So running a committed notebook cell by cell in JupyterLab never rewrites ``figures/``: only
     the explicit publish path (``python -m qinn_lib.reports --profile paper``) writes there."""
-    env = os.environ.get(OUTPUT_DIR_ENV)
-    return Path(env).expanduser().resolve() if env else interactive_dir()
+    path = env.folder(OUTPUT_DIR_ENV)
+    return path.resolve() if path is not None else interactive_dir()
 
 
 def figure_path(name: str, suffix: str = ".pdf", folder: Path | None = None) -> Path:

@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from qinn_lib import paths
+from qinn_lib import env, paths
 from qinn_lib.paths import OUTPUT_DIR_ENV, PROFILES
 
 PROFILE_ENV = "QINN_PROFILE"
 MODELS_ENV = "QINN_MODELS"
 #: Set by the reports runner only, so that a notebook can say who chose its profile.
 RUNNER_ENV = "QINN_RUNNER"
+#: JupyterLab saves the committed notebooks only with this set to 1 (qinn_lib.notebook.lab).
+EDIT_NOTEBOOKS_ENV = "QINN_EDIT_NOTEBOOKS"
 #: Set by the reports runner for its kernels: the runs (``kind-fingerprint``, comma-separated) it
 #: trained before executing the notebooks, so that a report can say "trained just now" rather
 #: than "reloaded" of a run it finds finished under build/runs.
@@ -67,19 +69,24 @@ class RunContext:
 
 
 def _env_choice(name: str, choices: tuple[str, ...], default: str | None) -> str | None:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    if value not in choices:
-        raise ValueError(f"environment variable {name}={value!r}: must be one of {list(choices)}")
-    return value
+    return env.choice(name, choices, default)
+
+
+def models_from_environment() -> str:
+    """``$QINN_MODELS``: "shipped" (default) or "train"."""
+    return env.choice(MODELS_ENV, MODEL_POLICIES, "shipped")
+
+
+def models_set_by_user() -> bool:
+    """Whether ``$QINN_MODELS`` is set (not empty)."""
+    return bool(env.raw(MODELS_ENV))
 
 
 def context() -> RunContext:
     """The run context from the environment (see the module docstring)."""
     return RunContext(profile=_env_choice(PROFILE_ENV, PROFILES, None), output_dir=paths.output_dir(),
-                      models=_env_choice(MODELS_ENV, MODEL_POLICIES, "shipped"),
-                      runner=os.environ.get(RUNNER_ENV) == "reports")
+                      models=models_from_environment(),
+                      runner=env.raw(RUNNER_ENV) == "reports")
 
 
 def runner_environment(profile: str, *, models: str = "shipped", output_dir: Path | None = None,
@@ -97,7 +104,7 @@ def runner_environment(profile: str, *, models: str = "shipped", output_dir: Pat
 
 def trained_by_runner() -> set[str]:
     """The runs the reports runner trained for this report (``$QINN_TRAINED_BY_RUNNER``)."""
-    return {key for key in os.environ.get(TRAINED_BY_RUNNER_ENV, "").split(",") if key}
+    return {key for key in env.raw(TRAINED_BY_RUNNER_ENV).split(",") if key}
 
 
 @contextlib.contextmanager
@@ -114,3 +121,32 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+# -- checked when a command starts ---------------------------------------------------------------------
+_FOLDERS = {"QINN_OUTPUT_DIR": paths.output_dir, "QINN_DATA_DIR": paths.data_dir, "QINN_RUNS_DIR": paths.runs_dir}
+
+
+def check_environment() -> dict[str, str]:
+    """Parse every variable of :data:`qinn_lib.env.VARIABLES` that is set, before a command does any
+    work; a value the package cannot use raises :class:`qinn_lib.env.EnvError` naming the variable
+    (a folder variable naming an existing file, too). Returns the set variables and their values as
+    the package reads them (a folder made absolute as its reader makes it)."""
+    found = {name: env.raw(name) for name in env.VARIABLES if env.raw(name)}
+    env.choice(PROFILE_ENV, PROFILES, None)
+    models_from_environment()
+    env.positive_int("QINN_THREADS", 1)
+    env.choice("QINN_COMPILE", env.COMPILE_POLICIES, "auto")
+    env.address("QINN_DASK_SCHEDULER")
+    env.choice(EDIT_NOTEBOOKS_ENV, ("0", "1"), "0")
+    for name in (*_FOLDERS, "QINN_SHIPPED_DIR"):
+        if env.folder(name) is None:
+            continue
+        # A relative QINN_SHIPPED_DIR is rooted by its reader (qinn_lib.experiments.store); here
+        # only its form and that it is no file.
+        folder = _FOLDERS[name]() if name in _FOLDERS else env.folder(name).resolve()
+        if folder.exists() and not folder.is_dir():
+            raise env.EnvError(f"environment variable {name}={env.raw(name)!r}: {folder} is a file, not a "
+                               "folder; point it at a folder or unset it")
+        found[name] = str(folder)
+    return found

@@ -20,6 +20,8 @@ from typing import Iterator
 import torch
 from threadpoolctl import threadpool_limits
 
+from qinn_lib import env
+
 __all__ = ["torch_threads", "native_threads", "THREADS_ENV", "set_notebook_threads"]
 
 #: Environment variable: torch threads of a notebook kernel (default 1, see set_notebook_threads).
@@ -64,14 +66,6 @@ def set_notebook_threads() -> int:
     events, the classifier AUCs) is small ops, and the kernel usually shares the cores with Dask
     workers or a training; on two threads notebook 05's Run All spent minutes in spline inverses
     while two workers trained. On a big idle machine, ``QINN_THREADS=4`` may be faster."""
-    import os
-
-    value = os.environ.get(THREADS_ENV, "").strip() or "1"
-    try:
-        threads = int(value)
-    except ValueError:
-        threads = 0
-    if threads < 1:
-        raise ValueError(f"environment variable {THREADS_ENV}={value!r}: must be an integer >= 1")
+    threads = env.positive_int(THREADS_ENV, 1)
     torch.set_num_threads(threads)
     return threads

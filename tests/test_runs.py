@@ -150,8 +150,9 @@ def test_runs_cli_runs_folder_that_is_a_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("QINN_DATA_DIR", str(tmp_path / "data"))
     assert plans.main(["2k", "-p", "profile", "quick", "-p", "n_events", "1000", "-p", "epochs", "1"]) == 2
     err = capsys.readouterr().err
-    assert err == (f"python -m qinn_lib.runs: error: the runs folder {tmp_path / 'runs'} is a file, not a folder; "
-                   "set QINN_RUNS_DIR to a writable folder\n")
+    # the environment is checked when the command starts (qinn_lib.env), before any work
+    assert err == (f"python -m qinn_lib.runs: error: environment variable QINN_RUNS_DIR={str(tmp_path / 'runs')!r}: "
+                   f"{tmp_path / 'runs'} is a file, not a folder; point it at a folder or unset it\n")
     assert not (tmp_path / "data").exists() or not list((tmp_path / "data").iterdir()), "no events were generated"
 
 

@@ -17,6 +17,7 @@ the version field; its layout is that of version 1 and it is read as such.
 from __future__ import annotations
 
 import json
+import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,8 @@ def _check_value(value: Any, spec: Any, where: str) -> None:
     wanted, ok = _TYPES[spec]
     if not ok(value):
         raise ResultsError(f"{where} must be {wanted}, got {value!r} ({_type_name(value)})")
+    if spec == _NUMBER and not math.isfinite(value):  # the README shows it: never a NaN or inf (issue 24)
+        raise ResultsError(f"{where} must be a finite number, got {value!r}")
 
 
 def check_section_values(values: Any, schema: dict[str, Any], where: str) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 
 from qinn_lib import paths
 from qinn_lib.atomic import atomic_write, check_writable
-from qinn_lib.events.lhe import lhe_path, read_lhe
+from qinn_lib.events.lhe import READER_VERSION, lhe_path, read_lhe
 from qinn_lib.events.observables import FEATURES, N_FEATURES
 from qinn_lib.events.pythia import check_n_seed, generate_events
 from qinn_lib.events.sample import DataError, EventSample
@@ -159,7 +159,9 @@ def load_lhe_events(path: str | os.PathLike, *, cache_dir: str | os.PathLike | N
             sample = EventSample.from_array(features, record["meta"])
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error):
             sample = None  # a damaged cache of a file we still have: parse the file again
-        if sample is not None and sample.fingerprint == record.get("fingerprint"):
+        # A sample cached by an older reader is parsed again (it may hold what the reader now refuses).
+        current = sample is not None and sample.meta.get("reader_version") == READER_VERSION
+        if current and sample.fingerprint == record.get("fingerprint"):
             sample.meta.update(source=str(path.resolve()), cache_file=str(npz), loaded_from_cache=True,
                                load_seconds=time.perf_counter() - t0)
             return sample
@@ -171,15 +173,16 @@ def load_lhe_events(path: str | os.PathLike, *, cache_dir: str | os.PathLike | N
     return sample
 
 
-def check_lhe_count(path: str | os.PathLike, n_available: int, n_events: int) -> None:
+def check_lhe_count(path: str | os.PathLike, n_available: int, n_events: int, *, hint: str = "") -> None:
     """Refuse to run on fewer events than asked for: a file with ``n_available`` events passing
     the cuts cannot give ``n_events`` (a run would silently train on fewer and report numbers of
-    another sample size). Raises :class:`DataError` naming the file and both counts."""
+    another sample size). Raises :class:`DataError` naming the file and both counts; ``hint``
+    says how to set n_events where the caller knows (e.g. the runner's ``-p all n_events N``)."""
     if int(n_events) > int(n_available):
         raise DataError(
             f"LHE file {path}: {int(n_available):,} events pass the cuts, fewer than the {int(n_events):,} asked for "
-            f"(n_events, after the profile's cap); set n_events to at most {int(n_available)} "
-            f"(e.g. -p all n_events {int(n_available)}) or use a larger file"
+            f"(n_events, after the profile's cap); set n_events to at most {int(n_available)}"
+            + (f" ({hint})" if hint else "") + " or use a larger file"
         )
 
 

@@ -18,6 +18,7 @@ from qinn_lib.errors import add_debug_option, run_cli
 from qinn_lib.events.cache import load_events, load_lhe_events
 from qinn_lib.events.pythia import SEED_RANGE
 from qinn_lib.events.sample import EventSample
+from qinn_lib.settings import check_environment
 
 
 # --------------------------------------------------------------------------------------------
@@ -57,6 +58,9 @@ def _summary(sample: EventSample) -> Iterable[str]:
         yield f"no l+l- pair: {m['n_no_lepton_pair']} events skipped"
     sig_err = f" +- {m['sigma_err_pb']:.4g}" if "sigma_err_pb" in m else ""
     yield f"sigma      : {m['sigma_pb']:.4g}{sig_err} pb before cuts, {m['sigma_fiducial_pb']:.4g} pb after cuts"
+    if m.get("weights_uniform") is False:
+        yield (f"weights    : unequal; sigma after cuts uses the weighted fraction passing "
+               f"({m['cut_efficiency_weighted']:.4f}); the features are an unweighted sample")
     yield f"flavours   : {m.get('n_ee')} ee, {m.get('n_mumu')} mumu"
     if m.get("loaded_from_cache"):
         yield f"time       : loaded from cache in {m['load_seconds']:.2f} s (generation took {m['seconds']:.1f} s)"
@@ -91,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--lhe reads events from a file; {', '.join(clash)} do(es) not apply")
 
     def body() -> int:
+        check_environment()  # every QINN_* variable, before any work
         if args.lhe is not None:
             sample = load_lhe_events(args.lhe)
         else:

@@ -7,6 +7,7 @@
 - ``ensembles``  seed ensembles: train many runs in one batch and evaluate each
 - ``ablations``  controlled ablations of the Table 1 QINN
 - ``search``     a budgeted two-objective search over QINN hyper-parameters (Optuna)
+- ``journal``    the search's Optuna journal file, made to survive a torn write
 - ``plans``      which runs each notebook needs (``python -m qinn_lib.runs``)
 - ``publish``    shipping trained models with the package (``python -m qinn_lib.shipped``)
 - ``bench``      the benchmark of one training step (``python -m qinn_lib.bench``)

@@ -37,6 +37,7 @@ from qinn_lib.experiments.one_model import prepare_data
 from qinn_lib.experiments.projection import project_paper_profile
 from qinn_lib.models.inn.model import INN, INNStack
 from qinn_lib.models.qinn.model import QINN
+from qinn_lib.settings import check_environment
 from qinn_lib.training.config import (
     INNRunConfig,
     QINNRunConfig,
@@ -474,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
 
     def body() -> int:
-
+        check_environment()  # every QINN_* variable, before any work
         if args.record:  # before minutes of timing, not after
             check_recordable("paper")
         started = time.perf_counter()

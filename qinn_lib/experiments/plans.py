@@ -27,6 +27,7 @@ from qinn_lib.experiments.ensembles import seeds, train_ensembles
 from qinn_lib.experiments.one_model import PreparedData, completed_epochs, data_key, prepare_data
 from qinn_lib.experiments.search import default_name, finished_trials
 from qinn_lib.models.inn.sizes import INN_SIZES
+from qinn_lib.settings import check_environment
 from qinn_lib.training.budget import budget, effective_config
 from qinn_lib.training.config import (
     ComparisonConfig,
@@ -180,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown model(s) {unknown}; choose from {sorted(names)}")
 
     def body() -> int:
+        check_environment()  # every QINN_* variable, before any work
         # -p values are parsed by their field's type (no YAML), unknown names get "did you mean".
         cfg = ComparisonConfig.from_dict(ComparisonConfig.from_text(dict(args.parameter), where="-p"))
         configs = comparison_configs(cfg)

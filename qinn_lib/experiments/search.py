@@ -39,9 +39,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from qinn_lib import paths
+from qinn_lib.atomic import check_writable
 from qinn_lib.evaluation import diagnostics, distances, evaluate
 from qinn_lib.events import observables
-from qinn_lib.experiments import cluster, one_model, store
+from qinn_lib.experiments import cluster, journal, one_model, store
 from qinn_lib.experiments.cluster import job_env
 from qinn_lib.models.qinn.model import QINN
 from qinn_lib.settings import context
@@ -172,45 +173,86 @@ def _trial_job(cfg_dict: dict[str, Any], env: dict[str, str] | None, seed: int, 
 
 # -- the study ---------------------------------------------------------------------------------------
 def study_path(name: str) -> Path:
-    """Journal file of the study ``name`` under ``build/search/`` (next to the runs: git-ignored)."""
+    """Journal file of the study ``name`` under ``build/search/`` (next to the runs: git-ignored;
+    :func:`qinn_lib.paths.search_dir`). The folder is checked to be writable here, before any
+    trial trains: the error names it and the variable that moves it."""
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"study name must be a plain file stem, got {name!r}")
-    folder = paths.runs_dir().parent / "search"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = check_writable(paths.search_dir(), "search journal folder", "set QINN_RUNS_DIR to a writable folder "
+                            "(the journals go to search/ beside it)")
     return folder / f"{name}.journal"
 
 
-def finished_trials(name: str, models: str = "shipped") -> int:
+def _journal_lock(path: Path) -> Any:
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    return JournalFileSymlinkLock(str(path))  # the lock Optuna's file backend takes by default
+
+
+def _usable(path: Path, name: str, log: Callable[[str], None] | None) -> bool:
+    """Whether ``path`` holds a journal to open (repaired first if its last record is torn). An
+    empty file (a search stopped before its first record, or a journal that held only a torn
+    record) counts as absent, with a notice: the shipped trials are then used, not dropped."""
+    from optuna.storages.journal._file import get_lock_file
+
+    if not path.is_file():
+        return False
+    with get_lock_file(_journal_lock(path)):
+        repaired = journal.repair(path)
+    if repaired and log:
+        log(f"search {name}: the journal {path} was repaired: {repaired}")
+    if path.stat().st_size > 0:
+        return True
+    if log:
+        log(f"search {name}: the journal {path} is empty (a search stopped before its first record); treated as absent")
+    return False
+
+
+def finished_trials(name: str, models: str = "shipped", log: Callable[[str], None] | None = print) -> int:
     """Finished trials of the study ``name`` available without training: in its journal under
     ``build/search``, else (``models == "shipped"``) in the journal shipped with the package."""
     path = study_path(name)
-    if path.is_file():
-        return finished_count(open_study(path, name, 0))
+    if _usable(path, name, log):
+        return finished_count(open_study(path, name, 0, log=log))
     entry = store.find_search(name) if models == "shipped" else None
     return int(entry["finished"]) if entry else 0
 
 
-def _seed_from_shipped(path: Path, name: str) -> None:
+def _seed_from_shipped(path: Path, name: str, log: Callable[[str], None] | None = None) -> None:
     """Start the study ``name`` from the journal shipped with the package (checked against its
-    sha256), when there is no journal of it under ``build/search`` yet and shipped models are in
-    use: its finished trials then count, and only the missing ones are trained."""
-    if path.exists() or context().models != "shipped":
+    sha256), when there is no journal of it under ``build/search`` yet (or an empty one) and
+    shipped models are in use: its finished trials then count, and only the missing ones are trained."""
+    if _usable(path, name, log):
+        return
+    path.unlink(missing_ok=True)  # an empty journal: Optuna would start a study of 0 trials in it
+    if context().models != "shipped":
         return
     entry = store.find_search(name)
     if entry is not None:
         store.copy_search(entry, path)
+        if log:
+            log(f"search {name}: started from the shipped journal ({entry['finished']} finished trials)")
 
 
-def open_study(path: Path, name: str, sampler_seed: int) -> Any:
+def open_study(path: Path, name: str, sampler_seed: int, log: Callable[[str], None] | None = print) -> Any:
+    """The study ``name`` in the journal ``path`` (created if absent). A torn last record is
+    repaired first (:class:`qinn_lib.experiments.journal.TornTolerantJournal`) and ``log`` says what
+    was recovered; a journal that cannot be read raises :class:`~qinn_lib.experiments.journal.JournalError`."""
     import optuna
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(str(path)))
+    backend = journal.TornTolerantJournal(path)
+    if backend.repaired and log:
+        log(f"search {name}: the journal {path} was repaired: {backend.repaired}")
     sampler = optuna.samplers.TPESampler(seed=int(sampler_seed))
-    return optuna.create_study(study_name=name, storage=storage, directions=["minimize", "minimize"],
-                               sampler=sampler, load_if_exists=True)
+    try:
+        storage = JournalStorage(backend)
+        return optuna.create_study(study_name=name, storage=storage, directions=["minimize", "minimize"],
+                                   sampler=sampler, load_if_exists=True)
+    except (ValueError, KeyError) as exc:  # Optuna replays the records: one it cannot apply
+        raise journal.JournalError(f"{path}: the study {name} cannot be read from it ({type(exc).__name__}: {exc}); "
+                                   f"move {path.name} aside to start the search afresh") from None
 
 
 def finished_count(study: Any) -> int:
@@ -238,8 +280,8 @@ def run_search(base_cfg: Any, *, n_trials: int, name: str, sampler_seed: int = 0
     if n_trials < 1:
         raise ValueError(f"run_search: n_trials must be >= 1, got {n_trials}")
     path = study_path(name)
-    _seed_from_shipped(path, name)
-    study = open_study(path, name, sampler_seed)
+    _seed_from_shipped(path, name, log)
+    study = open_study(path, name, sampler_seed, log=log)
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in stale:  # interrupted in an earlier session: run again with the same parameters
         study.tell(t.number, state=TrialState.FAIL)

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from qinn_lib import paths
+from qinn_lib.atomic import atomic_write_text
 
 EDIT_ENV = "QINN_EDIT_NOTEBOOKS"
 #: Set by the extension in the server's environment, which every kernel it starts inherits: lets a
@@ -121,8 +122,7 @@ def install(prefix: str | os.PathLike | None = None) -> Path:
     """Enable the extension for every Jupyter server of the environment at ``prefix`` (default:
     this Python's)."""
     path = config_path(prefix)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"ServerApp": {"jpserver_extensions": {EXTENSION: True}}}, indent=2) + "\n")
+    atomic_write_text(path, json.dumps({"ServerApp": {"jpserver_extensions": {EXTENSION: True}}}, indent=2) + "\n")
     return path
 
 

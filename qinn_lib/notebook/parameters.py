@@ -61,8 +61,18 @@ def discover_notebooks() -> list[Path]:
 def declared_parameters(notebook: Path) -> dict[str, Any]:
     """Names and default values of the notebook's ``parameters`` cell (via papermill)."""
     import papermill
+    from nbformat.reader import NotJSONError
 
-    info = papermill.inspect_notebook(str(notebook))
+    try:
+        info = papermill.inspect_notebook(str(notebook))
+    except (NotJSONError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        # A notebook file that is not JSON (a merge conflict, a truncated save) or not a notebook:
+        # say which file, and how to get it back, instead of nbformat's traceback.
+        twin = Path(notebook).with_suffix(".py")
+        fix = (f"re-create it from its twin with `jupytext --to notebook {twin.name}`" if twin.is_file()
+               else "restore it (e.g. git checkout -- FILE) or move it out of the folder")
+        raise ReportError(f"{notebook}: not a readable notebook ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:120] if str(exc) else '-'}); {fix}") from None
     if not info:
         raise ReportError(f"{notebook}: no cell tagged 'parameters'")
     return {name: spec["default"] for name, spec in info.items()}

@@ -18,8 +18,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from qinn_lib import paths
+from qinn_lib.atomic import atomic_write
 from qinn_lib.evaluation.statistics.hypothesis_tests import bootstrap_mean
 from qinn_lib.experiments.search import OBJECTIVES, front_trials
+from qinn_lib.notebook import provenance
 
 #: One colour per role, used consistently across notebooks.
 COLORS = {
@@ -53,12 +55,19 @@ def style() -> None:
 
 def save(fig: plt.Figure, name: str, folder: Path | None = None) -> list[Path]:
     """Save ``fig`` as ``<name>.pdf`` and ``.png`` in ``folder`` (default: the run's output
-    folder, :func:`qinn_lib.paths.output_dir`); return the paths."""
+    folder, :func:`qinn_lib.paths.output_dir`, or the reports runner's staging folder for it:
+    :func:`qinn_lib.notebook.provenance.figure_folder`); return the paths.
+
+    Each file is written to a temporary beside it and moved into place (:mod:`qinn_lib.atomic`):
+    a full disk or a crash mid-write leaves the previous figure intact. Which run made it is
+    recorded in ``figures.json`` beside it (:mod:`qinn_lib.notebook.provenance`)."""
+    folder = provenance.figure_folder() if folder is None else folder
     out = []
     for suffix in (".pdf", ".png"):
         path = paths.figure_path(name, suffix, folder)
-        fig.savefig(path)
+        atomic_write(path, lambda fh, fmt=suffix[1:]: fig.savefig(fh, format=fmt))
         out.append(path)
+    provenance.record(out)
     return out
 
 

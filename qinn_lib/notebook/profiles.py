@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping
 from qinn_lib import paths
 from qinn_lib.experiments import one_model, plans
 from qinn_lib.experiments.plans import upload_label
+from qinn_lib.notebook import provenance
 from qinn_lib.notebook.lab import unprotected_session_warning
 from qinn_lib.settings import INJECTED_PROFILE, PROFILE_ENV, RUNNER_OWNED, check_profile, context, trained_by_runner
 from qinn_lib.threads import set_notebook_threads
@@ -150,6 +151,7 @@ def notebook_config(cls: type, namespace: Mapping[str, Any], *, log=print):
                     "This run trains them in the paper profile (checkpointed under build/, resumable). "
                     f"For a capped trial run, start JupyterLab with {PROFILE_ENV}=quick.")
     cfg = cls(profile=profile, **values)
+    provenance.note_config(cfg)  # the figures this notebook saves record it (figures.json)
 
     set_notebook_threads()  # one torch thread per kernel unless $QINN_THREADS says otherwise (qinn_lib.threads)
     warnings.formatwarning = kernel_warning_format

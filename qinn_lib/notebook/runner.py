@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qinn_lib import paths
+from qinn_lib import env, paths
 from qinn_lib.atomic import atomic_write_text, check_writable, create_sibling_temp
 from qinn_lib.errors import add_debug_option, run_cli
 from qinn_lib.evaluation.results import check_recordable, results_path
@@ -57,12 +57,25 @@ from qinn_lib.notebook.parameters import (
     parse_literal,
     parse_parameters,
 )
+from qinn_lib.notebook.provenance import staged_figures
 from qinn_lib.notebook.readme import update_readme
-from qinn_lib.settings import INJECTED_PROFILE, check_profile, environment, runner_environment
+from qinn_lib.paths import OUTPUT_DIR_ENV
+from qinn_lib.settings import (
+    INJECTED_PROFILE,
+    MODELS_ENV,
+    check_environment,
+    check_profile,
+    environment,
+    models_from_environment,
+    models_set_by_user,
+    runner_environment,
+)
 from qinn_lib.training.budget import budget
 from qinn_lib.training.config import ConfigError, RunConfig
 
 KERNEL_NAME = "python3"
+#: Suffix of the file papermill executes a report into before it is moved into place.
+TEMP_SUFFIX = ".partial.json"
 # A quick-profile cell that runs longer than this is stuck, not slow (the slowest quick cell takes
 # about a minute): fail with the notebook's name instead of letting CI run into its 90-minute
 # limit. The paper profile has no limit, since one cell may train for hours.
@@ -216,7 +229,8 @@ def check_event_files(plan: list[tuple[Path, dict[str, Any]]], profile: str) -> 
         try:
             if cfg.lhe_file not in available:
                 available[cfg.lhe_file] = lhe_events_available(cfg.lhe_file)
-            check_lhe_count(cfg.lhe_file, available[cfg.lhe_file], budget(profile, "n_events", cfg.n_events))
+            check_lhe_count(cfg.lhe_file, available[cfg.lhe_file], budget(profile, "n_events", cfg.n_events),
+                            hint=f"e.g. -p all n_events {available[cfg.lhe_file]}")
         except DataError as err:
             raise ConfigError(f"{nb.name}: {err}") from None
 
@@ -259,16 +273,18 @@ class _quiet_about:
 
 def run(profile: str = "quick", only: list[str] | None = None,
         parameters: dict[str, dict[str, Any]] | None = None, *, progress: bool = True,
-        log=print, models: str = "shipped", pretrain: bool = True) -> list[Path]:
+        log=print, models: str | None = None, pretrain: bool = True) -> list[Path]:
     """Execute the notebooks in order. ``only`` selects notebooks by number or stem prefix
     (``["01", "03"]``); ``parameters`` maps a notebook stem or number (or "all") to overrides;
-    ``models="train"`` makes the kernels ignore shipped models (``QINN_MODELS``).
+    ``models="train"`` makes the kernels ignore shipped models (``QINN_MODELS``; None: as
+    ``$QINN_MODELS`` says, default "shipped").
     ``pretrain``: first train every run the notebooks need, in one Dask batch (:func:`pretrain_runs`).
     Returns the executed report paths."""
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     check_profile(profile)
+    models = models_from_environment() if models is None else models
     notebooks = discover_notebooks()
     if not notebooks:
         raise ReportError(f"no notebooks found in {paths.notebooks_dir()}")
@@ -298,6 +314,7 @@ def run(profile: str = "quick", only: list[str] | None = None,
         check_recordable(folder=fig_dir)  # the figures folder is writable and its results file readable
     check_writable(paths.runs_dir(), "runs folder", "set QINN_RUNS_DIR to a writable folder")
     check_writable(paths.data_dir(), "event cache folder", "set QINN_DATA_DIR to a writable folder")
+    check_writable(paths.search_dir(), "search journal folder", "set QINN_RUNS_DIR to a writable folder")
     check_event_files(plan, profile)
     trained = pretrain_runs(plan, profile, models=models, log=log) if pretrain else set()
     written = []
@@ -312,8 +329,10 @@ def run(profile: str = "quick", only: list[str] | None = None,
         start = time.perf_counter()
         # Execute into a temporary file and move it into place: in the paper profile the output
         # is the source notebook itself, which must never be left half-written. (The temporary
-        # has the mode of the notebook it replaces: see qinn_lib.atomic.)
-        fd, tmp = create_sibling_temp(out, suffix=".ipynb")
+        # has the mode of the notebook it replaces: see qinn_lib.atomic.) Its name is hidden and
+        # ends in .json, not .ipynb: should it outlive the runner (SIGKILL), nbval and Jupyter's
+        # file browser do not take it for a notebook (papermill accepts .json as output).
+        fd, tmp = create_sibling_temp(out, suffix=TEMP_SUFFIX)
         os.close(fd)
         failed = out_dir / f"{nb.stem}.failed.ipynb"
         # A quick report records its profile (not a parameter: papermill's warning about it is
@@ -321,7 +340,7 @@ def run(profile: str = "quick", only: list[str] | None = None,
         injected = params if profile == "paper" else {**params, INJECTED_PROFILE: profile}
         try:
             with environment(runner_environment(profile, models=models, output_dir=fig_dir, trained=sorted(trained))), \
-                    _quiet_about(INJECTED_PROFILE):
+                    _quiet_about(INJECTED_PROFILE), staged_figures(fig_dir, nb.stem, log=log):
                 papermill.execute_notebook(
                     str(nb), str(tmp), parameters=injected, kernel_name=KERNEL_NAME,
                     cwd=str(paths.notebooks_dir()), progress_bar=progress, log_output=False,
@@ -374,6 +393,27 @@ def _keep_partial(tmp: Path, failed: Path) -> bool:
         return False
 
 
+def models_mode(retrain: bool) -> str:
+    """The model policy of a runner invocation: "train" with ``--retrain`` or ``QINN_MODELS=train``,
+    else "shipped". ``--retrain`` with ``QINN_MODELS=shipped`` asks for both: refused in one line."""
+    from_env = models_from_environment()  # validated: "shipped" or "train"
+    if retrain and models_set_by_user() and from_env != "train":
+        raise ReportError(f"--retrain asks to ignore the shipped models, but {MODELS_ENV}={from_env} asks to use "
+                          f"them; drop one of the two (unset {MODELS_ENV}, or leave out --retrain)")
+    return "train" if retrain else from_env
+
+
+def models_notice(models: str, retrain: bool) -> str:
+    """The first line of a run: which model policy is in force and who chose it."""
+    who = ("--retrain" if retrain else f"{MODELS_ENV}={models}" if models_set_by_user() else "the default")
+    if models == "train":
+        what = "shipped models are ignored; runs are reloaded from or trained under build/runs"
+    else:
+        what = (f"a shipped model is loaded where one matches, else the run is reloaded or trained "
+                f"under build/runs (--retrain or {MODELS_ENV}=train: ignore shipped models)")
+    return f"{models} ({who}): {what}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m qinn_lib.reports",
@@ -400,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
+        check_environment()  # every QINN_* variable, before any work (one line naming a bad one)
+        models = models_mode(args.retrain)
         if args.update_readme:  # the README shows the paper profile's results, whatever --profile says
             print(f"[qinn] updated {update_readme('paper')} from {results_path('paper')}")
             return 0
@@ -410,9 +452,13 @@ def main(argv: list[str] | None = None) -> int:
 
             cluster.get_client(args.scheduler)  # fails within seconds, naming the address, before any work
             os.environ[cluster.SCHEDULER_ENV] = args.scheduler  # inherited by the notebook kernels
+        parameters = parse_parameters(args.parameter)
+        print(f"[qinn] models: {models_notice(models, args.retrain)}")
+        if env.raw(OUTPUT_DIR_ENV):
+            print(f"[qinn] {OUTPUT_DIR_ENV} is not used here: the reports runner writes the figures and "
+                  f"results of the {args.profile} profile to {_shown(paths.figures_dir(args.profile))}")
         start = time.perf_counter()
-        written = run(args.profile, args.only, parse_parameters(args.parameter),
-                      progress=not args.no_progress, models="train" if args.retrain else "shipped")
+        written = run(args.profile, args.only, parameters, progress=not args.no_progress, models=models)
         published = [p for p in written if p.parent == paths.reports_dir(args.profile)]
         if args.profile == "paper" and published:
             update_readme("paper")  # from the default reports' results only (a parameter run has its own file)
@@ -424,5 +470,6 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_cli(body, prog=parser.prog, debug=args.debug,
                    interrupted="the notebooks finished before are kept and the one running was kept as "
-                               "NN_name.failed.ipynb (see above); no finished report was overwritten")
+                               "NN_name.failed.ipynb (see above), its temporary removed; no finished report "
+                               "was overwritten")
 
