@@ -112,7 +112,8 @@ plt.show()
 
 # %% [markdown]
 # The $p_T$ cuts are hard edges that every model has to learn; the $\eta$ cut at 4.5 is hardly
-# reached. Train, validation and test agree within statistics, as they must for i.i.d. events.
+# reached (fewer than 1 % of the leptons have $|\eta| > 4.4$). Train, validation and test are random
+# splits of the same i.i.d. events, so their histograms can differ only by statistical fluctuations.
 #
 # $\Delta\phi_{\ell\ell}$ is not peaked at $\pi$: it has a dip there, between two maxima on either side
 # (counted below). At leading order the $Z$ recoils against a jet of $p_T > 20$ GeV, so its leptons
@@ -142,8 +143,9 @@ plt.show()
 
 # %% [markdown]
 # ## Correlations
-# The $Z$ decay ties the two leptons together: $p_{T,\ell^+}$ and $p_{T,\ell^-}$ are correlated
-# through the Jacobian peak near $M_Z/2$, the rapidities through the $Z$ boost. These are the
+# The $Z$ decay ties the two leptons together: $p_{T,\ell^+}$ and $p_{T,\ell^-}$ are anti-correlated
+# (for fixed $M_{\ell\ell}$ and opening angles, $M_{\ell\ell}^2$ above fixes their product), the
+# rapidities correlated through the $Z$ boost. These are the
 # structures a generative model must reproduce; the paper's Fig. 6 compares them between data
 # and models (notebook 05).
 
@@ -164,8 +166,9 @@ plt.show()
 # %% [markdown]
 # ## The $Z$ peak
 # A binned fit of a relativistic Breit–Wigner (fixed width) to $M_{\ell\ell}$ of the whole sample, in a
-# window of about ±3Γ around the pole. Pythia was given the PDG values ($M_Z = 91.1876$ GeV,
-# $\Gamma_Z = 2.4952$ GeV) and samples the $Z$ line shape with a running width, the scheme in which
+# window of about ±3Γ around the pole. Pythia generates with its defaults ($M_Z = 91.1876$ GeV,
+# $\Gamma_Z = 2.4952$ GeV, an earlier PDG average; the fit is compared with PDG 2024's 91.1880 and
+# 2.4955 GeV) and samples the $Z$ line shape with a running width, the scheme in which
 # the PDG quotes $M_Z$; the parton luminosity and matrix element add a slow tilt across the window.
 # So expect agreement to a few tens of MeV, not to the statistical error of the fit: the
 # fixed-width mass sits about $\Gamma^2/2M \approx 34$ MeV below the running-width one, and the tilt

@@ -122,8 +122,8 @@ print(f"max |U_dagger U - 1|          = {np.abs(np.asarray(U_dag_pl) @ U_fast - 
 # and $x_i = \arcsin\sqrt{\cdot}$, dropping the factors of 2; with $R_y$ as PennyLane (and every
 # textbook) defines it, the half angles are needed. The map $[0,\pi] \to [0,1]$ is monotonic, which is
 # why the features are scaled to $[0, \pi]$ and not $[0, 2\pi]$. The scaling uses the training
-# split's minimum and maximum, so a few test events land just outside $[0,\pi]$; for them the
-# encoding folds back (counted below).
+# split's minimum and maximum, so a test event outside that range lands just outside $[0,\pi]$,
+# where the encoding folds back (such events are counted below).
 
 # %%
 x = data.test[:2000]
@@ -145,8 +145,8 @@ print(f"{int((~inside).sum())} test events lie outside the training split's rang
 # ## The measurement does not invert
 # $P(\text{qubit } i = 1)$ keeps $n$ real numbers of a state with $2^{n+1}-2$ real degrees of freedom.
 # Any phase that is diagonal in the computational basis leaves every $P_i$ unchanged. Below, two
-# different states $|y\rangle$ and $R_z$-rotated $|y'\rangle$ give *identical* measurements but overlap
-# far from 1. Hence the ISP: a network $g_C$ plus circuit $g_Q$ trained so that the state it
+# different states $|y\rangle$ and $R_z$-rotated $|y'\rangle$ give *identical* measurements although their
+# overlap $|\langle y|y'\rangle|^2$ (printed) is not 1. Hence the ISP: a network $g_C$ plus circuit $g_Q$ trained so that the state it
 # prepares from $P$ maps back to $x$ under $U^\dagger$ (eq. 19–22).
 
 # %%
@@ -184,9 +184,9 @@ print(f"max |J - finite differences| = {np.abs(J - fd).max():.1e};  log|det J| =
 # How deep must the circuit be? For each depth we train a fresh QINN on the invertibility loss
 # alone (eq. 20) for a fixed number of Adam steps, with several seeds, and record how well the ISP
 # learns to undo it, and how widely the measured $P(q=1)$ spread over the events (a shallow
-# circuit with little entanglement maps many events into a narrow band). The static scan below is
-# what the executed report shows. A few hundred steps do not converge (the curves still fall): the
-# scan compares depths at equal effort, it does not find each depth's best.
+# circuit with little entanglement can map many events into a narrow band). The static scan below is
+# what the executed report shows. A few hundred steps need not converge (the loss curves show
+# whether they still fall): the scan compares depths at equal effort, it does not find each depth's best.
 
 # %%
 steps = budget(cfg.profile, "fit_steps", cfg.fit_steps)

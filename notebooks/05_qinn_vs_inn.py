@@ -216,8 +216,8 @@ results_store.record("05_qinn_vs_inn", {"seeds": train_seeds, "table": table, "c
                                         "claims": claims, "rows": rows, "verdicts": verdicts})
 
 # %% [markdown]
-# ## Why the gap?
-# Notebook 06 (`06_why_the_gap`) asks whether the gap between these numbers and the paper's is
-# our code or the paper: the function class of single angle encoding, where the forward map folds,
+# ## Where the differences from the paper come from
+# Notebook 06 (`06_why_the_gap`) asks, wherever these numbers and the paper's differ, whether the
+# difference comes from our code or from the paper: the function class of single angle encoding, where the forward map folds,
 # the ambiguous normalisation of eq. 20 and the readings of the 2.1 % metric, each tested with seeds,
 # and a search for any QINN of the paper's size that matches the 6k INN.

@@ -20,7 +20,7 @@
 #
 # Notebooks 03–05 measure our QINN against the paper: its reconstruction deviation against the
 # paper's "< 2.1 %" (notebook 03) and its distance to the data against classical INNs (notebook 05,
-# whose verdicts say on which metrics the INNs are decided better and on which nothing is decided).
+# whose verdicts say, metric by metric, which model is decided better, if either).
 # Is a gap our code or the paper? A line-by-line audit of sections 2–4 and Table 1 against the code
 # found no bug; it found four hypotheses, each tested here with seeds:
 #
@@ -212,7 +212,7 @@ print(nll_table)
 print(section("nll_only_vs", "uploads"))
 
 # %% [markdown]
-# ## 2. The forward map folds
+# ## 2. Does the forward map fold?
 # The sign of $\det J$ over the test events: the *fold fraction* is the share with the minority
 # sign. Where the sign changes the map is not injective, so $p(x) = \mathcal N(f(x))\,|\det J|$
 # over-counts and the NLL is optimistic. Whether the folded events also come back worse through

@@ -26,7 +26,7 @@ def test_claims_are_tests_decided_with_holm():
         gap.claim("j", "reading", "b is lower", low, high, "b<a", a_label="A", b_label="B", metric="nll"))
     assert up["verdict"] == "reproduced" and up["found"] == "a lower" and up["category"] == "architecture"
     assert "B − A = +1" in up["text"] and "Welch t-test on raw values" in up["text"] and up["family"] == gap.FAMILY
-    assert down["verdict"] == "contradicted" and down["word"] == "not reproduced: contradicted (A lower)"
+    assert down["verdict"] == "contradicted" and down["word"] == "contradicted (A lower)"
     (missing,) = decided(gap.claim("k", "reading", "b is lower", None, high, "b<a", a_label="A", b_label="B", metric="nll"))
     assert missing["verdict"] == "missing" and "no A results" in missing["text"]
     (single,) = decided(gap.claim("k", "reading", "w", entry([1.0]), high, "b>a", a_label="A", b_label="B", metric="m"))

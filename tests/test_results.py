@@ -202,3 +202,17 @@ def test_the_benchmark_announces_its_expected_duration_from_its_last_recorded_ru
                                                             "machine": "x86_64, 2 cores"}, "paper")
     line = bench.expected_duration()
     assert line.startswith("expected duration: about 25 min, as the last recorded run (x86_64, 2 cores, load average 3.9")
+
+
+def test_readme_in_brief_is_rendered_from_the_verdicts():
+    """The README's summary quotes the recorded verdicts and the recorded deviation, nothing else."""
+    qinn = section_from_schema("03_isp_training")
+    brief = readme.in_brief({"03_isp_training": {**qinn, "recon_mean": 0.0766},
+                             "04_fidelity_vs_mse": section_from_schema("04_fidelity_vs_mse")})
+    text = "\n".join(brief)
+    assert "7.66 %, above the paper's < 2.1 %" in text
+    assert "(notebook 04): 1 statement: 1 reproduced (B is higher: reproduced (A lower))" in text
+    assert "below the paper" in "\n".join(readme.in_brief({"03_isp_training": {**qinn, "recon_mean": 0.015}}))
+    # a section recorded before the verdicts existed says nothing in brief
+    assert readme.in_brief({"04_fidelity_vs_mse": {"seeds": [1], "table": "", "verdict": "x"}}) == []
+    assert readme.render_results({"03_isp_training": qinn}).startswith("**In brief**")

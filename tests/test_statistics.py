@@ -103,7 +103,7 @@ def test_an_equivalence_claim_is_contradicted_only_by_a_difference_beyond_its_ma
     a = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0]
     far = [3.0, 3.1, 2.9, 3.05, 2.95, 3.0]
     d = statistics.decide([statistics.compare(a, far, metric="js/x", expected="equivalent", margin=1.5)], family="t")[0]
-    assert d["verdict"] == "contradicted" and d["word"] == "not reproduced: contradicted (a lower)"
+    assert d["verdict"] == "contradicted" and d["word"] == "contradicted (a lower)"
 
 
 def test_paired_tests_use_the_pairs():
@@ -189,7 +189,7 @@ def test_claims_distinguish_reproduced_contradicted_undecided_and_missing():
     ], family="t")
     r, c, u, m = decided
     assert (r["verdict"], r["word"]) == ("reproduced", "reproduced (A lower)")
-    assert (c["verdict"], c["word"]) == ("contradicted", "not reproduced: contradicted (A lower)")
+    assert (c["verdict"], c["word"]) == ("contradicted", "contradicted (A lower)")
     assert (u["verdict"], u["word"], u["seeds_needed"]) == ("undecided", "undecided (more than 1000 seeds)", None)
     assert m["verdict"] == "missing" and m["text"] == "w: no A results (nll) -> not tested"
     assert r["family_size"] == 2  # r and c are one hypothesis; u the other; m none
@@ -226,3 +226,18 @@ def test_verdict_table_and_order_line():
     assert table.splitlines()[0].startswith("| statement | metric | seeds (a / b) | effect [95 % bootstrap CI] |")
     assert "| INN 6k vs QINN | js/m_ll | 4 / 4 | INN 6k / QINN = 0.04" in table
     assert table.splitlines()[-1] == "| INN 16k vs QINN | js/m_ll | – | – | – | – | – | – | not tested |"
+
+
+def test_verdict_tally_counts_claims_in_the_verdict_words():
+    low, high, near = [1.0, 1.1, 0.9, 1.0, 1.05], [2.0, 2.1, 1.9, 2.0, 2.05], [1.02, 1.15, 0.85, 1.1, 0.9]
+    decided = statistics.decide([
+        statistics.compare(low, high, metric="nll", expected="b>a", key="r"),
+        statistics.compare(low, near, metric="nll", expected="b<a", key="u"),
+        statistics.compare(low, high, metric="nll", key="plain"),  # a comparison without a claim: not counted
+        statistics.compare(None, high, metric="nll", expected="b<a", key="m"),
+    ], family="t")
+    assert statistics.verdict_tally(decided) == "3 statements: 1 reproduced, 1 undecided, 1 not tested"
+    assert statistics.verdict_tally(decided[:1]) == "1 statement: 1 reproduced"
+    assert statistics.verdict_tally([]) == "0 statements: none tested"
+    with pytest.raises(ValueError, match="unknown verdict"):
+        statistics.verdict_tally([{"verdict": "not reproduced"}])

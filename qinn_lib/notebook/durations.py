@@ -51,7 +51,7 @@ def render(section: dict[str, Any] | None) -> list[str]:
     if not section or not section.get("notebooks"):
         return []
     rows = section["notebooks"]
-    lines = ["**Measured wall time of the paper-profile reports** (`python -m qinn_lib.reports --profile paper`, "
+    lines = ["**Measured wall time of the paper-profile reports** (`.venv/bin/python -m qinn_lib.reports --profile paper`, "
              "as last run; 2 CPU cores; load average at the end of each notebook):", "",
              "| notebook | wall time | models | runs trained first | date | load average |",
              "| --- | --- | --- | --- | --- | --- |"]

@@ -17,7 +17,7 @@ from typing import Any
 from qinn_lib import paths
 from qinn_lib.atomic import atomic_write_text
 from qinn_lib.evaluation.results import data_fingerprints, load_results, locked, results_lock, results_path
-from qinn_lib.evaluation.statistics import format_verdict_table
+from qinn_lib.evaluation.statistics import format_verdict_table, verdict_tally
 from qinn_lib.notebook import durations
 from qinn_lib.notebook.parameters import ReportError
 
@@ -53,9 +53,37 @@ def _verdict_table(section: dict[str, Any]) -> list[str]:
     return ["", format_verdict_table(verdicts), ""] if verdicts else []
 
 
+def _claim_words(verdicts: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{v.get('words') or v['metric']}: {v['word']}" for v in verdicts if v.get("verdict") is not None)
+
+
+def in_brief(results: dict[str, Any], *, paper_deviation: float = 0.021) -> list[str]:
+    """The README's summary of the findings, rendered from the recorded numbers and verdicts (so
+    the prose above the tables cannot say more than the tests decided): notebook 03's deviation
+    against the paper's < 2.1 %, and for notebooks 04-06 the tally of their claims' verdicts with
+    each claim's word. Sections recorded before the verdicts existed are left out."""
+    items = []
+    qinn = results.get("03_isp_training")
+    if qinn:
+        side = "above" if qinn["recon_mean"] > paper_deviation else "below"
+        items.append(f"notebook 03's QINN (seed {qinn['seed']}) reconstructs with a mean deviation of "
+                     f"{100 * qinn['recon_mean']:.2f} %, {side} the paper's < {100 * paper_deviation:.1f} %")
+    for section, what in (("04_fidelity_vs_mse", "Sec. 4.1's statements on the fidelity loss (notebook 04)"),
+                          ("05_qinn_vs_inn", "Sec. 4.2's statements on the QINN against classical INNs (notebook 05)"),
+                          ("06_why_the_gap", "notebook 06's diagnosis of the gap")):
+        verdicts = (results.get(section) or {}).get("verdicts")
+        if verdicts:
+            items.append(f"{what}: {verdict_tally(verdicts)} ({_claim_words(verdicts)})")
+    if not items:
+        return []
+    return ["**In brief** (rendered from the results below; a statement is *reproduced* when its test decides in "
+            "its direction after Holm's correction, *contradicted* when it decides the other way, otherwise "
+            "*undecided*):", "", *[f"- {item}" for item in items], ""]
+
+
 def render_results(results: dict[str, Any]) -> str:
     """Markdown for the README from a results file: every number comes from the code."""
-    lines = []
+    lines = in_brief(results)
     data = results.get("01_data_exploration")
     if data:
         lines += [

@@ -27,7 +27,8 @@ from qinn_lib.evaluation.statistics.verdicts import (
     format_p,
     format_verdict_table,
     order_line,
+    verdict_tally,
 )
 
 __all__ = ["ALPHA", "EXPECTED", "FOUND", "VERDICTS", "VERDICT_KEYS", "compare", "decide", "effect_words",
-           "format_p", "format_verdict_table", "order_line"]
+           "format_p", "format_verdict_table", "order_line", "verdict_tally"]

@@ -45,8 +45,9 @@ verdict               for a claim, one of :data:`VERDICTS`: "reproduced", "contr
 seeds_needed          for an undecided statement: seeds per ensemble the power estimate asks for
                       (:mod:`.power`), None when there is none; ``seeds_note`` says why
 word                  the verdict in words, e.g. "INN 2k lower", "equivalent (margin ×2)",
-                      "not reproduced: contradicted (QINN lower)", "undecided (would need ~9 seeds
-                      per ensemble)", "undecided (1 seed)"
+                      "contradicted (QINN lower)", "undecided (would need ~9 seeds per
+                      ensemble)", "undecided (1 seed)": a claim's word starts with its verdict
+                      (:data:`VERDICTS`), so "not reproduced" is never said of a tie
 text                  one sentence quoting the means, the effect and its interval, p, Holm's p
 ====================  ==========================================================================
 """
@@ -63,7 +64,7 @@ from qinn_lib.evaluation.statistics import hypothesis_tests as ht
 from qinn_lib.evaluation.statistics import power, transforms
 
 __all__ = ["ALPHA", "FOUND", "VERDICTS", "EXPECTED", "VERDICT_KEYS", "compare", "decide", "effect_words",
-           "format_p", "format_verdict_table", "order_line", "seed_values"]
+           "format_p", "format_verdict_table", "order_line", "seed_values", "verdict_tally"]
 
 #: Family-wise significance level of every notebook's statements.
 ALPHA = 0.05
@@ -265,7 +266,7 @@ def _verdict(s: dict[str, Any], alpha: float, m: int) -> None:
         word = "reproduced (" + (lower[found] + " lower" if found in lower else
                                  f"equivalent within {_margin_words(s['margin'], s['transform'])}") + ")"
     elif verdict == "contradicted":
-        word = f"not reproduced: contradicted ({lower[found]} lower)"
+        word = f"contradicted ({lower[found]} lower)"
     else:
         word = f"undecided ({open_words})"
     s.update(found=found, verdict=verdict, seeds_needed=seeds, seeds_note=note, word=word)
@@ -343,3 +344,18 @@ def format_verdict_table(statements: Sequence[Mapping[str, Any]]) -> str:
         lines.append(f"| {words} | {s['metric']} | {s['n_a']} / {s['n_b']} | {effect} | {s['test']} | {p} | {p_holm} | "
                      f"{format_p(s['p_robust'])} | {s['word']} |")
     return "\n".join(lines)
+
+
+def verdict_tally(statements: Sequence[Mapping[str, Any]]) -> str:
+    """How many of the decided claims among ``statements`` have each verdict, in the words of
+    :data:`VERDICTS`, e.g. "5 statements: 1 reproduced, 3 contradicted, 1 undecided"; plain
+    comparisons (no claim, ``verdict`` None) are not counted. A prose summary quotes this, not
+    its own reading of the tests, so "reproduced" is never said of a tie."""
+    claims = [s for s in statements if s.get("verdict") is not None]
+    unknown = sorted({str(s["verdict"]) for s in claims} - set(VERDICTS))
+    if unknown:
+        raise ValueError(f"verdict_tally: unknown verdict(s) {unknown}; expected one of {list(VERDICTS)}")
+    counts = {v: sum(s["verdict"] == v for s in claims) for v in VERDICTS}
+    parts = [f"{n} {'not tested' if v == 'missing' else v}" for v, n in counts.items() if n]
+    noun = "statement" if len(claims) == 1 else "statements"
+    return f"{len(claims)} {noun}: " + (", ".join(parts) if parts else "none tested")
