@@ -23,8 +23,10 @@
 # **Pythia 8** (leading order $q\bar q \to Zg$ and $qg \to Zq$ at $\sqrt{s} = 13$ TeV, a pure $Z$
 # without $\gamma^*$, $Z \to e^+e^-/\mu^+\mu^-$, parton level, jet $p_T > 20$ GeV) and apply the
 # paper's generator-level cuts: $15 < p_{T,\ell} < 150$ GeV, $|\eta_\ell| < 4.5$, $E_Z < 1900$ GeV.
-# A user with a MadGraph sample sets `lhe_file` below (a `.lhe` or `.lhe.gz` path) and notebooks
-# 01–05 run on those events instead (`-p all lhe_file FILE` for the reports runner).
+# A user with a MadGraph sample sets `lhe_file` below (a `.lhe` or `.lhe.gz` path); every notebook
+# (01–07) has this parameter and runs on those events instead (`-p all lhe_file FILE` for the
+# reports runner; a file with fewer events passing the cuts than `n_events` is an error that says
+# how many it has).
 #
 # The models see five numbers per event:
 # $p_{T,\ell^+},\ p_{T,\ell^-},\ \Delta\phi_{\ell\ell},\ \eta_{\ell^+},\ \eta_{\ell^-}$.
@@ -92,7 +94,8 @@ if "sigma_pb" in meta:
 # information: we rotate each event so that $\phi_{\ell^+} = 0$. What is left is
 # $p_{T,\ell^\pm}$, $\eta_{\ell^\pm}$ and the azimuth of $\ell^-$, which is $\Delta\phi_{\ell\ell}$.
 # We take $\Delta\phi_{\ell\ell} = (\phi_{\ell^-} - \phi_{\ell^+}) \bmod 2\pi \in [0, 2\pi)$: signed, so the
-# event is fully determined, and with the back-to-back peak at $\pi$ in the middle of the range.
+# event is fully determined, and the nearly back-to-back leptons ($\Delta\phi_{\ell\ell}$ near $\pi$) lie in
+# the middle of the range, away from the wrap-around at $0 = 2\pi$.
 # The jet is not a free variable at leading order either: it balances the $Z$ in the transverse
 # plane. From these five numbers we rebuild both four-momenta ($p_z = p_T \sinh\eta$,
 # $E = p_T\cosh\eta$) and every $Z$ observable:
@@ -110,6 +113,23 @@ plt.show()
 # %% [markdown]
 # The $p_T$ cuts are hard edges that every model has to learn; the $\eta$ cut at 4.5 is hardly
 # reached. Train, validation and test agree within statistics, as they must for i.i.d. events.
+#
+# $\Delta\phi_{\ell\ell}$ is not peaked at $\pi$: it has a dip there, between two maxima on either side
+# (counted below). At leading order the $Z$ recoils against a jet of $p_T > 20$ GeV, so its leptons
+# are never exactly back-to-back: for a $Z$ of transverse momentum $q$ the acoplanarity
+# $\pi - \Delta\phi_{\ell\ell}$ is roughly $(2q/M_Z)\sin\alpha$, with $\alpha$ the angle, in the transverse
+# plane, between the $Z$'s momentum and the decay axis (roughly uniform), and the
+# sine of a uniform angle piles up at its extremes: two Jacobian peaks near $\pi \pm 2q/M_Z$
+# ($\pm 0.44$ rad at $q = 20$ GeV).
+
+# %%
+counts, edges = np.histogram(splits["test"]["dphi_ll"], bins=64, range=(0.0, 2 * np.pi))
+centres = 0.5 * (edges[1:] + edges[:-1])
+left, right = np.argmax(np.where(centres < np.pi, counts, -1)), np.argmax(np.where(centres > np.pi, counts, -1))
+at_pi = counts[np.abs(centres - np.pi) < 0.1].mean()
+print(f"Delta phi_ll (test split, 64 bins of {edges[1]:.3f} rad): maxima at {centres[left]:.2f} and {centres[right]:.2f} rad "
+      f"({counts[left]} and {counts[right]} events per bin); at pi: {at_pi:.0f} per bin, "
+      f"{at_pi / max(counts[left], counts[right]):.2f} of the higher maximum")
 
 # %%
 derived = ["m_ll", "pt_z", "y_z", "delta_r", "px_lm", "pz_lp", "e_z", "py_lm", "pz_lm"]

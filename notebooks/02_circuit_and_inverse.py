@@ -206,22 +206,26 @@ fig
 # %% [markdown]
 # ### Live: fit a depth yourself
 # Move the sliders and press **fit**: the fit runs in the background (the notebook stays usable;
-# **stop** ends it) and is added to the comparison, which starts from the static scan above. Try
-# other seeds at one depth to see the spread, or another ISP depth (its fits get their own colour).
-# The circuit picture shows the first layers; every further layer repeats the same pattern.
+# **stop** ends it) and is added to the comparison, which starts from the static scan above; your
+# fits are the stars (and the thick dashed loss curves). After each fit the seed slider moves on to
+# a seed not yet kept, so pressing **fit** again adds another seed at that depth; asking for a fit
+# that is already kept (same depth, ISP depth, steps and seed give the same numbers) shows it
+# instead of counting it twice. Another ISP depth or step count gets its own colour. The circuit
+# picture shows the first layers; every further layer repeats the same pattern.
 
 # %%
 explorer = depth_explorer.depth_panel(data.train[:4000], max_depth=max(cfg.max_depth, 16), steps=steps,
                                       seed=cfg.seed, isp_layers=cfg.isp_layers, results=scan)
-explorer.widget
+explorer
 
 # %% [markdown]
 # ### Look inside a trained QINN
-# Choose a trained QINN — one shipped with the package, or a finished run of notebook 03 under
+# Choose a trained QINN — one shipped with the package (each label names its set, e.g. an ablation
+# of notebook 06, and what differs from Table 1), or a finished run of notebook 03 under
 # `build/runs` — and **load** it: its generated $M_{\ell\ell}$ and $\Delta R_{\ell\ell}$ against the
 # test events, then, for the test event you pick, its full Jacobian $\partial z/\partial x$ and
 # the round trip $x \to z \to \tilde x$ through the learned inverse.
 
 # %%
 viewer = model_viewer.ModelViewer(n_generate=budget(cfg.profile, "n_generate", 20_000), seed=cfg.seed)
-viewer.widget
+viewer

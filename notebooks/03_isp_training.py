@@ -80,8 +80,15 @@ print(f"profile {cfg.profile}: {cfg.n_events} events, {cfg.epochs} epochs, batch
 
 # %%
 trained = one_model.train_qinn(cfg, progress=True)
-print(("shipped model: " if trained.shipped else "checkpoint: ") + trained.result.checkpoint.name)
-print(f"trained {trained.result.epochs_run} epoch(s) in this call, {trained.result.seconds:.1f} s")
+res = trained.result
+if trained.shipped:
+    print(f"loaded the model shipped with the package: {res.checkpoint.name} ({len(trained.history)} epochs)")
+elif res.epochs_run:
+    print(f"trained {res.epochs_run} epoch(s) in this call in {res.seconds:.1f} s"
+          + (f", resumed after epoch {res.resumed_from}" if res.resumed_from else "") + f": {trained.run_dir.name}")
+else:
+    print(f"reloaded the finished run {trained.run_dir.name} ({len(trained.history)} epochs; "
+          "none trained in this call: see the models line above for when it was)")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -91,22 +98,12 @@ print(f"parameters: {counts['quantum']} quantum + {counts['classical']} classica
 
 # %% [markdown]
 # ## Loss curves
-# Every term unweighted, for the training batches (solid) and the validation split (dashed).
+# Every term unweighted, for the training batches (solid, wide) and the validation split (dashed, on
+# top): where the two coincide, the training curve shows on both sides of the dashes.
 
 # %%
 hist = trained.history
-epochs_axis = [h["epoch"] for h in hist]
-terms = [k[len("train_"):] for k in hist[0] if k.startswith("train_")]
-fig, axes = plt.subplots(1, len(terms), figsize=(3.0 * len(terms), 2.8))
-for ax, term in zip(np.atleast_1d(axes), terms):
-    ax.plot(epochs_axis, [h[f"train_{term}"] for h in hist], "o-", ms=2, label="train")
-    ax.plot(epochs_axis, [h[f"val_{term}"] for h in hist], "o--", ms=2, label="validation")
-    ax.set_title(term)
-    ax.set_xlabel("epoch")
-    if term != "loss" and term != "nll":
-        ax.set_yscale("log")
-np.atleast_1d(axes)[0].legend()
-fig.tight_layout()
+fig = plots.loss_curves(hist)
 plots.save(fig, "03_losses")
 plt.show()
 

@@ -60,9 +60,9 @@ noise_levels = [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 1e-3, 1e-2, 1e-1]
 shot_rate_hz = 1e3
 # On a real device's noise (needs the optional extra: pip install -e ".[hardware]"): calibrated IBM
 # device models of two processor generations, 1000 generated and 250 reconstructed events each at
-# 10k shots (Aer's density matrices of a routed circuit cost ~0.12 CPU-s per event and circuit on
-# this machine: ~4 min per device). The quick profile runs the 5-qubit FakeManilaV2 with 24 events
-# and 2000 shots instead.
+# 10k shots (Aer's density matrices of a routed circuit, measured here on a loaded 2-core machine:
+# 3-8 s per sampler call plus 0.08-0.10 s per event and circuit, ~3.5 min per device). The quick
+# profile runs the 5-qubit FakeManilaV2 with 24 events and 2000 shots instead.
 device_backends = "FakeTorino,FakeSherbrooke"
 device_generate = 1_000
 device_test = 250
@@ -405,7 +405,9 @@ if on_devices:
 
 # %% [markdown]
 # What the devices generate: $M_{\ell\ell}$ and $\Delta R_{\ell\ell}$ from the same latent points,
-# exactly and on every device (as read and readout-mitigated), against the test split.
+# exactly and on every device (as read and readout-mitigated), against the test split. The ranges
+# hold the bulk of every sample, the devices' too (a device's events far from the Z peak would
+# otherwise fall outside the panel and look absent); below, the share of events in the Z window.
 
 # %%
 if on_devices:
@@ -414,17 +416,23 @@ if on_devices:
         for variant in ("raw", "mitigated"):
             label = st.summary["backend"] + (" (mitigated)" if variant == "mitigated" else "")
             device_samples[label] = observables.reconstruct(st.generated[variant])
-    fig = plots.ratio_grid(truth, device_samples, ["m_ll", "delta_r"], observables.OBSERVABLE_LABELS, ncols=2,
-                           ranges={"m_ll": (75.0, 105.0), "delta_r": (0.0, 6.0)})
+    shown = ["m_ll", "delta_r"]
+    fig = plots.ratio_grid(truth, device_samples, shown, observables.OBSERVABLE_LABELS, ncols=2,
+                           ranges=device_figures.common_ranges([truth, *device_samples.values()], shown))
     plots.save(fig, "07_generated_on_ibm_devices")
     plt.show()
+    print("share of events with 75 GeV <= M_ll <= 105 GeV: true "
+          + f"{np.mean((truth['m_ll'] >= 75.0) & (truth['m_ll'] <= 105.0)):.3f}, "
+          + ", ".join(f"{k} {np.mean((v['m_ll'] >= 75.0) & (v['m_ll'] <= 105.0)):.3f}" for k, v in device_samples.items()))
 
 # %% [markdown]
 # ### Is the paper's QINN usable on today's hardware?
 # Computed from the numbers above (`placement.verdict`): a device is usable when the whole interval
 # of its effective p lies at or below the p up to which notebook 07's scan keeps the generated
-# distributions as good as exact simulation. The error rate it would need assumes every error rate
-# of the device scaled by the same factor.
+# distributions as good as exact simulation. How much too noisy a device is comes as a range: the
+# scan passes at one p and fails at the next scanned one, and the true limit lies between. The error
+# rate it would need assumes every error rate of the device scaled by the same factor, and that the
+# device's error grows with its error rates as the uniform scan's grows with p.
 
 # %%
 if on_devices:
@@ -438,7 +446,8 @@ if on_devices:
 # Qiskit and reproduces PennyLane's outcome probabilities (Qiskit indexes outcomes with qubit 0 as the
 # lowest bit, PennyLane with wire 0 as the highest). With IBM credentials the routed circuits run
 # on a device unchanged: `BackendQINN(model, name, seed=..., sampler_factory=lambda seed:
-# qiskit_ibm_runtime.SamplerV2(mode=service.backend(name)))` (documented, not tested here).
+# qiskit_ibm_runtime.SamplerV2(mode=service.backend(name)), sampler_name="ibm_torino")` (its results
+# are kept apart from the simulation's by `sampler_name`; documented, not tested here).
 
 # %%
 if on_devices:

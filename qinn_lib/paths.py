@@ -74,6 +74,18 @@ def reports_dir(profile: str) -> Path:
     return repo_root() / "build" / "reports" / profile
 
 
+def parameter_run_dirs(profile: str, name: str) -> tuple[Path, Path]:
+    """``(reports, figures)`` folders of a report run with parameters of its own, named ``name``
+    (:func:`qinn_lib.notebook.parameters.parameter_set_name`): ``build/reports/<profile>/<name>/``
+    and ``<figures_dir(profile)>/<name>/`` (git-ignored: ``figures/quick/`` and ``figures/params-*/``).
+    Never the default report's folders, which such a run would otherwise overwrite."""
+    _check_profile(profile)
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"parameter-set name must be a plain folder name, got {name!r}")
+    reports = reports_dir(profile) if profile != "paper" else repo_root() / "build" / "reports" / profile
+    return reports / name, figures_dir(profile) / name
+
+
 def figures_dir(profile: str = "paper") -> Path:
     """Where the *reports runner* publishes a profile's figures and results: ``figures/`` for the
     paper profile (committed), ``figures/quick/`` for the quick one (ignored). A notebook never

@@ -31,6 +31,10 @@ PROFILE_ENV = "QINN_PROFILE"
 MODELS_ENV = "QINN_MODELS"
 #: Set by the reports runner only, so that a notebook can say who chose its profile.
 RUNNER_ENV = "QINN_RUNNER"
+#: Set by the reports runner for its kernels: the runs (``kind-fingerprint``, comma-separated) it
+#: trained before executing the notebooks, so that a report can say "trained just now" rather
+#: than "reloaded" of a run it finds finished under build/runs.
+TRAINED_BY_RUNNER_ENV = "QINN_TRAINED_BY_RUNNER"
 MODEL_POLICIES = ("shipped", "train")
 
 #: Config fields that a notebook's parameters cell does not declare: the runner owns them.
@@ -78,14 +82,22 @@ def context() -> RunContext:
                       runner=os.environ.get(RUNNER_ENV) == "reports")
 
 
-def runner_environment(profile: str, *, models: str = "shipped") -> dict[str, str]:
-    """The environment the reports runner gives its kernels: the profile, the publish folder
-    (:func:`qinn_lib.paths.figures_dir`) as output folder, and the model policy."""
+def runner_environment(profile: str, *, models: str = "shipped", output_dir: Path | None = None,
+                       trained: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
+    """The environment the reports runner gives its kernels: the profile, the output folder (the
+    publish folder :func:`qinn_lib.paths.figures_dir`, or ``output_dir`` for a run with
+    parameters of its own), the model policy, and the runs it has just trained (``trained``)."""
     check_profile(profile)
     if models not in MODEL_POLICIES:
         raise ValueError(f"models must be one of {MODEL_POLICIES}, got {models!r}")
-    return {PROFILE_ENV: profile, OUTPUT_DIR_ENV: str(paths.figures_dir(profile)), MODELS_ENV: models,
-            RUNNER_ENV: "reports"}
+    folder = paths.figures_dir(profile) if output_dir is None else Path(output_dir)
+    return {PROFILE_ENV: profile, OUTPUT_DIR_ENV: str(folder), MODELS_ENV: models,
+            RUNNER_ENV: "reports", TRAINED_BY_RUNNER_ENV: ",".join(sorted(trained))}
+
+
+def trained_by_runner() -> set[str]:
+    """The runs the reports runner trained for this report (``$QINN_TRAINED_BY_RUNNER``)."""
+    return {key for key in os.environ.get(TRAINED_BY_RUNNER_ENV, "").split(",") if key}
 
 
 @contextlib.contextmanager

@@ -6,7 +6,10 @@ loaded 2-core machine OpenMP's spin-waiting makes it much worse (a 32x32 matmul 
 one thread to 24 ms on two; notebook 04's classifier AUCs took minutes instead of seconds in a
 JupyterLab kernel beside two training workers). The trainer, the depth explorer and the Dask
 workers therefore run on one thread; :func:`torch_threads` is the one place that sets and
-restores it.
+restores it. The same holds for the native thread pools of numpy/scipy (BLAS) and scikit-learn
+(OpenMP): :func:`native_threads` limits them for a block (measured beside two training workers: the
+boosted-tree classifier of :mod:`qinn_lib.evaluation.boosted_two_sample`, 5 folds on 20 000 events
+per class, took 3 s on one OpenMP thread and 60-140 s on two).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import contextlib
 from typing import Iterator
 
 import torch
+from threadpoolctl import threadpool_limits
 
-__all__ = ["torch_threads", "THREADS_ENV", "set_notebook_threads"]
+__all__ = ["torch_threads", "native_threads", "THREADS_ENV", "set_notebook_threads"]
 
 #: Environment variable: torch threads of a notebook kernel (default 1, see set_notebook_threads).
 THREADS_ENV = "QINN_THREADS"
@@ -37,6 +41,20 @@ def torch_threads(threads: int | None = 1) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def native_threads(threads: int | None = 1) -> Iterator[None]:
+    """Run the block with at most ``threads`` threads in every native pool threadpoolctl knows
+    (OpenMP: scikit-learn's gradient boosting; BLAS: numpy and scipy); ``None``: leave them alone.
+    The previous limits are restored afterwards, also after an exception."""
+    if threads is None:
+        yield
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1 or None, got {threads!r}")
+    with threadpool_limits(limits=threads):
+        yield
 
 
 def set_notebook_threads() -> int:

@@ -74,15 +74,18 @@ def fake_rows():
     return ensemble_tables.summarise(recs)
 
 
-def test_verdicts_use_the_seed_spread():
+def test_verdicts_are_tests_with_holm_over_the_table():
     rows = fake_rows()
     v = ablations.ablation_verdicts(rows, metrics=("nll", "recon_mean", "auc"))
-    assert v["better"]["nll"]["word"] == "better" and v["better"]["nll"]["significance"] < -2
-    assert v["better"]["recon_mean"]["word"] == "tied"
-    assert v["single"]["nll"]["word"] == "undecided"
+    better = v["better"]["nll"]
+    assert better["table_word"] == "better" and better["found"] == "b lower" and better["p_holm"] < 0.05
+    assert better["family"] == ablations.SCREEN_FAMILY and better["family_size"] == 2  # single: one seed, no test
+    assert better["effect"] == pytest.approx(-1.0) and better["effect_kind"] == "difference b-a"
+    assert v["better"]["recon_mean"]["table_word"] == "undecided" and v["better"]["recon_mean"]["transform"] == "log"
+    assert v["single"]["nll"]["table_word"] == "undecided" and v["single"]["nll"]["word"] == "undecided (1 seed)"
     assert "auc" not in v["better"]  # metrics a row lacks are skipped
     table = ablations.format_verdicts(v, rows, metrics=("nll", "recon_mean"))
-    assert "| better | 12 (better, -" in table and "undecided" in table
+    assert "| better | 12 (better, Δ -1, p_H " in table and "(undecided, ×" in table and "| single | 20 (1 seed)" in table
     with pytest.raises(ValueError, match="no row labelled"):
         ablations.ablation_verdicts(rows[1:])
 
@@ -104,4 +107,4 @@ def test_train_ablations_end_to_end(tmp_path, monkeypatch):
         assert m["reading/scaled_vector_mean"] == pytest.approx(m["recon_mean"], rel=1e-5)
     rows = ensemble_tables.summarise([r for e in ens.values() for r in e.records])
     v = ablations.ablation_verdicts(rows)
-    assert set(v) == {"NLL only"} and v["NLL only"]["fold_fraction"]["word"] == "undecided"
+    assert set(v) == {"NLL only"} and v["NLL only"]["fold_fraction"]["word"] == "undecided (1 seed)"

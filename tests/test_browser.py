@@ -1,7 +1,8 @@
 """A real browser: JupyterLab on 127.0.0.1, Debian's Chromium driven by Playwright, the committed
 notebook 02 opened as a user would, Run All (quick profile, chosen through the environment as the
 reports runner does), then the depth explorer: move the depth slider, press fit, and the
-comparison gains a point. No cell may show an error, and nothing committed may change: the
+comparison gains a point; then the model viewer: press load (a model is selected) and its event
+table shows labels, not LaTeX. No cell may show an error, and nothing committed may change: the
 notebook opens read-only (qinn_lib.notebook.lab) and the run writes its figures to its own output folder.
 
 Marked ``browser`` (about a minute): CI runs it (.ci/run installs chromium and sets
@@ -159,6 +160,19 @@ def test_notebook_02_runs_in_jupyterlab_and_the_explorer_gains_a_point(lab, reco
             page.wait_for_function(f"() => /fits kept: {kept + 1}\\b/.test(document.body.innerText)", timeout=300_000)
             times["fit"] = time.monotonic() - t
             assert page.get_by_text(re.compile(r"5 layers, 8 ISP layers, seed \d+: final MSE")).count() == 1
+            assert _errors(page) == []
+
+            # the viewer: a model is selected, so "load" loads it (it did nothing visible before)
+            t = time.monotonic()
+            load = page.locator(".widget-button", has_text=re.compile(r"^\s*load\s*$"))
+            load.scroll_into_view_if_needed()
+            load.click()
+            page.wait_for_function("() => /loaded (shipped|build)/.test(document.body.innerText)", timeout=300_000)
+            times["load"] = time.monotonic() - t
+            table = page.locator(".widget-html table").last.inner_text()
+            assert "x̃ − x" in table and "$" not in table and "\\ell" not in table, "the table shows labels, not LaTeX"
+            if os.environ.get("QINN_BROWSER_SCREENSHOT"):
+                page.screenshot(path=os.environ["QINN_BROWSER_SCREENSHOT"], full_page=True)
             assert _errors(page) == []
         finally:
             browser.close()

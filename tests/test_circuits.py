@@ -161,3 +161,19 @@ def test_draw_rejects_unknown_circuit():
 
     with pytest.raises(ValueError, match="which must be one of"):
         circuits.draw(QINN(n_features=2, n_layers=1, isp_layers=1), "backward")
+
+
+def test_rot_angles_are_written_at_a_readable_size():
+    """Regression: notebook 02's Rot labels (four lines in a one-wire box) were shrunk to 8 pt."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from qinn_lib.models.qinn.model import QINN
+
+    fig = circuits.draw(QINN(3, 2, 1, seed=0), "forward", max_layers=1, decimals=1)
+    texts = fig.axes[0].texts
+    rot = [t for t in texts if t.get_text() == "Rot"]
+    angles = [t for t in texts if len(t.get_text().split(" ")) == 3]
+    assert len(rot) == 3 and {t.get_fontsize() for t in rot} == {14}
+    assert len(angles) == 3 and {t.get_fontsize() for t in angles} == {circuits.ROT_ANGLE_FONTSIZE}
+    assert not [t for t in texts if t.get_text().startswith("Rot\n")]

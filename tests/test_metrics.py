@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 from scipy.spatial.distance import jensenshannon as scipy_js
 from scipy.stats import norm
 
@@ -331,6 +332,67 @@ def test_evaluate_model_peak_metrics_use_the_kept_events():
     assert m["js/m_ll"] == distances.observable_distances(trained.data.sample.test, gen)["m_ll"]["js"]
 
 
+# -- the field's measures and the honest likelihood in evaluate_model ------------------------------
+#: Two-sided 99 % bound in units of a 5-fold error (4 degrees of freedom).
+T99 = float(stats.t.ppf(0.995, df=4))
+
+
+def toy_box_mass(trained) -> float:
+    """The toy's true density in scaled units is N(mu_u, s_u): its mass in [0, pi]^5, analytically."""
+    mu, s = trained.model.mu.detach().numpy(), trained.model.s.detach().numpy()
+    return float(np.prod(norm.cdf((np.pi - mu) / s) - norm.cdf(-mu / s)))
+
+
+def test_evaluate_model_reports_the_field_metrics_and_the_honest_likelihood():
+    trained = toy_trained()
+    m = evaluate.evaluate_model(trained, seed=3)
+    assert set(evaluate.FIELD_METRICS) | {"log_z", "log_z_err", "nll_normalised", "nll_normalised_err"} <= set(m)
+    assert not {"fold_fraction", "box_negative_fraction", "minority_mass"} & set(m), "no Jacobian: no folds"
+    # the toy is the true density: the field's measures sit at their noise floor
+    assert abs(m["auc_bdt"] - 0.5) < T99 * m["auc_bdt_err"] and abs(m["auc_bdt_derived"] - 0.5) < T99 * m["auc_bdt_derived_err"]
+    assert m["fpd"] < 0.02 and abs(m["kpd"]) < 4 * m["kpd_err"]
+    # Z over the box: the toy Gaussian's mass in [0, pi]^5 (the box is the training range: ~1 % outside)
+    exact = math.log(toy_box_mass(trained))
+    assert exact < -0.003
+    assert abs(m["log_z"] - exact) < 4 * m["log_z_err"]
+    assert m["nll_normalised"] == pytest.approx(m["nll"] + m["log_z"])
+    assert m["nll_normalised_err"] == pytest.approx(math.hypot(m["nll_sem"], m["log_z_err"]))
+    records.check_record(records.make_record("toy", trained, m), "record")
+
+
+def test_an_exact_bijection_gets_z_from_its_own_samples():
+    trained = toy_trained()
+    trained.model.exact_bijection = True  # the affine toy is one
+    gen = trained.generate(2_000, seed=4)
+    m = evaluate.evaluate_model(trained, seed=3, generated=gen)
+    u = trained.data.scaler.transform(gen)
+    share = np.all((u >= 0) & (u <= np.pi), axis=1).mean()
+    assert m["log_z"] == pytest.approx(math.log(share))
+    assert abs(m["log_z"] - math.log(toy_box_mass(trained))) < 4 * m["log_z_err"]
+
+
+def test_truth_floor_compares_two_true_samples():
+    trained = toy_trained()
+    floor = evaluate.truth_floor(trained.data, seed=5)
+    assert set(floor) == set(evaluate.FIELD_METRICS) | {"n_events"}
+    assert floor["n_events"] == 2_000  # test (2000) against train + val (1500 + 500)
+    assert abs(floor["auc_bdt"] - 0.5) < T99 * floor["auc_bdt_err"]
+    assert floor["fpd"] < 0.02 and abs(floor["kpd"]) < 4 * floor["kpd_err"]
+    assert evaluate.truth_floor(trained.data, seed=5) == floor, "seeded"
+
+
+@pytest.mark.parametrize("metrics, match", [
+    ({"fpd": "0.1", "fpd_err": 0.01}, r"metric 'fpd' must be a number, got '0.1'"),
+    ({"kpd": 0.1}, r"metric 'kpd' comes without 'kpd_err'"),
+    ({"log_z_err": 0.1}, r"metric 'log_z_err' comes without 'log_z'"),
+    ({"fold_fraction": None}, r"metric 'fold_fraction' must be a number"),
+])
+def test_records_refuse_malformed_field_metrics(metrics, match):
+    with pytest.raises(ValueError, match=match):
+        records.check_record(record("QINN", 1, metrics), "rec")
+    records.check_record(record("QINN", 1, {"fpd": float("nan"), "fpd_err": float("nan")}), "NaN is a number")
+
+
 # -- results files and tables ----------------------------------------------------------------------
 def record(label, seed, metrics_, data_fp="d" * 16, cfg=None):
     return {"label": label, "config": dict(cfg or {"size": label}), "config_fingerprint": f"c{seed}",
@@ -343,7 +405,8 @@ def test_results_round_trip(tmp_path):
     assert rec["seed"] == 8 and rec["data_fingerprint"] == trained.data.fingerprint
     assert rec["config_fingerprint"] == trained.cfg.fingerprint() and rec["eval_seed"] == 4
     recs = [rec, record("QINN", 1, {"auc": 0.7}, data_fp=trained.data.fingerprint)]
-    path = records.write_results(tmp_path / "sub" / "results.json", recs)
+    path = tmp_path / "sub" / "results.json"
+    assert records.write_results(path, recs) is None, "a notebook cell ending in it prints no path"
     assert records.read_results(path) == recs
     doc = json.loads(path.read_text())
     assert doc["schema_version"] == records.RESULTS_SCHEMA_VERSION and "created" in doc
@@ -365,7 +428,8 @@ def test_results_schema_version_is_checked(tmp_path, version):
 
 def test_results_with_different_data_are_refused(tmp_path):
     recs = [record("QINN", 1, {"auc": 0.7}, data_fp="aaaa"), record("INN", 1, {"auc": 0.6}, data_fp="bbbb")]
-    path = records.write_results(tmp_path / "r.json", recs)
+    path = tmp_path / "r.json"
+    records.write_results(path, recs)
     with pytest.raises(ValueError, match="different data") as err:
         records.read_results(path)
     for piece in ("aaaa", "bbbb", "'QINN'", "'INN'", "r.json"):
@@ -406,42 +470,19 @@ def test_format_table_shows_the_numbers():
     assert "params_total" in every.splitlines()[0] and "0.5123" in every
 
 
-def test_compare_means_uses_the_combined_seed_spread():
-    a = {"mean": 1.0, "std": 0.3, "n": 3}
-    b = {"mean": 2.1, "std": 0.4, "n": 3}  # diff 1.1, spread 0.5 -> 2.2 spreads: different
-    out = ensemble_tables.compare_means(a, b)
-    assert out["diff"] == pytest.approx(1.1) and out["spread"] == pytest.approx(0.5)
-    assert out["significance"] == pytest.approx(2.2) and out["order"] == "b>a"
-    assert ensemble_tables.compare_means(b, a)["order"] == "b<a"
-    assert ensemble_tables.compare_means(a, b, n_spreads=3.0)["order"] == "tied"
-    assert ensemble_tables.compare_means(a, {"mean": 1.9, "std": 0.4, "n": 3})["order"] == "tied"  # 1.8 spreads
-    single = ensemble_tables.compare_means(a, {"mean": 9.0, "std": float("nan"), "n": 1})
-    assert single["order"] == "undecided" and math.isnan(single["spread"])
-    assert "pairs" not in out  # no per-seed values given
-    # A large spread on one side makes this "tied", yet every b seed lies below every a seed.
-    wide = {"mean": 2.0, "std": 1.0, "n": 3, "values": [1.0, 2.0, 3.0]}
-    tight = {"mean": 0.5, "std": 0.1, "n": 3, "values": [0.4, 0.5, 0.6]}
-    c = ensemble_tables.compare_means(wide, tight)
-    assert c["order"] == "tied" and (c["pairs"], c["pairs_b_lower"], c["pairs_b_higher"]) == (9, 9, 0)
-    c = ensemble_tables.compare_means(tight, {"mean": 0.5, "std": 0.1, "n": 3, "values": [0.45, 0.5, 0.7]})
-    assert (c["pairs_b_lower"], c["pairs_b_higher"], c["pairs"]) == (3, 5, 9)  # the pair 0.5, 0.5 counts as neither
-    assert ensemble_tables.compare_means({**tight, "n": 1, "values": [0.5]}, wide)["pairs_b_higher"] == 3
-    with pytest.raises(ValueError, match=r"b lacks \['std'\]"):
-        ensemble_tables.compare_means(a, {"mean": 1.0, "n": 2})
-    with pytest.raises(ValueError, match="n_spreads"):
-        ensemble_tables.compare_means(a, b, n_spreads=0)
+def test_format_table_shows_one_value_when_every_seed_agrees_and_picks_present_metrics():
+    """Issue 23: lockstep INN seeds share one job's wall time, and a parameter count is the same for
+    every seed: "416.4 ± 0" read as a measured spread of zero; the table shows the value alone."""
+    recs = [record("INN", s, {"train_seconds": 416.4, "params_total": 1920, "nll": n}) for s, n in ((1, 11.6), (2, 11.7))]
+    rows = ensemble_tables.summarise(recs)
+    assert rows[0]["metrics"]["nll"]["seeds"] == [1, 2]
+    table = ensemble_tables.format_table(rows, ["train_seconds", "params_total", "nll"])
+    assert table.splitlines()[2] == "| INN | 2 | 416.4 | 1920 | 11.650 ± 0.071 |"
+    assert ensemble_tables.present_metrics(rows, ["fpd", "nll", "kpd", "params_total"]) == ["nll", "params_total"]
 
 
-def test_claim_verdict_reads_the_order_against_the_expectation():
-    a = {"mean": 1.0, "std": 0.1, "n": 3}
-    higher = {"mean": 2.0, "std": 0.1, "n": 3}
-    close = {"mean": 1.1, "std": 0.1, "n": 3}
-    assert ensemble_tables.claim_verdict(a, higher, "b>a")["verdict"] == "reproduced"
-    v = ensemble_tables.claim_verdict(a, higher, "b<a")
-    assert v["verdict"] == "not reproduced" and v["found"] == "higher" and "+7.1 seed spreads" in v["text"]
-    assert ensemble_tables.claim_verdict(a, close, "tied")["verdict"] == "reproduced"
-    assert ensemble_tables.claim_verdict(a, close, "b>a")["found"] == "tied"
-    one_seed = ensemble_tables.claim_verdict({"mean": 1.0, "std": float("nan"), "n": 1}, higher, "b>a")
-    assert one_seed["verdict"] == "undecided"
-    with pytest.raises(ValueError, match="expected must be one of"):
-        ensemble_tables.claim_verdict(a, higher, "bigger")
+def test_a_metric_equal_in_every_seed_prints_as_its_value():
+    """Regression: "416.4 ± 0" for the wall time three lockstep INN seeds share (and "2063 ± 0")."""
+    recs = [record("INN 2k", s, {"train_seconds": 416.4, "params_total": 1920, "auc": 0.5 + s / 100}) for s in (1, 2, 3)]
+    table = ensemble_tables.format_table(ensemble_tables.summarise(recs), ["train_seconds", "params_total", "auc"])
+    assert table.splitlines()[2] == "| INN 2k | 3 | 416.4 | 1920 | 0.520 ± 0.010 |"

@@ -75,7 +75,7 @@ def test_interactive_without_trained_models_falls_back_to_quick(isolated):
     cfg = profiles.notebook_config(ComparisonConfig, namespace(ComparisonConfig), log=lines.append)
     assert cfg.profile == "quick"
     assert "interactive default" in lines[0] and "build/interactive" in lines[0]
-    assert "12 of the 12 paper-profile models" in lines[1] and "QINN_PROFILE=paper" in lines[1]
+    assert "24 of the 24 paper-profile models" in lines[1] and "QINN_PROFILE=paper" in lines[1]
 
 
 def test_interactive_with_every_model_available_is_the_paper_profile(isolated, monkeypatch):
@@ -83,8 +83,9 @@ def test_interactive_with_every_model_available_is_the_paper_profile(isolated, m
     monkeypatch.setattr(one_model, "availability", lambda cfg, models="shipped": asked.append(cfg) or "shipped")
     lines = []
     cfg = profiles.notebook_config(FidelityVsMSEConfig, namespace(FidelityVsMSEConfig), log=lines.append)
-    assert cfg.profile == "paper" and len(lines) == 1
-    assert len(asked) == 6 and {c.invertibility for c in asked} == {"mse", "fidelity"}
+    assert cfg.profile == "paper" and len(lines) == 2
+    assert len(asked) == 12 and {c.invertibility for c in asked} == {"mse", "fidelity"}, "each run asked once"
+    assert lines[1] == "[qinn] models: 12 of 12 shipped with the package (loaded, not trained) (qinn (fidelity), qinn (mse))"
 
 
 def test_interactive_with_own_parameters_trains_in_the_paper_profile(isolated):
@@ -170,4 +171,33 @@ def test_interactive_notebooks_06_and_07_check_their_models(isolated, monkeypatc
     monkeypatch.setattr(one_model, "availability", lambda c, models="shipped": asked.append(c) or "trained")
     lines = []
     cfg = profiles.notebook_config(HardwareRealismConfig, namespace(HardwareRealismConfig), log=lines.append)
-    assert cfg.profile == "paper" and len(lines) == 1 and asked == plans.notebook_runs(QINNRunConfig())
+    assert cfg.profile == "paper" and len(lines) == 2 and asked == plans.notebook_runs(QINNRunConfig())
+    assert lines[1].startswith("[qinn] models: 1 of 1 reloaded from a finished run under build/runs (trained earlier)")
+
+
+def test_the_report_says_whether_its_models_were_trained_or_reloaded(isolated, monkeypatch):
+    """Regression: a report trained by the runner said "models: shipped"."""
+    cfg = QINNRunConfig(profile="quick", n_events=1_000, epochs=1, n_layers=2, isp_layers=2, batch_size=64)
+    lines = []
+    monkeypatch.setenv("QINN_PROFILE", "quick")
+    ns = namespace(QINNRunConfig, n_events=1_000, epochs=1, n_layers=2, isp_layers=2, batch_size=64)
+    profiles.notebook_config(QINNRunConfig, ns, log=lines.append)
+    assert lines[-1] == "[qinn] models: 1 of 1 to be trained by this notebook (checkpointed under build/runs) (qinn (mse))"
+    one_model.train_qinn(cfg, progress=False)
+    monkeypatch.setenv(settings.TRAINED_BY_RUNNER_ENV, one_model.run_key(cfg))
+    profiles.notebook_config(QINNRunConfig, ns, log=lines.append)
+    assert lines[-1] == "[qinn] models: 1 of 1 trained just now by python -m qinn_lib.reports for this report (qinn (mse))"
+    monkeypatch.delenv(settings.TRAINED_BY_RUNNER_ENV)
+    monkeypatch.setenv("QINN_MODELS", "train")
+    profiles.notebook_config(QINNRunConfig, ns, log=lines.append)
+    assert lines[-1].startswith("[qinn] models: 1 of 1 reloaded from a finished run under build/runs (trained earlier)")
+    assert lines[-1].endswith("(QINN_MODELS=train: shipped models are not used)")
+    assert "models:" not in lines[0], "the profile line no longer shows the policy as if it were the source"
+
+
+def test_kernel_warnings_name_no_machine_path():
+    fmt = profiles.kernel_warning_format
+    assert fmt("folds", UserWarning, "/tmp/ipykernel_15249/3904066155.py", 9) == "UserWarning: folds\n"
+    assert fmt("x", FutureWarning, str(paths.repo_root() / "qinn_lib" / "a.py"), 3) == "qinn_lib/a.py:3: FutureWarning: x\n"
+    assert fmt("y", DeprecationWarning, "/opt/env/lib/python3.11/site-packages/torch/nn.py", 4) == \
+        "torch/nn.py:4: DeprecationWarning: y\n"

@@ -2,6 +2,7 @@
 and the presence of the executed quick-profile reports that nbval then checks."""
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -190,7 +191,8 @@ def test_runner_gives_its_kernels_the_profile_and_output_folder(tmp_path, monkey
     monkeypatch.delenv("QINN_PROFILE", raising=False)
     out = _one_cell_quick_run(tmp_path, monkeypatch, "import os\nprint(os.environ['QINN_PROFILE'], os.environ['QINN_OUTPUT_DIR'])")
     nb = nbformat.read(out / "01_data_exploration.ipynb", as_version=4)
-    assert nb.cells[-1].outputs[0]["text"].split() == ["quick", str(paths.figures_dir("quick"))]
+    # (the report holds the folder relative to the repository: runner.clean_report drops this machine's root)
+    assert nb.cells[-1].outputs[0]["text"].split() == ["quick", str(paths.figures_dir("quick").relative_to(paths.repo_root()))]
     assert "QINN_PROFILE" not in __import__("os").environ
 
 
@@ -408,3 +410,127 @@ def test_parameters_are_checked_as_the_profile_will_run_them():
         runner.run("quick", parameters={"03": {"batch_size": 5000}})
     with pytest.raises(ConfigError, match=r"05_qinn_vs_inn.ipynb: ComparisonConfig.n_events is too small.*n_events >= 342"):
         runner.run("quick", parameters={"05": {"n_events": 300}})
+
+
+# -- runs with parameters of their own, --list, machine paths ------------------------------------------
+def test_parameter_set_names():
+    nb = paths.notebooks_dir() / "03_isp_training.ipynb"
+    assert parameters.changed_parameters(nb, {"seed": 1234, "mmd_widths": [0.02, 0.1, 0.4, 1.0, 5.0]}) == {}
+    changed = parameters.changed_parameters(nb, {"n_layers": 6, "seed": 7, "epochs": 200})
+    assert changed == {"n_layers": 6, "seed": 7}
+    assert parameters.parameter_set_name(changed) == "params-n_layers-6_seed-7"
+    assert parameters.parameter_set_name({}) == ""
+    a = parameters.parameter_set_name({"lhe_file": "/data/a/z.lhe.gz"})
+    b = parameters.parameter_set_name({"lhe_file": "/data/b/z.lhe.gz"})
+    assert a.startswith("params-lhe_file-z.lhe.gz-") and a != b, "same file name, other file: other folder"
+    assert "/" not in a and len(parameters.parameter_set_name({"max_lr": 1e-3, "lambda_mz": 0.5, "lambda_inv": 3.0,
+                                                               "n_layers": 30, "isp_hidden": 64})) <= 80
+
+
+def test_a_run_with_parameters_leaves_the_default_report_alone(tmp_path, monkeypatch):
+    """Regression: `reports --only 03 -p 03 n_layers 6 -p 03 seed 7` wrote over the default quick
+    report, its figures and its results.json section, without a word."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('n_events = 100\nseed = 1\nlhe_file = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "import os\nfrom qinn_lib.evaluation import results\nresults.record('zz', {'seed': seed})\n"
+        "print(os.environ['QINN_OUTPUT_DIR'])")]
+    (tmp_path / "nb").mkdir()
+    nbformat.write(nb, tmp_path / "nb" / "01_data_exploration.ipynb")
+    monkeypatch.setattr(paths, "notebooks_dir", lambda: tmp_path / "nb")
+    monkeypatch.setattr(paths, "reports_dir", lambda profile: tmp_path / "reports")
+    monkeypatch.setattr(paths, "figures_dir", lambda profile="paper": tmp_path / "figures")
+    lines = []
+    runner.run("quick", progress=False, log=lines.append)
+    runner.run("quick", parameters={"01": {"seed": 7}}, progress=False, log=lines.append)
+    default = json.loads((tmp_path / "figures" / "results.json").read_text())["zz"]
+    own = json.loads((tmp_path / "figures" / "params-seed-7" / "results.json").read_text())["zz"]
+    assert default == {"seed": 1} and own == {"seed": 7}
+    assert (tmp_path / "reports" / "01_data_exploration.ipynb").is_file()
+    report = nbformat.read(tmp_path / "reports" / "params-seed-7" / "01_data_exploration.ipynb", as_version=4)
+    assert report.cells[-1].outputs[0]["text"].strip() == str(tmp_path / "figures" / "params-seed-7")
+    notice = [line for line in lines if "parameters of its own" in line]
+    assert len(notice) == 1 and "(seed=7)" in notice[0] and "params-seed-7/" in notice[0] and "left as it is" in notice[0]
+
+
+def test_list_shows_what_a_default_run_uses(capsys):
+    """Regression: --list showed the paper defaults only, not the quick caps a default run applies."""
+    assert runner.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert "[quick: N] = the value a default run (--profile quick) uses" in out
+    block = out.split("03_isp_training")[1].split("04_fidelity_vs_mse")[0]
+    assert re.search(r"epochs = 200\s+\[quick: 2\]", block) and re.search(r"n_events = 100_000\s+\[quick: 8000\]", block)
+    assert re.search(r"\n    seed = 1234\n", block), "an uncapped parameter has no quick value"
+    assert re.search(r"n_test = 50_000\s+\[quick: 4000\]", out) and re.search(r"search_epochs = 200\s+\[quick: 2\]", out)
+
+
+def test_the_quick_values_listed_are_the_caps_the_notebooks_apply():
+    """Every ``budget(cfg.profile, "CAP", cfg.NAME)`` in a notebook is what --list shows for NAME."""
+    from qinn_lib.training import budget as budget_lib
+
+    for py in sorted(paths.notebooks_dir().glob("[0-9][0-9]_*.py")):
+        for cap, name in re.findall(r'budget\(cfg\.profile, "(\w+)", cfg\.(\w+)\)', py.read_text()):
+            assert budget_lib.CAPPED_AS.get(name, name) == cap, f"{py.name}: {name} is capped by {cap!r}"
+
+
+def test_clean_report_removes_machine_paths(tmp_path):
+    root = tmp_path / "repo"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"input_path": str(root / "notebooks" / "01_x.ipynb"),
+                                "output_path": str(root / "notebooks" / ".01_x.ipynb.abc.ipynb")}
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=(
+        "/tmp/ipykernel_15249/3904066155.py:9: FoldWarning: folds\n"
+        f"{root}/qinn_lib/x.py:3: and /opt/venv/lib/python3.11/site-packages/torch/nn.py:4: UserWarning: y\n")),
+        nbformat.v4.new_output("execute_result", data={"text/plain": f"PosixPath('{root}/figures/results.json')",
+                                                       "image/png": "iVBORw0KGgo/tmp/ipykernel_1/2.py"})]
+    nb.cells = [cell]
+    path = tmp_path / "report.ipynb"
+    nbformat.write(nb, path)
+    runner.clean_report(path, source=root / "notebooks" / "01_x.ipynb", published=root / "notebooks" / "01_x.ipynb",
+                        root=root)
+    out = json.loads(path.read_text())
+    assert out["metadata"]["papermill"]["input_path"] == out["metadata"]["papermill"]["output_path"] == "notebooks/01_x.ipynb"
+    text = "".join(out["cells"][0]["outputs"][0]["text"])
+    assert text == ("<cell>:9: FoldWarning: folds\n"
+                    "qinn_lib/x.py:3: and site-packages/torch/nn.py:4: UserWarning: y\n")
+    data = out["cells"][0]["outputs"][1]["data"]
+    assert "".join(data["text/plain"]) == "PosixPath('figures/results.json')"
+    assert "".join(data["image/png"]) == "iVBORw0KGgo/tmp/ipykernel_1/2.py", "pictures are left alone"
+
+
+def test_the_notebooks_end_without_printing_a_path(tmp_path, monkeypatch):
+    """Regression: results.record(...) ending a cell printed PosixPath('/.../figures/results.json')."""
+    from qinn_lib.evaluation import records
+
+    monkeypatch.setenv("QINN_OUTPUT_DIR", str(tmp_path))
+    assert results_store.record("zz_test", {"x": 1}) is None and (tmp_path / "results.json").is_file()
+    assert records.write_results(tmp_path / "m.json", []) is None and (tmp_path / "m.json").is_file()
+
+
+def test_pretraining_tells_the_kernels_what_it_trained(monkeypatch):
+    from qinn_lib import settings
+    from qinn_lib.experiments import jobs, one_model, plans
+    from qinn_lib.training.config import FidelityVsMSEConfig
+
+    monkeypatch.setattr(jobs, "train_runs", lambda configs, log=None: [])
+    monkeypatch.setattr(one_model, "availability",
+                        lambda c, models="shipped": "shipped" if c.invertibility == "fidelity" else None)
+    nb = paths.notebooks_dir() / "04_fidelity_vs_mse.ipynb"
+    trained = runner.pretrain_runs([(nb, {})], "quick", log=lambda *a: None)
+    runs = plans.notebook_runs(FidelityVsMSEConfig(profile="quick"))
+    assert trained == {one_model.run_key(c) for c in runs if c.invertibility == "mse"} and len(trained) == 1
+    env = settings.runner_environment("quick", trained=sorted(trained))
+    monkeypatch.setenv(settings.TRAINED_BY_RUNNER_ENV, env[settings.TRAINED_BY_RUNNER_ENV])
+    assert settings.trained_by_runner() == trained
+
+
+def test_paper_profile_parameter_runs_stay_out_of_the_committed_folders():
+    root = paths.repo_root()
+    reports, figures = paths.parameter_run_dirs("paper", "params-seed-7")
+    assert reports == root / "build" / "reports" / "paper" / "params-seed-7" and figures == root / "figures" / "params-seed-7"
+    assert "figures/params-*/" in (root / ".gitignore").read_text().splitlines(), "git-ignored"
+    with pytest.raises(ValueError, match="plain folder name"):
+        paths.parameter_run_dirs("quick", "../x")

@@ -21,10 +21,19 @@ def repo(tmp_path, monkeypatch):
     return tmp_path
 
 
+def _verdicts():
+    from qinn_lib.evaluation import statistics
+
+    return statistics.decide([statistics.compare([1.0, 1.1, 0.9], [2.0, 2.1, 1.9], metric="nll", a_label="A",
+                                                 b_label="B", expected="b>a", words="B is higher")], family="t")
+
+
 def _example(spec):
     """A value of each schema type (a nested schema: one row)."""
     if isinstance(spec, dict):
         return {"16k": {k.rstrip("?"): _example(v) for k, v in spec.items()}}
+    if spec == "verdicts":
+        return _verdicts()
     return {"int": 3, "number": 1.5, "str": "text", "list": [1, 2], "dict": {}}[spec]
 
 
@@ -154,3 +163,42 @@ def test_bench_record_checks_the_results_file_before_timing_anything(repo, monke
     assert bench.main(["--record"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "results.json must hold a JSON object of sections, got list" in err
+
+
+def test_verdicts_must_carry_their_test_p_values_and_interval(repo):
+    """Issue 21: every verdict stored in results.json carries its test, p raw and Holm-adjusted and
+    its effect interval; a statement that skipped the Holm step (no p_holm) is refused, naming it."""
+    values = section_from_schema("05_qinn_vs_inn")
+    results.record("05_qinn_vs_inn", values, "paper")
+    stored = results.load_results("paper")["05_qinn_vs_inn"]["verdicts"][0]
+    assert {"test", "p", "p_holm", "effect_ci", "word"} <= set(stored) and stored["test"] == "Welch t-test on raw values"
+    undecided = {k: v for k, v in values["verdicts"][0].items() if k != "p_holm"}
+    with pytest.raises(ResultsError, match=r"key 'verdicts'\[0\] \('B is higher'\) lacks \['p_holm'\]"):
+        results.record("05_qinn_vs_inn", {**values, "verdicts": [undecided]}, "paper")
+    with pytest.raises(ResultsError, match=r"key 'verdicts' must be a list of verdicts, got str"):
+        results.record("05_qinn_vs_inn", {**values, "verdicts": "reproduced"}, "paper")
+    old = {k: v for k, v in values.items() if k != "verdicts"}  # recorded before the verdicts existed
+    results.record("05_qinn_vs_inn", old, "paper")
+    assert "tested against the seed spread" in readme.render_results(results.load_results("paper"))
+
+
+def test_readme_shows_the_verdicts_of_notebooks_04_and_05():
+    values = {"04_fidelity_vs_mse": {**section_from_schema("04_fidelity_vs_mse"), "verdict": "B is higher: reproduced"},
+              "05_qinn_vs_inn": section_from_schema("05_qinn_vs_inn")}
+    text = readme.render_results(values)
+    assert "Sec. 4.1's statements (Fig. 5) tested over the seeds (Welch's t on each metric's declared scale, or the " in text
+    assert "Holm over the notebook's 1 hypotheses at family-wise α = 0.05" in text
+    assert "Every comparison and Sec. 4.2's statements (Fig. 7), tested over the seeds" in text
+    assert text.count("| statement | metric | seeds (a / b) | effect [95 % bootstrap CI] |") == 2
+    assert "| B is higher | nll | 3 / 3 | B − A = +1 [" in text and "| reproduced (A lower) |" in text
+
+
+def test_the_benchmark_announces_its_expected_duration_from_its_last_recorded_run(repo):
+    """Regression: `python -m qinn_lib.bench` gave no idea that it takes half an hour."""
+    from qinn_lib.experiments import bench
+
+    assert bench.expected_duration().startswith("expected duration: unknown, no run recorded yet")
+    results.record("bench", section_from_schema("bench") | {"wall_seconds": 1500.0, "wall_load_average": "3.9",
+                                                            "machine": "x86_64, 2 cores"}, "paper")
+    line = bench.expected_duration()
+    assert line.startswith("expected duration: about 25 min, as the last recorded run (x86_64, 2 cores, load average 3.9")

@@ -87,8 +87,12 @@ def test_seeds():
         ensembles.seeds(7, 0)
 
 
-def test_inn_ensemble_trains_and_evaluates(isolated_dirs):
+def test_inn_ensemble_trains_and_evaluates(isolated_dirs, monkeypatch):
+    from qinn_lib.experiments import jobs
     from qinn_lib.training.config import INNRunConfig
+
+    # one worker: the two seeds stay one stack (with more workers jobs.balance splits it)
+    monkeypatch.setattr(jobs, "_worker_count", lambda client: 1)
 
     cfgs = [INNRunConfig(profile="quick", n_events=1_000, epochs=1, size="2k", batch_size=64, seed=s)
             for s in ensembles.seeds(3, 2)]
@@ -96,7 +100,8 @@ def test_inn_ensemble_trains_and_evaluates(isolated_dirs):
     ens = ensembles.train_ensemble("INN 2k", cfgs, progress=False, log=messages.append)
     assert [r["seed"] for r in ens.records] == [3, 4]
     # the two unfinished seeds were trained together (INNStack), then reloaded as ordinary runs
-    assert messages[0] == f"training 2 run(s) as 1 Dask job(s): inn-2k-{cfgs[0].fingerprint()[:8]}-seeds-3-4"
+    assert messages[0].startswith(f"training 2 run(s) as 1 Dask job(s): inn-2k-{cfgs[0].fingerprint()[:8]}-seeds-3-4; "
+                                  "projected ")
     assert [run.history[-1]["lockstep_members"] for run in ens.runs] == [2, 2]
     assert all(run.result.epochs_run == 0 for run in ens.runs)
     # each seed is charged its share of the stack's wall time

@@ -189,3 +189,13 @@ def test_trial_job_trains_and_evaluates_a_real_qinn(tmp_path, monkeypatch):
     assert all(math.isfinite(out[k]) for k in (*search.OBJECTIVES, "fold_fraction", "nll"))
     assert out["params_total"] == QINN.from_config(cfg).parameter_counts()["total"]
     assert 0.0 <= out["js/m_ll"] <= 1.0
+
+
+def test_a_search_of_up_to_ten_trials_is_a_random_screen():
+    """The module docstring (and notebook 06) say TPE draws its first 10 trials at random."""
+    import inspect
+
+    import optuna
+
+    assert inspect.signature(optuna.samplers.TPESampler).parameters["n_startup_trials"].default == 10
+    assert "n_startup_trials" not in inspect.getsource(search.open_study), "the default is the one described"

@@ -122,7 +122,11 @@ def test_default_sets_are_the_notebooks_paper_runs():
     # notebook 06's ensembles (its baseline is qinn-mse), each under its own set name
     assert {"06-mse-sum", "06-nll-only", "06-lambda-mz-x-10", "06-24-layers", "06-1-upload", "06-2-uploads"} <= set(sets)
     assert len({c.fingerprint() for cfgs in sets.values() for c in cfgs}) == sum(len(c) for c in sets.values())
-    assert all(len(cfgs) == 3 and all(c.profile == "paper" and c.epochs == 200 for c in cfgs) for cfgs in sets.values())
+    assert all(all(c.profile == "paper" and c.epochs == 200 for c in cfgs) for cfgs in sets.values())
+    # 6 seeds for notebooks 04/05's ensembles, 3 for notebook 06's (its baseline: the first 3 MSE runs)
+    assert {name: len(cfgs) for name, cfgs in sets.items() if not name.startswith("06-")} == dict.fromkeys(
+        ["qinn-mse", "qinn-fidelity", "inn-2k", "inn-6k", "inn-16k"], 6)
+    assert all(len(cfgs) == 3 for name, cfgs in sets.items() if name.startswith("06-"))
     # notebook 03's run (the parameters cell = QINNRunConfig's defaults) is the first MSE seed
     assert sets["qinn-mse"][0].fingerprint() == QINNRunConfig().fingerprint()
     assert {c.invertibility for c in sets["qinn-fidelity"]} == {"fidelity"}

@@ -55,3 +55,17 @@ def test_notebook_kernels_run_on_one_thread_unless_told(monkeypatch):
                 set_notebook_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_native_thread_pools_are_limited_inside_and_restored_after():
+    from threadpoolctl import threadpool_info
+
+    from qinn_lib.threads import native_threads
+
+    before = [p["num_threads"] for p in threadpool_info()]
+    with native_threads(1):
+        assert all(p["num_threads"] == 1 for p in threadpool_info())
+    assert [p["num_threads"] for p in threadpool_info()] == before
+    with pytest.raises(ValueError, match="threads must be an integer >= 1 or None"):
+        with native_threads(0):
+            pass

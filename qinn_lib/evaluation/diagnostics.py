@@ -11,7 +11,8 @@ passes through ``det J = 0`` and there folds: near the fold two inputs map to on
 the NLL is optimistic (too low) by the over-counted mass. :func:`fold_statistics` counts the share
 of events whose ``det J`` has the minority sign (the *fold fraction*); :func:`flagged_nll`
 reports the NLL together with it and warns; :func:`density_normalisation` estimates the integral
-of the model's density over the scaling box by Monte Carlo (above 1: over-counting).
+of the model's density over the scaling box by randomised quasi-Monte Carlo
+(:mod:`qinn_lib.evaluation.normalisation`; above 1: over-counting).
 
 Function class (sec. 3, eq. 12-16). With single angle encoding ``R_y(x'_i)|0>`` each amplitude is
 linear in ``(cos x'_i/2, sin x'_i/2)``, so every probability, hence every output ``z_k``, is
@@ -45,8 +46,8 @@ import numpy as np
 import torch
 
 from qinn_lib.evaluation.evaluate import test_nll
+from qinn_lib.evaluation.normalisation import box_normalisation, jacobian_signs
 from qinn_lib.models.qinn.simulator import ry_state
-from qinn_lib.training.losses.nll import nll_per_event
 
 __all__ = [
     "HEADLINE_READING",
@@ -94,23 +95,6 @@ def _param_like(model: torch.nn.Module) -> torch.Tensor:
 
 
 # -- folds ---------------------------------------------------------------------------------------
-@torch.no_grad()
-def jacobian_signs(model: torch.nn.Module, x: Any, *, batch_size: int = 4096) -> np.ndarray:
-    """Sign of ``det dz/dx`` per event (+1, -1, or 0 for a singular Jacobian), ``(N,)`` int8.
-
-    ``model.forward_and_jacobian(x) -> (z, J)`` gives the full Jacobian (QINN, eq. 5-7); its
-    determinant's sign is taken in float64."""
-    if not callable(getattr(model, "forward_and_jacobian", None)):
-        raise TypeError(f"jacobian_signs: {type(model).__name__} has no forward_and_jacobian(x) method")
-    x = _rows(x, "x")
-    p = _param_like(model)
-    out = []
-    for s in range(0, x.shape[0], batch_size):
-        _, jac = model.forward_and_jacobian(x[s:s + batch_size].to(dtype=p.dtype, device=p.device))
-        out.append(torch.linalg.slogdet(jac.double()).sign.cpu())
-    return torch.cat(out).numpy().astype(np.int8)
-
-
 def _relative_errors(x: np.ndarray, x_rec: np.ndarray) -> np.ndarray:
     """Per-event headline error ||x~ - x|| / ||x|| (NaN where x_rec is not finite)."""
     err = np.linalg.norm(x_rec - x, axis=1) / np.linalg.norm(x, axis=1)
@@ -279,35 +263,20 @@ def reconstruction_readings(x: Any, x_rec: Any, *, scaler: Any = None,
 
 
 # -- the NLL, flagged ------------------------------------------------------------------------------
-@torch.no_grad()
 def density_normalisation(model: torch.nn.Module, n_features: int, *, n_samples: int = 100_000, seed: int = 0,
                           lo: float = 0.0, hi: float = math.pi, batch_size: int = 8192) -> dict[str, float]:
-    """Monte Carlo estimate of the integral of the model's density (eq. 5, scaled features) over
-    the box ``[lo, hi]^n``: ``volume x mean p(u)`` for ``u`` uniform in the box, with its standard
-    error. An injective map gives at most 1 (mass can also lie outside the box, or be unreachable
-    where ``z = c P + d`` is bounded); a value above 1 beyond its error means the density
-    over-counts, i.e. the map folds."""
+    """The integral of the model's density (eq. 5, scaled features) over the box ``[lo, hi]^n``, with
+    its standard error: :func:`qinn_lib.evaluation.normalisation.box_normalisation` (randomised
+    quasi-Monte Carlo on about ``n_samples`` points). An injective map gives at most 1 (mass can also
+    lie outside the box, or be unreachable where ``z = c P + d`` is bounded); a value above 1 beyond
+    its error means the density over-counts, i.e. the map folds."""
     if n_samples < 2:
         raise ValueError(f"density_normalisation: n_samples must be >= 2, got {n_samples}")
     if not hi > lo:
         raise ValueError(f"density_normalisation: need hi > lo, got [{lo}, {hi}]")
-    p = _param_like(model)
-    gen = torch.Generator().manual_seed(int(seed))
-    u = lo + (hi - lo) * torch.rand(n_samples, n_features, generator=gen, dtype=torch.float64)
-    dens = []
-    was_training = model.training
-    model.eval()
-    try:
-        for s in range(0, n_samples, batch_size):
-            z, logdet = model.forward_and_logdet(u[s:s + batch_size].to(dtype=p.dtype, device=p.device))
-            dens.append(torch.exp(-nll_per_event(z.double(), logdet.double())).cpu())
-    finally:
-        model.train(was_training)
-    d = torch.cat(dens).numpy()
-    d = np.where(np.isfinite(d), d, 0.0)  # a singular Jacobian has density 0 there (logdet = -inf)
-    volume = (hi - lo) ** n_features
-    return {"normalisation": float(volume * d.mean()),
-            "normalisation_sem": float(volume * d.std(ddof=1) / math.sqrt(d.size)), "n_samples": int(n_samples)}
+    out = box_normalisation(model, n_features, seed=seed, n_points=n_samples, lo=lo, hi=hi, folds=False,
+                            batch_size=batch_size)
+    return {"normalisation": out["z"], "normalisation_sem": out["z_err"], "n_samples": out["n_points"]}
 
 
 def flagged_nll(model: torch.nn.Module, data: Any, *, split: str = "test", normalisation_samples: int = 0,

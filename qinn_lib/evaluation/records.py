@@ -9,6 +9,12 @@ records and, unless told otherwise, records of models trained on different event
 not be compared.
 
 The means and spreads over seeds of these records are :mod:`qinn_lib.evaluation.ensemble_tables`.
+
+Metric names that tables rely on: :data:`MEASURED_METRICS`, the field's measures and the honest
+likelihood of :func:`qinn_lib.evaluation.evaluate.evaluate_model`, each a value with its error
+(``<name>_err``), and :data:`FOLD_METRICS`, the QINN's folds. A record need not hold them (records
+written before them, models without a density), but where it holds one it holds a real number
+(NaN allowed) and the value's error with it; :func:`check_record` refuses anything else.
 """
 
 from __future__ import annotations
@@ -22,12 +28,25 @@ from typing import Any, Iterable, Mapping
 from qinn_lib.atomic import atomic_write_text
 from qinn_lib.evaluation.results import ResultsError
 
-__all__ = ['RESULTS_SCHEMA_VERSION', 'make_record', 'write_results', 'read_results']
+__all__ = ['RESULTS_SCHEMA_VERSION', 'MEASURED_METRICS', 'FOLD_METRICS', 'make_record', 'check_record',
+           'write_results', 'read_results']
 
 
 #: Version of the results-file layout written by :func:`write_results`; bump on any change.
 RESULTS_SCHEMA_VERSION = 1
 _RECORD_KEYS = ("label", "config", "config_fingerprint", "data_fingerprint", "seed", "metrics")
+
+#: Metrics of evaluate_model that come with an error ``<name>_err``: FPD and KPD (Kansal et al.
+#: 2023), the boosted-tree classifier AUC on the raw features and with M_ll and Delta R, the log of
+#: the density's normalisation Z over the box and the NLL normalised by it (NLL + ln Z).
+MEASURED_METRICS: tuple[str, ...] = ("fpd", "kpd", "auc_bdt", "auc_bdt_derived", "log_z", "nll_normalised")
+#: The QINN's folds (models with forward_and_jacobian): share of test events on the minority sign of
+#: det J, share of the box with det J < 0, share of the model's mass on the minority sign.
+FOLD_METRICS: tuple[str, ...] = ("fold_fraction", "box_negative_fraction", "minority_mass")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 # -- results files -------------------------------------------------------------------------------
@@ -53,11 +72,23 @@ def check_record(rec: Any, where: str) -> None:
         raise ResultsError(f"{where}: 'metrics' must be a dict, got {type(rec['metrics']).__name__}")
     if not isinstance(rec["config"], Mapping):
         raise ResultsError(f"{where}: 'config' must be a dict, got {type(rec['config']).__name__}")
+    metrics = rec["metrics"]
+    for name in MEASURED_METRICS:
+        for key in (name, f"{name}_err"):
+            if key in metrics and not _is_number(metrics[key]):
+                raise ResultsError(f"{where}: metric {key!r} must be a number, got {metrics[key]!r}")
+        if (name in metrics) != (f"{name}_err" in metrics):
+            have, lacks = (name, f"{name}_err") if name in metrics else (f"{name}_err", name)
+            raise ResultsError(f"{where}: metric {have!r} comes without {lacks!r}")
+    for key in FOLD_METRICS:
+        if key in metrics and not _is_number(metrics[key]):
+            raise ResultsError(f"{where}: metric {key!r} must be a number, got {metrics[key]!r}")
 
 
-def write_results(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> Path:
+def write_results(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> None:
     """Write ``{"schema_version", "created", "records"}`` as JSON, atomically (temporary file in the
-    same folder, then ``os.replace``: a reader never sees half a file). Returns the path."""
+    same folder, then ``os.replace``: a reader never sees half a file). Returns None, so that a
+    notebook cell ending in this call prints no absolute path into its report."""
     path = Path(path)
     records = [dict(r) for r in records]
     for i, r in enumerate(records):
@@ -67,7 +98,7 @@ def write_results(path: str | os.PathLike, records: Iterable[Mapping[str, Any]])
            "records": records}
     # NaN/inf are written as JSON's NaN/Infinity extensions (Python's json reads them back).
     text = json.dumps(doc, indent=2, allow_nan=True)
-    return atomic_write_text(path, text)
+    atomic_write_text(path, text)
 
 
 def read_results(path: str | os.PathLike, *, require_same_data: bool = True) -> list[dict[str, Any]]:

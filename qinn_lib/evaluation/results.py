@@ -32,10 +32,18 @@ RESULTS_SCHEMA_VERSION = 1
 LOCK_TIMEOUT = 120.0
 
 _NUMBER = "number"
+#: Keys every verdict stored in a section carries (a decided statement of
+#: :func:`qinn_lib.evaluation.statistics.decide`: its test, p raw and Holm-adjusted, effect and
+#: interval, verdict and sentence); checked when a section is recorded and when it is read.
+VERDICT_KEYS = ("metric", "a_label", "b_label", "n_a", "n_b", "transform", "test", "statistic", "p", "p_holm",
+                "robust_test", "p_robust", "effect_kind", "effect", "effect_ci", "family", "family_size", "found",
+                "verdict", "word", "text")
 #: Key -> type of every section the README renders ("number": int or float; "int"; "str"; "list";
-#: "dict"; a nested dict: a mapping whose every value has those keys). A key ending in "?" may be
-#: absent. tests/test_results.py renders a section built from its schema alone, so a key used by
-#: render_results but missing here fails that test.
+#: "dict"; "verdicts": a list of decided statements, each carrying :data:`VERDICT_KEYS`; a nested
+#: dict: a mapping whose every value has those keys). A key ending in "?" may be absent: sections
+#: written before the verdicts existed still read (layout version 1 is unchanged; the verdicts are
+#: optional keys), and the README then shows their older text. tests/test_results.py renders a
+#: section built from its schema alone, so a key used by render_results but missing here fails that test.
 SECTION_SCHEMAS: dict[str, dict[str, Any]] = {
     "01_data_exploration": {
         "seed": "int", "fingerprint?": "str", "n_events": "int", "n_train": "int", "n_val": "int",
@@ -50,9 +58,10 @@ SECTION_SCHEMAS: dict[str, dict[str, Any]] = {
         "device": "str", "threads": "int", "val_loss": _NUMBER, "val_nll": _NUMBER, "test_nll": _NUMBER,
         "test_nll_sem": _NUMBER, "n_test": "int", "recon_mean": _NUMBER, "recon_median": _NUMBER,
     },
-    "04_fidelity_vs_mse": {"seeds": "list", "table": "str", "verdict": "str"},
-    "05_qinn_vs_inn": {"seeds": "list", "table": "str", "conclusion": "str", "claims?": "str"},
-    "06_why_the_gap": {"seeds": "list", "epochs": "int", "claims": "str", "search_answer": "str", "closing": "str"},
+    "04_fidelity_vs_mse": {"seeds": "list", "table": "str", "verdict": "str", "verdicts?": "verdicts"},
+    "05_qinn_vs_inn": {"seeds": "list", "table": "str", "conclusion": "str", "claims?": "str", "verdicts?": "verdicts"},
+    "06_why_the_gap": {"seeds": "list", "epochs": "int", "claims": "str", "search_answer": "str", "closing": "str",
+                       "verdicts?": "verdicts", "screen_verdicts?": "verdicts"},
     "07_hardware_realism": {"seeds": "list", "statement": "str", "shots_table": "str", "noise_table": "str",
                             "resources_table": "str", "cost_table": "str"},
     "07_hardware_device": {"backends": "list", "shots": "int", "n_generate": "int", "n_test": "int",
@@ -60,10 +69,23 @@ SECTION_SCHEMAS: dict[str, dict[str, Any]] = {
     "bench": {
         "batch_size": "int", "threads": "int", "machine": "str", "fast_ms": _NUMBER, "fast_ms_min": _NUMBER,
         "paper_fast_minutes": _NUMBER, "reference_ms": _NUMBER, "paper_reference_hours": _NUMBER,
-        "speedup": _NUMBER,
+        "speedup": _NUMBER, "wall_seconds?": _NUMBER, "wall_load_average?": "str", "wall_options?": "str",
     },
     "bench_projection": {"jobs": "int", "runs": "int", "core_hours": _NUMBER, "wall_minutes": _NUMBER,
                          "n_workers": "int"},
+    "bench_lockstep": {
+        "ks": "list", "batch_size": "int",
+        "rows": {"mode": "str", "k": "int", "ms_min": _NUMBER, "per_model_ms_min": _NUMBER,
+                 "per_model_cpu_ms": _NUMBER, "per_model_vs_k1": _NUMBER, "per_model_cpu_vs_k1": _NUMBER},
+    },
+    "bench_scaling": {
+        "qubits": "list", "batch_size": "int", "n_layers": "int", "threads": "int",
+        "rows": {"n_qubits": "int", "preferred": "str", "gate step cpu_ms": _NUMBER, "gate fwd+J cpu_ms": _NUMBER},
+    },
+    "bench_projection_scenarios": {
+        "scenarios": {"jobs": "int", "runs": "int", "core_hours": _NUMBER, "wall_minutes": _NUMBER, "n_workers": "int",
+                      "n_seeds": "int"},
+    },
     "bench_inn": {
         "batch_size": "int", "members": "int", "threads": "int",
         "sizes": {"params": "int", "single_ms": _NUMBER, "lockstep_ms_per_seed": _NUMBER,
@@ -110,7 +132,22 @@ _TYPES = {
 }
 
 
+def _check_verdicts(value: Any, where: str) -> None:
+    if not isinstance(value, list):
+        raise ResultsError(f"{where} must be a list of verdicts, got {_type_name(value)}")
+    for i, v in enumerate(value):
+        if not isinstance(v, dict):
+            raise ResultsError(f"{where}[{i}] must be a verdict object, got {_type_name(v)}")
+        missing = [k for k in VERDICT_KEYS if k not in v]
+        if missing:
+            raise ResultsError(f"{where}[{i}] ({v.get('words') or v.get('metric')!r}) lacks {missing}: store the "
+                               "statements as qinn_lib.evaluation.statistics.decide returns them")
+
+
 def _check_value(value: Any, spec: Any, where: str) -> None:
+    if spec == "verdicts":
+        _check_verdicts(value, where)
+        return
     if isinstance(spec, dict):
         if not isinstance(value, dict):
             raise ResultsError(f"{where} must be an object of rows, got {_type_name(value)}")
@@ -223,10 +260,12 @@ def _plain_json(values: Any, where: str) -> None:
         raise ResultsError(f"{where}: not plain JSON ({err}); convert numpy values with float()/int()/.tolist()") from None
 
 
-def record(section: str, values: dict[str, Any], profile: str | None = None) -> Path:
-    """Store ``values`` (plain JSON types) under ``section`` in the profile's results file, under the
-    file lock. Notebooks call this with what they measured; :func:`qinn_lib.notebook.readme.render_results`
-    turns it into the README table. The section is checked against its schema first."""
+def record(section: str, values: dict[str, Any], profile: str | None = None) -> None:
+    """Store ``values`` (plain JSON types) under ``section`` in the profile's results file
+    (:func:`results_path`), under the file lock. Notebooks call this with what they measured;
+    :func:`qinn_lib.notebook.readme.render_results` turns it into the README table. The section is
+    checked against its schema first. Returns None: a notebook cell ending in this call must not
+    print the file's absolute path into the report."""
     path = results_path(profile)
     if not isinstance(section, str) or not section or section == _VERSION_KEY:
         raise ResultsError(f"{path}: invalid section name {section!r}")
@@ -238,13 +277,13 @@ def record(section: str, values: dict[str, Any], profile: str | None = None) -> 
         data[section] = values
         data[_VERSION_KEY] = RESULTS_SCHEMA_VERSION
         atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
-    return path
 
 
-def check_recordable(profile: str | None = None) -> Path:
-    """Before a long computation that ends in :func:`record`: the results folder must be writable
-    and an existing results file readable (else the computed numbers could not be stored)."""
-    path = results_path(profile)
+def check_recordable(profile: str | None = None, *, folder: Path | None = None) -> Path:
+    """Before a long computation that ends in :func:`record`: the results folder (the profile's,
+    or ``folder``) must be writable and an existing results file readable (else the computed
+    numbers could not be stored)."""
+    path = results_path(profile) if folder is None else Path(folder) / RESULTS_FILE
     check_writable(path.parent, "figures folder")
     _read(path)
     return path
@@ -275,6 +314,6 @@ def data_fingerprints(results: dict[str, Any], folder: Path) -> dict[str, str]:
 
 
 __all__ = [
-    "RESULTS_FILE", "RESULTS_SCHEMA_VERSION", "SECTION_SCHEMAS", "ResultsError", "results_path",
+    "RESULTS_FILE", "RESULTS_SCHEMA_VERSION", "SECTION_SCHEMAS", "VERDICT_KEYS", "ResultsError", "results_path",
     "load_results", "record", "check_recordable", "results_lock", "locked", "check_section", "data_fingerprints", "how_to_remake",
 ]

@@ -15,7 +15,7 @@ from qinn_lib.evaluation.distances import sample_1d
 from qinn_lib.events.observables import check_features, reconstruct
 from qinn_lib.threads import torch_threads
 
-__all__ = ["auc_mann_whitney", "auc_standard_error", "classifier_auc"]
+__all__ = ["auc_mann_whitney", "auc_standard_error", "classifier_inputs", "classifier_auc"]
 
 
 def auc_mann_whitney(scores_pos: Any, scores_neg: Any) -> float:
@@ -46,8 +46,10 @@ def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
     return float(math.sqrt(max(var, 0.0)))
 
 
-def _classifier_inputs(features: np.ndarray) -> np.ndarray:
-    """The five features plus M_ll and Delta R (the observables the paper singles out)."""
+def classifier_inputs(features: np.ndarray) -> np.ndarray:
+    """The five features plus M_ll and Delta R (the observables the paper singles out), ``(N, 7)``:
+    ``M_ll² = 2 pT1 pT2 (cosh Δη − cos Δφ)`` (massless leptons), ``ΔR = √(Δη² + |Δφ|²)``, from
+    :func:`qinn_lib.events.observables.reconstruct`."""
     obs = reconstruct(features)
     return np.column_stack([features, obs["m_ll"], obs["delta_r"]])
 
@@ -81,8 +83,8 @@ def classifier_auc(truth: Any, generated: Any, *, seed: int, hidden: int = 64, e
     if g.ndim != 2 or g.shape[1] != t.shape[1]:
         raise ValueError(f"classifier_auc(generated): expected shape (N, {t.shape[1]}), got {g.shape}")
     g = g[np.all(np.isfinite(g), axis=1)]
-    xt_all = _classifier_inputs(t)
-    xg_all = _classifier_inputs(g) if len(g) else np.empty((0, t.shape[1] + 2))
+    xt_all = classifier_inputs(t)
+    xg_all = classifier_inputs(g) if len(g) else np.empty((0, t.shape[1] + 2))
     xg_all = xg_all[np.all(np.isfinite(xg_all), axis=1)]  # e.g. M_ll overflowing for extreme eta
     n = min(len(xt_all), len(xg_all), int(max_events))
     n_test = int(round(n * test_fraction))

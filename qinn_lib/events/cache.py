@@ -7,7 +7,8 @@
   sha256 of the file's bytes, since parsing takes about 20 s per 100k events and every notebook
   loads the sample again: an edited file is a new sample, a renamed or moved one is found again;
 - :func:`load_sample`: the events a run uses, the Pythia sample or (a run's ``lhe_file``) the
-  first ``n_events`` events of an LHE file that pass the cuts.
+  first ``n_events`` events of an LHE file that pass the cuts; a file with fewer is an error
+  (:func:`check_lhe_count`), never a smaller sample in silence.
 
 Cache files are written atomically, and a cache that fails verification (unreadable, wrong
 shape, fingerprint mismatch) raises :class:`~qinn_lib.events.sample.DataError` saying how to
@@ -170,17 +171,36 @@ def load_lhe_events(path: str | os.PathLike, *, cache_dir: str | os.PathLike | N
     return sample
 
 
+def check_lhe_count(path: str | os.PathLike, n_available: int, n_events: int) -> None:
+    """Refuse to run on fewer events than asked for: a file with ``n_available`` events passing
+    the cuts cannot give ``n_events`` (a run would silently train on fewer and report numbers of
+    another sample size). Raises :class:`DataError` naming the file and both counts."""
+    if int(n_events) > int(n_available):
+        raise DataError(
+            f"LHE file {path}: {int(n_available):,} events pass the cuts, fewer than the {int(n_events):,} asked for "
+            f"(n_events, after the profile's cap); set n_events to at most {int(n_available)} "
+            f"(e.g. -p all n_events {int(n_available)}) or use a larger file"
+        )
+
+
+def lhe_events_available(path: str | os.PathLike) -> int:
+    """How many events of the LHE file pass the cuts (parsed once, then cached: :func:`load_lhe_events`)."""
+    return load_lhe_events(path).n_events
+
+
 def load_sample(n_events: int, seed: int, *, lhe_file: str | os.PathLike = "", progress: bool = False) -> EventSample:
     """The events a run uses: the Pythia sample of ``(n_events, seed)`` (:func:`load_events`), or,
-    with ``lhe_file``, the first ``n_events`` events of that LHE file that pass the cuts (all of
-    them if it holds fewer; ``seed`` is then unused), split like the Pythia sample. The sample's
-    fingerprint identifies exactly the events used, so checkpoints and results records carry it."""
+    with ``lhe_file``, the first ``n_events`` events of that LHE file that pass the cuts (``seed``
+    is then unused), split like the Pythia sample; a file with fewer is an error naming it and
+    both counts (:func:`check_lhe_count`). The sample's fingerprint identifies exactly the events
+    used, so checkpoints and results records carry it."""
     if not lhe_file:
         return load_events(n_events, seed, progress=progress)
     if isinstance(n_events, bool) or not isinstance(n_events, (int, np.integer)) or n_events < 1:
         raise ValueError(f"n_events must be a positive integer, got {n_events!r}")
     full = load_lhe_events(lhe_file)
     events = full.all()
-    n = min(int(n_events), len(events))
-    meta = dict(full.meta, n_available=int(len(events)), n_used=int(n))
+    check_lhe_count(lhe_file, len(events), n_events)
+    n = int(n_events)
+    meta = dict(full.meta, n_available=int(len(events)), n_used=n)
     return EventSample.from_array(events[:n], meta)

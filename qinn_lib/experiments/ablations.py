@@ -1,10 +1,11 @@
 """Controlled ablations of the Table 1 QINN (notebook 06): one change at a time, same data, same
-seeds, each judged against the Table 1 baseline with the seed-spread test of notebooks 04/05
-(:func:`qinn_lib.evaluation.ensemble_tables.compare_means`: a difference counts above two combined seed spreads).
+seeds, each judged against the Table 1 baseline metric by metric with the tests of
+:mod:`qinn_lib.evaluation.statistics` (Welch on the metric's declared scale, Holm over the whole
+table as one family: it is a screen of many comparisons, kept apart from notebook 06's statements).
 
 The baseline is the Table 1 point of every binary choice below (MSE averaged over the features,
 one joint MMD, lambda_MZ x 1, ISP hidden width 32, 12 model layers), so it is not repeated.
-Every ablation has a priority (1 = answers the issue's question directly, 3 = a refinement)
+Every ablation has a priority (1 = answers notebook 06's question directly, 3 = a refinement)
 so that a tight run budget can keep the most informative ones (:func:`ablation_configs`, ``keep``).
 """
 
@@ -14,11 +15,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from qinn_lib.evaluation import diagnostics
-from qinn_lib.evaluation.ensemble_tables import compare_means
+from qinn_lib.evaluation import diagnostics, statistics
 from qinn_lib.experiments import ensembles as ensembles_lib
 
-__all__ = ["BASELINE", "Ablation", "ABLATIONS", "VERDICT_METRICS", "ablation_configs", "train_ablations",
+__all__ = ["BASELINE", "Ablation", "ABLATIONS", "VERDICT_METRICS", "SCREEN_FAMILY", "ablation_configs", "train_ablations",
            "ablation_verdicts", "format_verdicts"]
 
 #: Label of the unchanged Table 1 configuration.
@@ -42,7 +42,7 @@ def _other(value: Any, pair: tuple[Any, Any]) -> Any:
 
 _NO_MMD = {"lambda_mmd_input": 0.0, "lambda_mmd_latent": 0.0, "lambda_mz": 0.0}
 
-#: The ablations of issue 11, in the order notebook 06 shows them.
+#: The ablations, in the order notebook 06 shows them.
 ABLATIONS: tuple[Ablation, ...] = (
     Ablation("mse_reduction", lambda b: f"MSE {_other(b.mse_reduction, ('mean', 'sum'))}",
              lambda b: {"mse_reduction": _other(b.mse_reduction, ("mean", "sum"))},
@@ -69,9 +69,11 @@ ABLATIONS: tuple[Ablation, ...] = (
              "a deeper model circuit: the degree-1 function class does not grow with depth", 2),
 )
 
-#: Metrics the verdicts compare (lower is better for each; AUC while above 0.5).
-VERDICT_METRICS: tuple[str, ...] = ("nll", "recon_mean", "fold_fraction", "js/m_ll", "peak_share_error/m_ll",
-                                    "js/delta_r", "js/pt_lp", "auc")
+#: Metrics the verdicts compare (lower is better for each; an AUC while above 0.5); those a record
+#: lacks (the normalised NLL, FPD / KPD and the boosted-tree AUC of a newer evaluation) are skipped.
+VERDICT_METRICS: tuple[str, ...] = ("nll", "nll_normalised", "recon_mean", "fold_fraction", "js/m_ll",
+                                    "peak_share_error/m_ll", "js/delta_r", "js/pt_lp", "auc", "auc_bdt",
+                                    "auc_bdt_derived", "fpd", "kpd")
 
 
 def ablation_configs(base_cfg: Any, seeds: Sequence[int], *, keep: Iterable[str] | int | None = None) -> dict[str, list[Any]]:
@@ -119,37 +121,40 @@ def train_ablations(configs_by_label: Mapping[str, list[Any]], *, client: Any = 
     return ensembles
 
 
-_WORDS = {"b<a": "better", "b>a": "worse", "tied": "tied", "undecided": "undecided"}
+#: Holm family of the ablation table (one screen of every ablation x metric against the baseline).
+SCREEN_FAMILY = "06 ablation screen"
+#: found (qinn_lib.evaluation.statistics.FOUND; a = baseline, b = ablation) -> the table's word; lower is better.
+_WORDS = {"b lower": "better", "a lower": "worse", "equivalent": "equivalent", "undecided": "undecided"}
 
 
 def ablation_verdicts(rows: Sequence[Mapping[str, Any]], *, baseline: str = BASELINE,
-                      metrics: Sequence[str] = VERDICT_METRICS, n_spreads: float = 2.0) -> dict[str, dict[str, dict]]:
+                      metrics: Sequence[str] = VERDICT_METRICS) -> dict[str, dict[str, dict]]:
     """Each ablation against the baseline, metric by metric: ``{label: {metric: result}}`` where
-    result is :func:`qinn_lib.evaluation.ensemble_tables.compare_means` (a = baseline, b = ablation) plus ``word``:
-    "better" / "worse" (lower / higher by more than ``n_spreads`` combined seed spreads; every
-    metric here is lower-is-better), "tied", or "undecided" (a single seed). ``rows`` are
+    result is a decided :func:`qinn_lib.evaluation.statistics.compare` (a = baseline, b = ablation;
+    Holm over every cell of the table, family :data:`SCREEN_FAMILY`) plus ``word``: "better" /
+    "worse" (lower / higher after Holm; every metric here is lower-is-better) or "undecided" (with
+    the seeds it would need, or one seed). ``rows`` are
     :func:`qinn_lib.evaluation.ensemble_tables.summarise` rows; metrics a row lacks are skipped."""
     by_label = {r["label"]: r["metrics"] for r in rows}
     if baseline not in by_label:
         raise ValueError(f"ablation_verdicts: no row labelled {baseline!r}; have {sorted(by_label)}")
     base = by_label[baseline]
-    out: dict[str, dict[str, dict]] = {}
-    for label, row in by_label.items():
-        if label == baseline:
-            continue
-        out[label] = {}
-        for m in metrics:
-            if m in base and m in row:
-                c = compare_means(base[m], row[m], n_spreads=n_spreads)
-                out[label][m] = {**c, "word": _WORDS[c["order"]]}
+    cells = [(label, m, statistics.compare(base[m], row[m], metric=m, a_label=baseline, b_label=label))
+             for label, row in by_label.items() if label != baseline for m in metrics if m in base and m in row]
+    decided = statistics.decide([c for _, _, c in cells], family=SCREEN_FAMILY)
+    out: dict[str, dict[str, dict]] = {label: {} for label in by_label if label != baseline}
+    for (label, m, _), v in zip(cells, decided):
+        out[label][m] = {**v, "table_word": _WORDS[v["found"]]}
     return out
 
 
 def format_verdicts(verdicts: Mapping[str, Mapping[str, Mapping[str, Any]]], rows: Sequence[Mapping[str, Any]],
                     metrics: Sequence[str] = VERDICT_METRICS) -> str:
-    """Markdown table: one line per ablation, one column per metric, each cell the ablation's seed
-    mean, then its verdict against the baseline and the difference in seed spreads."""
+    """Markdown table: one line per ablation, one column per metric compared (``metrics`` that no
+    ablation has are left out), each cell the ablation's seed mean, then its verdict against the
+    baseline with the effect (ratio or difference to the baseline) and Holm's p over the table."""
     by_label = {r["label"]: r["metrics"] for r in rows}
+    metrics = [m for m in metrics if any(m in per_metric for per_metric in verdicts.values())]
     lines = ["| ablation | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
     for label, per_metric in verdicts.items():
         cells = []
@@ -159,8 +164,13 @@ def format_verdicts(verdicts: Mapping[str, Mapping[str, Mapping[str, Any]]], row
                 cells.append("–")
                 continue
             mean = by_label[label][m]["mean"]
-            sig = v["significance"]
-            spread = f", {sig:+.1f}σ" if math.isfinite(sig) else ""
-            cells.append(f"{mean:.4g} ({v['word']}{spread})")
+            if min(v["n_a"], v["n_b"]) < 2:
+                cells.append(f"{mean:.4g} (1 seed)")
+                continue
+            sign = "×" if v["effect_kind"].startswith("ratio") else "Δ "
+            effect = f"{sign}{v['effect']:.2g}" if sign == "×" else f"{sign}{v['effect']:+.2g}"
+            p = v["p_holm"]
+            p_text = f"p_H {p:.2g}" if math.isfinite(p) else "no test"
+            cells.append(f"{mean:.4g} ({v['table_word']}, {effect}, {p_text})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -28,13 +28,19 @@ import time
 import torch
 
 from qinn_lib.errors import add_debug_option, run_cli
-from qinn_lib.evaluation.results import check_recordable, record
+from qinn_lib.evaluation.results import ResultsError, check_recordable, load_results, record, results_path
 from qinn_lib.experiments import jobs as jobs_lib
-from qinn_lib.experiments import plans
+from qinn_lib.experiments.bench_lockstep import run_lockstep
+from qinn_lib.experiments.bench_reuploading import run_reuploading
+from qinn_lib.experiments.bench_scaling import run_scaling
 from qinn_lib.experiments.one_model import prepare_data
+from qinn_lib.experiments.projection import project_paper_profile
 from qinn_lib.models.inn.model import INN, INNStack
 from qinn_lib.models.qinn.model import QINN
-from qinn_lib.training.config import ComparisonConfig, FidelityVsMSEConfig, INNRunConfig, QINNRunConfig
+from qinn_lib.training.config import (
+    INNRunConfig,
+    QINNRunConfig,
+)
 from qinn_lib.training.objectives import INNObjective, QINNObjective
 from qinn_lib.training.optimiser import make_optimizer, tune_allocator
 
@@ -408,27 +414,31 @@ class _Unconstrained(torch.nn.Module):
         pass
 
 
-def project_paper_profile(step_ms: dict[str, float], *, n_workers: int = 2,
-                          compile_seconds: float = 0.0) -> dict[str, float]:
-    """Projected wall time of training every run of the paper profile (notebooks 03-05, default
-    parameters) from measured per-seed ms/step: ``step_ms`` maps ``"qinn"`` and ``"inn 2k"`` /
-    ``"inn 6k"`` / ``"inn 16k"`` (per seed, in lockstep) to milliseconds. The runs are grouped
-    into Dask jobs exactly as :mod:`qinn_lib.experiments.jobs` groups them and packed onto ``n_workers``
-    single-threaded workers in the same queue order; each job adds ``compile_seconds``. Training
-    steps only: validation, data and evaluation come on top (the report run measures those)."""
-    configs = []
-    for nb_cfg in (QINNRunConfig(), FidelityVsMSEConfig(), ComparisonConfig()):
-        for cfgs in plans.planned_runs(nb_cfg).values():
-            configs.extend(cfgs)
-    jobs = jobs_lib.group_jobs(configs)
-    costs = []
-    for job in jobs:
-        c = job.configs[0]
-        key = c.kind + (f" {c.size}" if c.kind == "inn" else "")
-        costs.append(jobs_lib.training_steps(c) * step_ms[key] * len(job.configs) / 1e3 + compile_seconds)
-    wall = jobs_lib.pack_jobs(costs, n_workers)
-    return {"jobs": len(jobs), "runs": sum(len(j.configs) for j in jobs), "core_hours": sum(costs) / 3600,
-            "wall_minutes": wall / 60, "n_workers": n_workers}
+def _load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:  # not on every platform
+        return "unknown"
+
+
+def _options_text(args: argparse.Namespace) -> str:
+    return (f"batch {args.batch_size}, {args.repeats} fast / {args.reference_repeats} PennyLane / "
+            f"{args.inn_repeats} INN repeats, {args.threads} thread(s)")
+
+
+def expected_duration() -> str:
+    """The benchmark's first line: how long the last recorded run took (``wall_seconds`` in the
+    ``bench`` section of figures/results.json, written by ``--record``), with its machine, load
+    and options; or that no run was recorded yet."""
+    try:
+        bench = load_results("paper").get("bench", {})
+    except ResultsError as err:  # an unreadable results file must not stop a benchmark
+        return f"expected duration: unknown ({err})"
+    if "wall_seconds" not in bench:
+        return "expected duration: unknown, no run recorded yet (--record stores this run's duration for the next)"
+    return (f"expected duration: about {bench['wall_seconds'] / 60:.0f} min, as the last recorded run "
+            f"({bench.get('machine', '?')}, load average {bench.get('wall_load_average', '?')}, "
+            f"{bench.get('wall_options', 'default options')}); longer on a busier machine")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -440,15 +450,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch intra-op threads (default 1, as training uses; see qinn_lib.training.loop)")
     parser.add_argument("--inn-repeats", type=int, default=10,
                         help="timed classical-INN steps per size and mode (0 skips the INN benchmark)")
+    parser.add_argument("--lockstep-repeats", type=int, default=30,
+                        help="timed QINN lockstep steps per stack size k = 1, 3, 6 (0 skips the lockstep benchmark)")
+    parser.add_argument("--reuploading-repeats", type=int, default=30,
+                        help="timed re-uploading flow steps per path and upload count (0 skips that benchmark)")
     parser.add_argument("--cold-compile", action="store_true",
                         help="time the INN compiles into an empty cache and again from disk in a new process "
                              "(minutes per size); default: the project's compile cache as it is")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also time dense / gate-by-gate / lightning.qubit against the qubit count 4-12 "
+                             "(qinn_lib.experiments.bench_scaling; slow: tens of minutes)")
     parser.add_argument("--record", action="store_true",
                         help="store the numbers in figures/results.json for the README's results table")
     add_debug_option(parser)
     args = parser.parse_args(argv)
-    if args.inn_repeats < 0:
-        parser.error("--inn-repeats must be >= 0")
+    for name in ("inn_repeats", "lockstep_repeats", "reuploading_repeats"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0")
+    if 0 < args.lockstep_repeats < 3:
+        parser.error("--lockstep-repeats must be 0 or >= 3 (three interleaved rounds)")
     for name in ("batch_size", "repeats", "reference_repeats", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -457,26 +477,59 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.record:  # before minutes of timing, not after
             check_recordable("paper")
+        started = time.perf_counter()
+        print(expected_duration())
         out = run(args.batch_size, args.repeats, args.reference_repeats, threads=args.threads)
+        reup = (run_reuploading(repeats=max(3, args.reuploading_repeats), threads=args.threads)
+                if args.reuploading_repeats else None)
+        lockstep = run_lockstep(repeats=args.lockstep_repeats, threads=args.threads) if args.lockstep_repeats else None
         inn = (run_inn(batch_size=args.batch_size, repeats=args.inn_repeats, threads=args.threads,
                        cold_cache=args.cold_compile) if args.inn_repeats else None)
+        scaling = run_scaling(threads=args.threads) if args.scaling else None
         projection = None
         if inn is not None:
-            # Per-seed ms/step of the path training uses (compiled, INN seeds in lockstep).
-            step_ms = {"qinn": out.get("compiled_ms", out["fast_ms"])}
+            # Per-seed ms/step of the path training uses (compiled, QINN and INN seeds in lockstep).
+            # Re-uploading: the mean over upload counts of the path training uses (compiled if it compiled).
+            reup_ms = jobs_lib.STEP_COST_MS["reuploading"]
+            if reup is not None:
+                rows = [r for r in reup["rows"].values() if r["path"] == "compiled" and r["compiled"]] or \
+                    [r for r in reup["rows"].values() if r["path"] == "fast"]
+                reup_ms = statistics.mean(r["median_ms"] for r in rows)
+            step_ms = {"qinn": out.get("compiled_ms", out["fast_ms"]), "reuploading": reup_ms}
             step_ms.update({f"inn {size}": row["lockstep_ms_per_seed"] for size, row in inn["sizes"].items()})
-            if len(step_ms) == 4:
-                projection = project_paper_profile(step_ms, n_workers=min(2, os.cpu_count() or 1))
-                print(f"projected paper profile (notebooks 03-05, training steps only): {projection['runs']} runs as "
-                      f"{projection['jobs']} Dask jobs on {projection['n_workers']} workers: "
-                      f"{projection['core_hours']:.2f} core-hours, {projection['wall_minutes']:.0f} min wall")
+            lock_ms = None
+            if lockstep is not None:
+                mode = "compiled" if any(r["mode"] == "compiled" for r in lockstep["rows"].values()) else "eager"
+                lock_ms = {r["k"]: r["per_model_ms_min"] for r in lockstep["rows"].values() if r["mode"] == mode}
+            if len(step_ms) == 5:
+                projection = {}
+                for label, kw in (("3 seeds everywhere (before issue 21)", {"n_seeds": 3}),
+                                  ("the notebooks' seed counts", {}),
+                                  ("the notebooks' seed counts, notebook 06's full plan", {"full_diagnosis": True})):
+                    p = project_paper_profile(step_ms, n_workers=min(2, os.cpu_count() or 1), qinn_lockstep_ms=lock_ms,
+                                              **kw)
+                    projection[label] = p
+                    print(f"projected paper profile, {label} (notebooks 03-07, training steps only): {p['runs']} runs as "
+                          f"{p['jobs']} Dask jobs on {p['n_workers']} workers: "
+                          f"{p['core_hours']:.2f} core-hours, {p['wall_minutes']:.0f} min wall")
+        seconds = time.perf_counter() - started
+        print(f"benchmark took {seconds / 60:.1f} min (load average {_load_average()})")
         if args.record:
-            path = record("bench", out, "paper")
+            out = dict(out, wall_seconds=seconds, wall_load_average=_load_average(),
+                       wall_options=_options_text(args))
+            record("bench", out, "paper")
             if inn is not None:
                 record("bench_inn", inn, "paper")
+            if lockstep is not None:
+                record("bench_lockstep", lockstep, "paper")
+            if reup is not None:
+                record("bench_reuploading", reup, "paper")
+            if scaling is not None:
+                record("bench_scaling", scaling, "paper")
             if projection is not None:
-                record("bench_projection", projection, "paper")
-            print(f"recorded in {path} (README: python -m qinn_lib.reports --update-readme)")
+                record("bench_projection", projection["the notebooks' seed counts"], "paper")
+                record("bench_projection_scenarios", {"scenarios": projection}, "paper")
+            print(f"recorded in {results_path('paper')} (README: python -m qinn_lib.reports --update-readme)")
         return 0
 
     return run_cli(body, prog=parser.prog, debug=args.debug, interrupted="nothing was recorded")

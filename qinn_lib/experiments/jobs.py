@@ -1,7 +1,7 @@
 """Training jobs on the Dask cluster: which runs train together, in which order, and where.
 
-- :func:`group_jobs` / :func:`plan_training`: one job per run, except INN configs that differ
-  only in their seed and have the same progress, which train as one lockstep stack; finished
+- :func:`group_jobs` / :func:`plan_training`: one job per run, except QINN or INN configs that
+  differ only in their seed and have the same progress, which train as one lockstep stack; finished
   runs and shipped models get no job;
 - :func:`estimated_cost` / :func:`pack_jobs`: a rough cost per job, so that the longest jobs are
   queued first (LPT packing) and both cores stay busy until the last run;
@@ -31,7 +31,7 @@ from qinn_lib.experiments import one_model
 from qinn_lib.experiments.cluster import job_env, map_jobs, submitter_env
 from qinn_lib.experiments.one_model import trainers
 
-__all__ = ['TrainJob', 'estimated_cost', 'group_jobs', 'plan_training', 'pack_jobs', 'train_runs']
+__all__ = ['TrainJob', 'balance', 'estimated_cost', 'group_jobs', 'plan_training', 'pack_jobs', 'train_runs']
 
 
 # --------------------------------------------------------------------------------------------
@@ -40,15 +40,21 @@ __all__ = ['TrainJob', 'estimated_cost', 'group_jobs', 'plan_training', 'pack_jo
 
 #: Rough ms per optimiser step and seed on one core, only to queue the longest jobs first (LPT
 #: packing): compiled QINN (Table 1 depth) and INN steps of ``python -m qinn_lib.bench`` (an INN
-#: seed costs 0.6x of this in a lockstep stack), the eager re-uploading step (measured 10 ms).
-_STEP_COST_MS = {"qinn": 4.5, "reuploading": 10.0, "inn 2k": 7.8, "inn 6k": 12.3, "inn 16k": 14.2}
-#: Circuit layers (model + ISP) of Table 1's QINN, the depth _STEP_COST_MS["qinn"] was measured at.
-_TABLE1_CIRCUIT_LAYERS = 20
+#: seed costs 0.6x of this in a lockstep stack); the compiled re-uploading step of
+#: ``python -m qinn_lib.experiments.bench_reuploading`` (CPU ms, one thread, batch 128, 12 layers:
+#: 3.1 / 3.6 / 4.4 ms median for 1 / 2 / 3 uploads, their mean; eager fast path 3.5 / 4.7 / 5.6 ms, the
+#: former gate-by-gate step 7.3 / 14.5 / 20.7 ms, measured side by side on the shared 2-core machine).
+STEP_COST_MS = {"qinn": 4.5, "reuploading": 3.7, "inn 2k": 7.8, "inn 6k": 12.3, "inn 16k": 14.2}
+#: Cost per seed in a lockstep stack relative to a run alone (``python -m qinn_lib.bench``: INN 3
+#: seeds; QINN the compiled per-model ratio at k = 3-6 measured on this 2-core machine).
+LOCKSTEP_FACTOR = {"inn": 0.6, "qinn": 0.5}
+#: Circuit layers (model + ISP) of Table 1's QINN, the depth STEP_COST_MS["qinn"] was measured at.
+TABLE1_CIRCUIT_LAYERS = 20
 
 
 @dataclass(frozen=True)
 class TrainJob:
-    """One training job: a single run, or INN seeds trained in lockstep (configs equal but for seed)."""
+    """One training job: a single run, or QINN or INN seeds trained in lockstep (configs equal but for seed)."""
 
     configs: tuple[Any, ...]
 
@@ -73,9 +79,9 @@ def estimated_cost(job: TrainJob) -> float:
     """Relative cost of a job (ms of training steps), for ordering only."""
     c = job.configs[0]
     key = c.kind + (f" {c.size}" if hasattr(c, "size") else "")
-    per_seed = _STEP_COST_MS.get(key, 10.0) * (0.6 if len(job.configs) > 1 else 1.0)
+    per_seed = STEP_COST_MS.get(key, 10.0) * (LOCKSTEP_FACTOR.get(c.kind, 1.0) if len(job.configs) > 1 else 1.0)
     if c.kind == "qinn":  # a QINN step scales with its circuit depth (e.g. notebook 06's 24 layers)
-        per_seed *= (int(c.n_layers) + int(c.isp_layers)) / _TABLE1_CIRCUIT_LAYERS
+        per_seed *= (int(c.n_layers) + int(c.isp_layers)) / TABLE1_CIRCUIT_LAYERS
     return per_seed * len(job.configs) * max(c.epochs, training_steps(c))
 
 
@@ -85,10 +91,10 @@ def _identity(cfg: Any) -> tuple:
 
 def group_jobs(configs: Iterable[Any], *, lockstep: bool = True,
                completed: Callable[[Any], int] | None = None) -> list[TrainJob]:
-    """Group ``configs`` into jobs, longest first (by :func:`estimated_cost`). INN configs that
-    differ only in their seed and have completed the same number of epochs (``completed(cfg)``,
-    0 when not given) train as one lockstep stack (INNStack: 2-3x less time per seed); everything
-    else is one job per run. A run asked for twice gets one job; finished runs get none."""
+    """Group ``configs`` into jobs, longest first (by :func:`estimated_cost`). QINN or INN configs
+    that differ only in their seed and have completed the same number of epochs (``completed(cfg)``,
+    0 when not given) train as one lockstep stack (QINNStack, INNStack: several times less time
+    per seed); everything else is one job per run. A run asked for twice gets one job; finished runs get none."""
     groups: dict[tuple, list[Any]] = {}
     singles: list[TrainJob] = []
     seen: set[tuple] = set()
@@ -100,12 +106,29 @@ def group_jobs(configs: Iterable[Any], *, lockstep: bool = True,
         done = completed(cfg) if completed is not None else 0
         if done >= cfg.epochs:
             continue
-        if lockstep and cfg.kind == "inn":
+        if lockstep and cfg.kind in one_model.LOCKSTEP_TRAINERS:
             groups.setdefault((_identity(cfg), done), []).append(cfg)
         else:
             singles.append(TrainJob((cfg,)))
     jobs = singles + [TrainJob(tuple(g)) for g in groups.values()]
     return sorted(jobs, key=estimated_cost, reverse=True)
+
+
+def balance(jobs: Sequence[TrainJob], n_workers: int) -> list[TrainJob]:
+    """Split lockstep jobs until there are at least ``n_workers`` jobs (or nothing left to split),
+    the costliest first: a single stack of six seeds would otherwise leave every other core idle.
+    Two stacks of three cost a little more per seed than one of six, far less than an idle core."""
+    out = sorted(jobs, key=estimated_cost, reverse=True)
+    while len(out) < n_workers:
+        big = [j for j in out if len(j.configs) > 1]
+        if not big:
+            break
+        job = max(big, key=estimated_cost)
+        half = len(job.configs) // 2
+        out.remove(job)
+        out += [TrainJob(job.configs[:half]), TrainJob(job.configs[half:])]
+        out.sort(key=estimated_cost, reverse=True)
+    return out
 
 
 def plan_training(configs: Iterable[Any], *, lockstep: bool = True,
@@ -151,11 +174,22 @@ def _run_training_job(kind: str, cfg_dicts: list[dict[str, Any]], env: dict[str,
         cfgs = [cls(**d) for d in cfg_dicts]
         t0 = time.perf_counter()
         if len(cfgs) > 1:
-            trained = one_model.train_inn_lockstep(cfgs, progress=False)
+            trained = one_model.LOCKSTEP_TRAINERS[kind](cfgs, progress=False)
         else:
             trained = [train(cfgs[0], progress=False)]
         return {"run_dirs": [str(t.run_dir) for t in trained], "seconds": time.perf_counter() - t0,
                 "epochs": [len(t.history) for t in trained], "worker_pid": os.getpid()}
+
+
+def _worker_count(client: Any) -> int:
+    """Workers of ``client`` (a Dask client or scheduler address), else of the local cluster."""
+    info = getattr(client, "scheduler_info", None)
+    if callable(info):
+        try:
+            return max(1, len(info().get("workers", {})))
+        except Exception:  # a closed client: the local cluster's count is the best guess
+            pass
+    return os.cpu_count() or 1
 
 
 def train_runs(configs: Sequence[Any], *, client: Any = None, lockstep: bool = True,
@@ -173,11 +207,15 @@ def train_runs(configs: Sequence[Any], *, client: Any = None, lockstep: bool = T
     if unknown:
         raise ValueError(f"train_runs: cannot train {', '.join(unknown)}; known kinds: {sorted(trainer)}")
     prepared: dict[tuple, Any] = {} if data is None else {data.key: data}
-    jobs = plan_training(configs, lockstep=lockstep, prepared=prepared)
+    workers = _worker_count(client)
+    jobs = balance(plan_training(configs, lockstep=lockstep, prepared=prepared), workers)
     if jobs:
         if log:
+            projected = pack_jobs([estimated_cost(j) / 1e3 for j in jobs], workers)
             log(f"training {sum(len(j.configs) for j in jobs)} run(s) as {len(jobs)} Dask job(s): "
-                + ", ".join(j.label for j in jobs))
+                + ", ".join(j.label for j in jobs)
+                + f"; projected {projected / 60:.0f} min of training steps on {workers} worker(s) "
+                "(rough step costs; `python -m qinn_lib.bench` measures them)")
 
         def done(i: int, summary: dict[str, Any]) -> None:
             if log:

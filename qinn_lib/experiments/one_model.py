@@ -32,6 +32,7 @@ from qinn_lib.experiments import store
 from qinn_lib.models.inn.model import INN, INNStack
 from qinn_lib.models.qinn.model import QINN
 from qinn_lib.models.qinn.reuploading import ReuploadingFlow
+from qinn_lib.models.qinn.stack import QINNStack
 from qinn_lib.training.checkpoints import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from qinn_lib.training.config import INNRunConfig, QINNRunConfig, ReuploadingRunConfig, RunConfig
 from qinn_lib.training.loop import TrainResult, train, train_lockstep
@@ -64,6 +65,11 @@ def prepare_data(n_events: int, data_seed: int, dtype: str = "float32", device: 
     as_tensor = lambda a: torch.as_tensor(scaler.transform(a), dtype=DTYPES[dtype], device=device)  # noqa: E731
     return PreparedData(sample, scaler, as_tensor(sample.train), as_tensor(sample.val), as_tensor(sample.test),
                         key=(n_events, data_seed, dtype, device, lhe_file))
+
+
+def run_key(cfg: RunConfig) -> str:
+    """``kind-fingerprint``: a run's name without its data (the start of its run folder's name)."""
+    return f"{cfg.kind}-{cfg.fingerprint()}"
 
 
 def run_dir_for(cfg: RunConfig, data_fingerprint: str) -> Path:
@@ -165,8 +171,32 @@ def train_inn_lockstep(cfgs: list[INNRunConfig], *, progress: bool = True, resum
         raise ValueError("train_inn_lockstep: no configs")
     data = data or prepare_data(*data_key(cfgs[0]))
     models = [INN.from_config(cfg).to(device=cfg.device, dtype=DTYPES[cfg.dtype]) for cfg in cfgs]
+    return _train_stack(cfgs, INNStack(models), INNObjective(cfgs[0], data.scaler), models, data,
+                        progress=progress, resume=resume)
+
+
+def train_qinn_lockstep(cfgs: list[QINNRunConfig], *, progress: bool = True, resume: bool = True,
+                        data: PreparedData | None = None) -> list[TrainedModel]:
+    """Train QINN configs that differ only in their seed together, as one
+    :class:`~qinn_lib.models.qinn.stack.QINNStack` (every circuit evaluation of a step is one batched
+    call for all seeds; :func:`qinn_lib.training.loop.train_lockstep`). Every member is an ordinary
+    run with its own run directory, so :func:`train_qinn` reloads it afterwards."""
+    if not cfgs:
+        raise ValueError("train_qinn_lockstep: no configs")
+    data = data or prepare_data(*data_key(cfgs[0]))
+    models = [QINN.from_config(cfg).to(device=cfg.device) for cfg in cfgs]
+    return _train_stack(cfgs, QINNStack(models), QINNObjective(cfgs[0], data.scaler), models, data,
+                        progress=progress, resume=resume)
+
+
+#: The lockstep trainer of each kind whose seeds can train as one stack (see jobs.group_jobs).
+LOCKSTEP_TRAINERS = {"inn": train_inn_lockstep, "qinn": train_qinn_lockstep}
+
+
+def _train_stack(cfgs: list[Any], stack: Any, objective: Any, models: list[Any], data: PreparedData, *,
+                 progress: bool, resume: bool) -> list[TrainedModel]:
     run_dirs = [run_dir_for(cfg, data.fingerprint) for cfg in cfgs]
-    results = train_lockstep(INNStack(models), INNObjective(cfgs[0], data.scaler), data.train, data.val, list(cfgs),
+    results = train_lockstep(stack, objective, data.train, data.val, list(cfgs),
                              run_dirs=run_dirs, data_fingerprint=data.fingerprint,
                              extra_state={"scaler": data.scaler.to_dict()}, progress=progress, resume=resume)
     out = []

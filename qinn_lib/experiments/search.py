@@ -18,8 +18,11 @@ first trial is Table 1 itself. Trials are Dask jobs (:func:`qinn_lib.experiments
 full training of one seed; the study lives in an Optuna journal file, so an interrupted search
 resumes: finished trials are kept, trials that were running are re-run with the same parameters
 (their training resumes from its checkpoint), and the trial budget counts finished trials only.
-The sampler (multi-objective TPE) is seeded; after a restart its proposals depend on the stored
-trials, not on the interrupted session's random state.
+The sampler is Optuna's multi-objective TPE, seeded; after a restart its proposals depend on the
+stored trials, not on the interrupted session's random state. TPE draws its first
+``n_startup_trials`` (Optuna's default: 10) at random before it models anything, so a search of
+at most that many trials (notebook 06's paper profile: 8) is a seeded random screen around the
+first trial, Table 1.
 
 Here: the search space, one trial, the study (:func:`run_search`) and its Pareto front
 (:func:`pareto_front`, :func:`front_trials`). Notebook 06's search (its base run, study name and

@@ -92,8 +92,8 @@ _WORD_JOINER = "\u2060"
 
 def nowrap(text: str) -> str:
     """``text`` that a rendered table cell does not break: spaces as no-break spaces, every hyphen
-    (an exponent's "e-05", a label's "p=1e-06") between word joiners (invisible; the hyphen stays
-    an ASCII hyphen, so a copied number still parses)."""
+    (an exponent's "e-05", a label's "p=1e-06") between word joiners (U+2060, invisible; the
+    hyphen stays an ASCII hyphen, but a copied cell carries the joiners: strip them before parsing)."""
     return str(text).replace(" ", "\u00a0").replace("-", f"{_WORD_JOINER}-{_WORD_JOINER}")
 
 

@@ -5,7 +5,11 @@
 :func:`plot_depth_scan` draws every fit; :class:`DepthExplorer` is the JupyterLab panel: sliders
 for depth, ISP depth, steps and seed, fits in a background thread with a progress bar and a stop
 button, and every finished fit kept and drawn with the others (a point per fit and seed, the seed
-mean and spread per depth), so the panel compares rather than replaces.
+mean and spread per depth where a depth has several seeds), so the panel compares rather than
+replaces. Your own fits are drawn apart from the static scan's (stars, thick dashed loss curves).
+A fit is identified by its depth, ISP depth, steps and seed: the same four on the same events give
+the same numbers, so asking again for a kept fit shows it instead of counting it as another seed.
+After every fit the seed slider moves on to the next seed not yet kept for those settings.
 
 ``python -m qinn_lib.notebook.depth_explorer`` times one explorer fit (300 steps at 12 layers, 1 thread).
 """
@@ -21,13 +25,34 @@ import torch
 
 from qinn_lib.experiments.one_model import prepare_data
 from qinn_lib.models.qinn.model import QINN
-from qinn_lib.notebook.widgets import BackgroundJob, figure_png, image, new_figure, show_png
+from qinn_lib.notebook.widgets import BackgroundJob, figure_png, image, new_figure, panel_bundle, show_png
 from qinn_lib.threads import torch_threads
 from qinn_lib.training.losses.invertibility import mse_invertibility
 
 #: Layers of the model circuit drawn in the panel's picture: wide enough to show the repeating
 #: Rot + CNOT-ring pattern, narrow enough to stay readable (16 drawn layers were 10,000 px wide).
 DRAWN_LAYERS = 2
+
+#: One colour per depth in the loss-curve panel, in order of depth: matplotlib's tab10 and then
+#: Paul Tol's dark colours, so that neighbouring depths (10 and 12 layers) differ in hue, which a
+#: sequential map (viridis) did not give them.
+DEPTH_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                "#bcbd22", "#17becf", "#000000", "#332288", "#999933", "#882255", "#44aa99", "#aa4499"]
+#: Colours of the (ISP depth, steps) groups in the depth panels.
+GROUP_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+#: ``origin`` of a fit made in the panel; a fit without one (the notebook's static scan) is "scan".
+YOURS = "yours"
+
+
+def layers_text(n: int) -> str:
+    """``"1 layer"``, ``"12 layers"``."""
+    return f"{n} layer{'' if n == 1 else 's'}"
+
+
+def fit_key(r: dict) -> tuple[int, int, int, int]:
+    """What decides a fit on given events: (depth, ISP depth, steps, seed). Two fits with equal
+    keys give the same numbers (:func:`invertibility_fit` is deterministic)."""
+    return (int(r["n_layers"]), int(r["isp_layers"]), int(r["steps"]), int(r["seed"]))
 
 
 def invertibility_fit(x: torch.Tensor, n_layers: int, isp_layers: int, *, steps: int, seed: int,
@@ -97,42 +122,57 @@ def _groups(results: Sequence[dict]) -> dict[tuple[int, int], list[dict]]:
 
 
 def plot_depth_scan(results: Sequence[dict]):
-    """Every fit: its loss curve, its final invertibility MSE and its output spread against depth
-    (a point per fit and seed; a line through the seed means with ±1 std bars where a depth has
-    several seeds). Fits with other ISP depths or step counts get their own colour. Returns a
-    :class:`matplotlib.figure.Figure` (safe to draw in a background thread)."""
-    import matplotlib
+    """Every fit: its loss curve, its final invertibility MSE and its output spread against depth.
 
-    fig = new_figure(11, 3.2)
+    A point per fit and seed (circles: the static scan; stars: fits made in the panel, ``origin``
+    :data:`YOURS`); where a depth has two or more seeds, their mean with a ±1 std bar, and a line
+    through those means. A depth with one seed has its point only (no spread to show). Fits with
+    other ISP depths or step counts get their own colour; in the loss panel the colour is the
+    depth and your fits are thick and dashed. Returns a :class:`matplotlib.figure.Figure` (safe to
+    draw in a background thread)."""
+    from matplotlib.lines import Line2D
+
+    fig = new_figure(11, 3.4)
     axes = fig.subplots(1, 3)
-    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
     depths_all = sorted({r["n_layers"] for r in results})
-    cmap = matplotlib.colormaps["viridis"]
+    depth_color = {d: DEPTH_COLORS[k % len(DEPTH_COLORS)] for k, d in enumerate(depths_all)}
+    mine = [r for r in results if r.get("origin") == YOURS]
     for r in results:
-        pos = depths_all.index(r["n_layers"]) / max(1, len(depths_all) - 1)
-        axes[0].plot(r["history"], lw=0.7, alpha=0.7, color=cmap(0.9 * pos))
-    for d in depths_all:  # one legend entry per depth
-        axes[0].plot([], [], color=cmap(0.9 * depths_all.index(d) / max(1, len(depths_all) - 1)), label=f"{d} layers")
+        own = r.get("origin") == YOURS
+        axes[0].plot(r["history"], lw=1.6 if own else 0.7, ls="--" if own else "-", alpha=1.0 if own else 0.6,
+                     color=depth_color[r["n_layers"]], zorder=3 if own else 2)
+    handles = [Line2D([], [], color=depth_color[d], label=layers_text(d)) for d in depths_all]
+    if mine:
+        handles.append(Line2D([], [], color="0.2", lw=1.6, ls="--", label="your fits"))
     axes[0].set_yscale("log")
     axes[0].set_xlabel("Adam step")
     axes[0].set_ylabel("MSE invertibility loss (eq. 20)")
-    if depths_all:
-        axes[0].legend(ncol=2, fontsize=7)
+    if handles:
+        axes[0].legend(handles=handles, ncol=2, fontsize=7)
     for k, ((isp, steps), group) in enumerate(sorted(_groups(results).items())):
-        color = colors[k % len(colors)]
+        color = GROUP_COLORS[k % len(GROUP_COLORS)]
         label = f"ISP {isp}, {steps} steps"
         by_depth: dict[int, list[dict]] = {}
         for r in group:
             by_depth.setdefault(r["n_layers"], []).append(r)
         ds = sorted(by_depth)
+        spread = [d for d in ds if len(by_depth[d]) > 1]
         for ax, value in ((axes[1], lambda r: r["final_mse"]), (axes[2], lambda r: float(np.mean(r["spread_after"])))):
-            xs = [r["n_layers"] + 0.08 * (j - (len(by_depth[r["n_layers"]]) - 1) / 2)
-                  for d in ds for j, r in enumerate(by_depth[d])]
-            ys = [value(r) for d in ds for r in by_depth[d]]
-            ax.plot(xs, ys, "o", ms=3.5, color=color, alpha=0.6, label=f"{label}: each seed")
-            means = [np.mean([value(r) for r in by_depth[d]]) for d in ds]
-            stds = [np.std([value(r) for r in by_depth[d]]) for d in ds]
-            ax.errorbar(ds, means, yerr=stds, color=color, lw=1.0, capsize=3, label=f"{label}: seed mean ± std")
+            for own in (False, True):
+                xs = [r["n_layers"] + 0.08 * (j - (len(by_depth[d]) - 1) / 2)
+                      for d in ds for j, r in enumerate(by_depth[d]) if (r.get("origin") == YOURS) == own]
+                ys = [value(r) for d in ds for r in by_depth[d] if (r.get("origin") == YOURS) == own]
+                if not xs:
+                    continue
+                if own:
+                    ax.plot(xs, ys, "*", ms=9, color=color, mec="k", mew=0.6, zorder=4, label=f"{label}: your fits")
+                else:
+                    ax.plot(xs, ys, "o", ms=3.5, color=color, alpha=0.6, label=f"{label}: each seed")
+            if spread:
+                means = [np.mean([value(r) for r in by_depth[d]]) for d in spread]
+                stds = [np.std([value(r) for r in by_depth[d]]) for d in spread]
+                ax.errorbar(spread, means, yerr=stds, color=color, lw=1.0, capsize=3,
+                            label=f"{label}: seed mean ± std")
     axes[1].set_yscale("log")
     axes[1].set_ylabel(r"final $\langle (x-\tilde x)^2\rangle$")
     axes[2].set_ylabel("output spread: std of P(q=1)\nover events, mean over qubits")
@@ -161,12 +201,15 @@ def circuit_caption(n_layers: int) -> str:
     more = n_layers - k
     tail = (f" — and <b>{more} more</b> identical Rot + CNOT-ring layer{'s' if more > 1 else ''}, not drawn"
             if more else "")
-    return f"forward circuit: angle encoding, <b>{k}</b> of {n_layers} layer{'s' if n_layers > 1 else ''}{tail}, measurement"
+    return f"forward circuit: angle encoding, <b>{k}</b> of {layers_text(n_layers)}{tail}, measurement"
 
 
 class DepthExplorer:
     """The panel. ``results`` (e.g. the notebook's static :func:`depth_scan`) start the comparison;
-    every finished fit is added to them. The widget tree is :attr:`widget`."""
+    every finished fit is added to them, marked as yours. The widget tree is :attr:`widget`.
+
+    The seed slider spans ``seed`` to ``seed + 19``; it starts at, and after every fit moves on
+    to, the first seed in that range that no kept fit of the sliders' settings has."""
 
     def __init__(self, x: torch.Tensor, *, max_depth: int = 16, steps: int = 300, seed: int = 0,
                  isp_layers: int = 8, n_layers: int = 4, results: Sequence[dict] = ()):
@@ -178,7 +221,7 @@ class DepthExplorer:
         self.layers = w.IntSlider(value=min(n_layers, max_depth), min=1, max=max_depth, description="layers")
         self.isp = w.IntSlider(value=min(isp_layers, max_depth), min=1, max=max_depth, description="ISP layers")
         self.steps = w.IntSlider(value=steps, min=10, max=max(10, 4 * steps), step=10, description="fit steps")
-        self.seed = w.IntSlider(value=seed, min=seed, max=seed + 9, description="seed")
+        self.seed = w.IntSlider(value=seed, min=seed, max=seed + 19, description="seed")
         self.fit_button = w.Button(description="fit", button_style="primary", icon="play")
         self.clear_button = w.Button(description="clear", icon="trash")
         self.job = BackgroundJob("fit")
@@ -191,6 +234,7 @@ class DepthExplorer:
         self.clear_button.on_click(lambda *_: self.clear())
         self._redraw_circuit()
         self._redraw_plot()
+        self._next_seed()
         self.job.status.value = "press <b>fit</b> to train this depth on the invertibility loss (eq. 20); every fit is kept"
         self.widget = w.VBox([
             w.HBox([self.layers, self.isp]), w.HBox([self.steps, self.seed]),
@@ -199,7 +243,26 @@ class DepthExplorer:
         ])
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return panel_bundle(self.widget, "the depth explorer",
+                            "fit a QINN of any depth on the invertibility loss and compare it with the static scan above",
+                            **kwargs)
+
+    def _settings(self) -> tuple[int, int, int, int]:
+        return (self.layers.value, self.isp.value, self.steps.value, self.seed.value)
+
+    def kept(self, key: tuple[int, int, int, int]) -> dict | None:
+        """The kept fit with this :func:`fit_key`, or None."""
+        return next((r for r in self.results if fit_key(r) == key), None)
+
+    def _next_seed(self) -> int | None:
+        """Move the seed slider to the first seed (from its minimum) that no kept fit of the other
+        sliders' settings has; None (slider left alone) when every seed in its range is kept."""
+        depth, isp, steps, _ = self._settings()
+        for s in range(self.seed.min, self.seed.max + 1):
+            if self.kept((depth, isp, steps, s)) is None:
+                self.seed.value = s
+                return s
+        return None
 
     def _redraw_circuit(self, *_):
         k = min(self.layers.value, DRAWN_LAYERS)
@@ -212,16 +275,28 @@ class DepthExplorer:
     def _redraw_plot(self):
         n = len(self.results)
         depths = sorted({r["n_layers"] for r in self.results})
-        self.count.value = (f"fits kept: <b>{n}</b>" + (f" (depths {', '.join(map(str, depths))})" if n else
-                            " — the comparison appears here after the first fit"))
+        own = sum(r.get("origin") == YOURS for r in self.results)
+        yours = f"; {own} of them yours" if own else ""
+        self.count.value = (f"fits kept: <b>{n}</b>" + (f" (depths {', '.join(map(str, depths))}{yours})"
+                                                        if n else " — the comparison appears here after the first fit"))
         show_png(self.plot, figure_png(plot_depth_scan(self.results)) if n else b"")
 
     def fit(self):
-        """Start a fit of the sliders' depth, ISP depth, steps and seed in the background."""
+        """Start a fit of the sliders' depth, ISP depth, steps and seed in the background. A fit
+        that is already kept (same four settings) is shown, not repeated."""
         if self.job.running:
             return None
-        depth, isp, steps, seed = self.layers.value, self.isp.value, self.steps.value, self.seed.value
-        what = f"{depth} layers, {isp} ISP layers, seed {seed}"
+        depth, isp, steps, seed = self._settings()
+        what = f"{layers_text(depth)}, {isp} ISP layers, seed {seed}"
+        same = self.kept((depth, isp, steps, seed))
+        if same is not None:
+            whose = "your fit" if same.get("origin") == YOURS else "the static scan"
+            nxt = self._next_seed()
+            self.job.status.value = (
+                f"{what}, {steps} steps: already kept ({whose}: final MSE {same['final_mse']:.3e}); the same settings "
+                "and seed give the same numbers, so it is not fitted again or counted as another seed"
+                + (f" — the seed slider moved to {nxt}, press <b>fit</b> for a new seed" if nxt is not None else ""))
+            return None
 
         def work(report, stopped):
             def on_step(step, loss):
@@ -233,15 +308,17 @@ class DepthExplorer:
             if res["stopped"]:
                 self.job.status.value = f"{what}: stopped after {res['steps']} of {steps} steps (not kept)"
                 return
-            self.results.append({k: v for k, v in res.items() if k != "model"})
+            self.results.append({**{k: v for k, v in res.items() if k != "model"}, "origin": YOURS})
+            nxt = self._next_seed()
             self.job.status.value = (f"{what}: final MSE {res['final_mse']:.3e} after {steps} steps "
-                                     f"({res['seconds']:.1f} s)")
+                                     f"({res['seconds']:.1f} s)"
+                                     + (f"; the seed slider moved on to {nxt}" if nxt is not None else ""))
             self._redraw_plot()
 
         return self.job.start(work, done, button=self.fit_button, total=steps, text=f"fitting {what} ...")
 
     def clear(self):
-        """Forget every kept fit."""
+        """Forget every kept fit (the static scan's too)."""
         self.results.clear()
         self._redraw_plot()
 

@@ -12,6 +12,9 @@ dataclass (profile caps applied, as the notebook will run) before anything runs,
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ from qinn_lib import paths
 from qinn_lib.errors import QinnError
 from qinn_lib.settings import RUNNER_OWNED
 from qinn_lib.training import config as cfgmod
-from qinn_lib.training.budget import effective_config
+from qinn_lib.training.budget import effective_config, quick_value
 from qinn_lib.training.config import ConfigError, DataConfig, RunConfig
 
 #: Notebook stem -> the dataclass whose fields are its papermill parameters.
@@ -145,3 +148,73 @@ def parse_parameters(items: list[list[str]], notebooks: list[Path] | None = None
                                   f"choose it with --profile {value}")
             out.setdefault(nb.stem, {})[name] = config_class(nb).parse_text(name, value, where=nb.name)
     return out
+
+
+#: Prefix of the folder of a run with parameters of its own (:func:`parameter_set_name`).
+PARAMETER_SET_PREFIX = "params-"
+#: A readable folder name longer than this is cut and made unique by a hash.
+_MAX_NAME = 60
+
+
+def _name_text(name: str, value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(f"{v:g}" for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str) and getattr(config_class_field(name), "metadata", {}).get("path"):
+        return Path(value).name  # a file: its name (the hash below tells two folders' files apart)
+    return str(value)
+
+
+def config_class_field(name: str):
+    """The dataclass field ``name`` of any notebook configuration (for its metadata), or None."""
+    import dataclasses
+
+    for cls in NOTEBOOK_CONFIGS.values():
+        for f in dataclasses.fields(cls):
+            if f.name == name:
+                return f
+    return None
+
+
+def changed_parameters(notebook: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The overrides that differ from the notebook's declared defaults, compared as the config
+    dataclass normalises them (``[0.1, 1]`` equals ``(0.1, 1.0)``; ``1e5`` equals ``100_000``)."""
+    cls = config_class(notebook)
+    declared = {name: parse_literal(default) for name, default in declared_parameters(notebook).items()}
+    base, mine = cls(**declared), cls(**{**declared, **overrides})
+    return {name: overrides[name] for name in sorted(overrides) if getattr(mine, name) != getattr(base, name)}
+
+
+def parameter_set_name(changed: dict[str, Any]) -> str:
+    """The folder name of a run with these changed parameters, e.g. ``params-n_layers-6_seed-7``;
+    "" for none (the default report). Readable when it can be: names and values joined, any other
+    character as ``-``. A file parameter shows its file name only, and a name that had to be
+    shortened or lost characters gets 8 hex digits of the parameters' sha256 appended, so two
+    different parameter sets never share a folder."""
+    if not changed:
+        return ""
+    raw = "_".join(f"{name}-{_name_text(name, value)}" for name, value in sorted(changed.items()))
+    readable = re.sub(r"[^A-Za-z0-9._,+-]", "-", raw)
+    lossy = readable != raw or len(readable) > _MAX_NAME or any(
+        isinstance(v, str) and _name_text(k, v) != v for k, v in changed.items())
+    if lossy:
+        blob = json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in changed.items()}, sort_keys=True)
+        readable = f"{readable[:_MAX_NAME]}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+    return PARAMETER_SET_PREFIX + readable
+
+
+def list_parameters(notebooks: list[Path] | None = None) -> list[str]:
+    """``python -m qinn_lib.reports --list``: every notebook, its configuration class and its
+    parameters with their paper-profile defaults and, where the quick profile caps one, the value a
+    default run (``--profile quick``) uses."""
+    notebooks = discover_notebooks() if notebooks is None else notebooks
+    lines = ["parameters: NAME = paper-profile default; [quick: N] = the value a default run (--profile quick) uses"]
+    for nb in notebooks:
+        lines.append(f"{nb.stem}  [{config_class(nb).__name__}]")
+        for name, default in declared_parameters(nb).items():
+            text = f"{name} = {default}"
+            value = parse_literal(default)
+            quick = quick_value(name, value) if isinstance(value, int) and not isinstance(value, bool) else None
+            lines.append(f"    {text:<24} [quick: {quick}]" if quick is not None and quick != value else f"    {text}")
+    return lines

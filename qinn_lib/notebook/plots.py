@@ -1,6 +1,11 @@
 """Figures. Every figure is saved through :func:`save`, which writes PDF and PNG into the run's
 output folder, :func:`qinn_lib.paths.output_dir` (``build/interactive/`` in JupyterLab; the
-reports runner points it at ``figures/``), whatever the kernel's working directory."""
+reports runner points it at ``figures/``), whatever the kernel's working directory.
+
+Seed ensembles are shown with their seeds (issue 21): every seed is a point beside the ensemble's
+mean (:func:`seed_strip`, :func:`seed_scatter`), and intervals respect the quantity's bounds — the
+percentile bootstrap interval of the mean over seeds, or the min–max band of the seeds' histograms
+(:func:`hist_with_ratio`) — never mean ± std, which crosses zero for a fraction or a density."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from qinn_lib import paths
+from qinn_lib.evaluation.statistics.hypothesis_tests import bootstrap_mean
 from qinn_lib.experiments.search import OBJECTIVES, front_trials
 
 #: One colour per role, used consistently across notebooks.
@@ -65,23 +71,26 @@ def _density(values: np.ndarray, bins: np.ndarray) -> np.ndarray:
 
 
 def _band(values: Sequence[np.ndarray] | np.ndarray, bins: np.ndarray):
-    """Histogram(s) -> (mean, std) per bin; a single array gives std = 0 (one seed)."""
+    """Histogram(s) -> (mean, min, max) per bin over the seeds; a single array gives min = max =
+    mean (one seed, no band). The min–max band stays within the seeds' values, so it never drops
+    below zero as mean ± std does."""
     arrays = [values] if isinstance(values, np.ndarray) else list(values)
     hists = np.stack([_density(np.asarray(a), bins) for a in arrays])
-    return hists.mean(axis=0), hists.std(axis=0)
+    return hists.mean(axis=0), hists.min(axis=0), hists.max(axis=0)
 
 
 def hist_with_ratio(reference: np.ndarray, others: Mapping[str, np.ndarray | Sequence[np.ndarray]],
                     bins: int | np.ndarray = 50, *, range: tuple[float, float] | None = None,
                     xlabel: str = "", reference_label: str = "True", axes=None, logy: bool = False,
-                    ratio_range: tuple[float, float] = (0.5, 1.5)):
+                    ratio_range: tuple[float, float] = (0.5, 1.5), legend: bool = True):
     """Normalised histograms of ``others`` against ``reference`` with a ratio panel below.
 
     Each histogram is normalised to all of its events (not only those inside the range), so a
     model that puts events outside the range shows up as a deficit.
 
     A value of ``others`` may be a list of arrays (one per training seed): the line is the
-    bin-wise mean and the band ±1 standard deviation across seeds.
+    bin-wise mean over seeds and the band the bin-wise min–max over seeds. The legend
+    (``legend=True``) goes where it covers no curve (:func:`place_legend`).
     Returns ``(fig, (ax_main, ax_ratio))``.
     """
     if axes is None:
@@ -98,29 +107,92 @@ def hist_with_ratio(reference: np.ndarray, others: Mapping[str, np.ndarray | Seq
     ref = _density(reference, bins)
     ref_err = np.sqrt(np.histogram(reference, bins=bins)[0]) / (len(reference) * np.diff(bins))
     ax.stairs(ref, bins, color=COLORS["data"], label=reference_label, lw=1.2)
+    tops = [ref]  # the highest drawn value per bin, for placing the legend
     safe_ref = np.where(ref > 0, ref, np.nan)
     rax.fill_between(centres, 1 - ref_err / safe_ref, 1 + ref_err / safe_ref, color="0.85", step="mid")
     for i, (label, values) in enumerate(others.items()):
         # a label without a role colour takes the i-th colour of the cycle (stairs would draw black)
         color = COLORS.get(label, f"C{i % 10}")
-        mean, std = _band(values, bins)
+        mean, lo, hi = _band(values, bins)
+        tops.append(hi)
         line = ax.stairs(mean, bins, label=label, color=color, lw=1.2)
         color = line.get_edgecolor()
-        if np.any(std > 0):
-            ax.fill_between(centres, mean - std, mean + std, step="mid", color=color, alpha=0.25, lw=0)
+        if np.any(hi > lo):
+            ax.stairs(hi, bins, baseline=lo, fill=True, color=color, alpha=0.25, lw=0)
         rax.stairs(mean / safe_ref, bins, color=color, lw=1.0)
-        if np.any(std > 0):
-            rax.fill_between(centres, (mean - std) / safe_ref, (mean + std) / safe_ref, step="mid",
-                             color=color, alpha=0.25, lw=0)
+        if np.any(hi > lo):
+            rax.stairs(hi / safe_ref, bins, baseline=lo / safe_ref, fill=True, color=color, alpha=0.25, lw=0)
     if logy:
         ax.set_yscale("log")
     ax.set_ylabel("normalised")
-    ax.legend()
+    if legend:
+        place_legend(ax, bins, np.max(tops, axis=0))
     rax.axhline(1.0, color="0.4", lw=0.8, ls="--")
     rax.set_ylim(*ratio_range)
     rax.set_ylabel("ratio")
     rax.set_xlabel(xlabel)
     return fig, (ax, rax)
+
+
+def _renderer(fig):
+    canvas = fig.canvas
+    return canvas.get_renderer() if hasattr(canvas, "get_renderer") else fig._get_renderer()
+
+
+def place_legend(ax, edges: np.ndarray, heights: np.ndarray, *, margin: float = 0.04):
+    """The legend of ``ax`` in the upper corner above the lower histogram side, and never over a
+    curve: ``heights`` (the highest drawn value per bin between ``edges``) under the legend must
+    end below it, else the y axis is raised until they do (linear axes from 0; a log axis gets
+    the emptier corner only). Returns the legend."""
+    edges, heights = np.asarray(edges, float), np.nan_to_num(np.asarray(heights, float))
+    third = max(1, len(heights) // 3)
+    corner = "upper left" if heights[:third].max(initial=0) <= heights[-third:].max(initial=0) else "upper right"
+    legend = ax.legend(loc=corner)
+    if ax.get_yscale() != "linear" or not len(heights):
+        return legend
+    fig = ax.figure
+    box = legend.get_window_extent(_renderer(fig)).transformed(ax.transAxes.inverted())
+    lo, hi = ax.get_xlim()
+    x0, x1 = lo + box.x0 * (hi - lo), lo + box.x1 * (hi - lo)
+    under = (edges[1:] > x0) & (edges[:-1] < x1)
+    if not under.any():
+        return legend
+    y_lo, y_hi = ax.get_ylim()
+    need = heights[under].max()
+    room = box.y0 - margin  # axes fraction below the legend
+    if room > 0 and need > y_lo + room * (y_hi - y_lo):
+        ax.set_ylim(y_lo, y_lo + (need - y_lo) / room)
+    return legend
+
+
+def loss_curves(history: Sequence[Mapping[str, float]], *, ncols: int = 3):
+    """Every loss term of a training history (``train_<term>`` and ``val_<term>`` per epoch) in a
+    grid of panels: the training batches solid, the validation split dashed on top of it, so
+    that both stay visible where they coincide. Log scale for every term but the total loss and
+    the NLL (which may be negative). Returns the figure."""
+    epochs = [h["epoch"] for h in history]
+    terms = [k[len("train_"):] for k in history[0] if k.startswith("train_")]
+    ncols = max(1, min(ncols, len(terms)))
+    nrows = math.ceil(len(terms) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.7 * nrows), squeeze=False)
+    for ax, term in zip(axes.flat, terms):
+        ax.plot(epochs, [h[f"train_{term}"] for h in history], "-", lw=2.2, color=COLORS["train"], label="train",
+                zorder=2)
+        ax.plot(epochs, [h[f"val_{term}"] for h in history], "--", lw=1.2, color=COLORS["val"], label="validation",
+                zorder=3)
+        if len(epochs) < 20:  # a few epochs (quick profile): mark them
+            for line in ax.lines[-2:]:
+                line.set_marker("o")
+                line.set_markersize(3)
+        ax.set_title(term)
+        ax.set_xlabel("epoch")
+        if term not in ("loss", "nll"):
+            ax.set_yscale("log")
+    for ax in list(axes.flat)[len(terms):]:
+        ax.set_visible(False)
+    axes.flat[0].legend()
+    fig.tight_layout()
+    return fig
 
 
 def hist_grid(samples: Mapping[str, np.ndarray], columns: Sequence[str], labels: Mapping[str, str],
@@ -172,14 +244,53 @@ def ratio_grid(truth: Mapping[str, np.ndarray], models: Mapping[str, Mapping[str
         others = {label: ([s[key] for s in m] if isinstance(m, (list, tuple)) else m[key])
                   for label, m in models.items()}
         hist_with_ratio(truth[key], others, bins=bins, range=(lo, hi), xlabel=labels.get(key, key),
-                        axes=(ax, rax), reference_label=reference_label)
+                        axes=(ax, rax), reference_label=reference_label, legend=i == 0)
         ax.tick_params(labelbottom=False)
-        if i:
-            ax.get_legend().remove()
         if i % ncols:
             ax.set_ylabel("")
             rax.set_ylabel("")
     return fig
+
+
+def seed_interval(entry: Mapping[str, Any]) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of a summarise entry: its seed mean and the percentile bootstrap
+    interval of that mean over the seeds (inside [min, max] of the seeds; one seed: no interval)."""
+    values = np.asarray(entry.get("values", [entry["mean"]]), dtype=np.float64)
+    lo, hi = bootstrap_mean(values)
+    return float(values.mean()), lo, hi
+
+
+def seed_strip(ax, entries: Mapping[str, Mapping[str, Any]], *, xlabel: str = "", color: str = "0.35",
+               log: bool = False) -> None:
+    """One row per ensemble (``entries``: label -> summarise entry with per-seed ``values``): every
+    seed as a small point, the seed mean as a bar, the 95 % bootstrap interval of the mean as a
+    line. Bounded quantities stay bounded (no mean ± std below zero)."""
+    labels = list(entries)
+    for k, label in enumerate(labels):
+        values = np.asarray(entries[label].get("values", [entries[label]["mean"]]), dtype=np.float64)
+        mean, lo, hi = seed_interval(entries[label])
+        ax.hlines(k, lo, hi, color=color, lw=2.2, alpha=0.6, zorder=2)
+        ax.plot([mean], [k], marker="|", ms=14, mew=2.2, color=color, zorder=3)
+        ax.scatter(values, np.full(values.size, k + 0.18), s=14, color=COLORS["QINN"], zorder=4,
+                   label="a seed" if k == 0 else None)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+
+
+def seed_scatter(ax, x: Mapping[str, Any], y: Mapping[str, Any], *, label: str, color: Any, marker: str = "o",
+                 ms: float = 6) -> None:
+    """One ensemble in a plane of two metrics (summarise entries ``x`` and ``y`` of the same runs):
+    every seed as a small point, the seed means as a larger marker with the 95 % bootstrap
+    intervals of the two means as (asymmetric) error bars."""
+    xs, ys = (np.asarray(e.get("values", [e["mean"]]), dtype=np.float64) for e in (x, y))
+    mx, xlo, xhi = seed_interval(x)
+    my, ylo, yhi = seed_interval(y)
+    ax.scatter(xs, ys, s=10, color=color, alpha=0.55, lw=0, zorder=2)
+    ax.errorbar([mx], [my], xerr=[[mx - xlo], [xhi - mx]], yerr=[[my - ylo], [yhi - my]], fmt=marker, ms=ms,
+                color=color, label=label, zorder=3)
 
 
 def log_axis(axis, *, percent: bool = False) -> None:
@@ -204,7 +315,8 @@ def plot_front(records: Sequence[dict[str, Any]], *, references: dict[str, dict[
     """The search in the plane (reconstruction deviation, JS(M_ll)): every trial, the Pareto front,
     the paper's 2.1 % (a vertical line), and the INN ensembles of notebook 05 as horizontal bands
     (``references``: ``{label: summarise-row metrics}``; their inverse is exact, so only their
-    JS(M_ll) places them). ``baseline``: the Table 1 QINN's summarise-row metrics (mean ± std)."""
+    JS(M_ll) places them; the band spans their seeds). ``baseline``: the Table 1 QINN's
+    summarise-row metrics, drawn seed by seed with the mean and its bootstrap interval."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     done = [r for r in records if r["values"] is not None]
     xs = np.array([r["values"][OBJECTIVES[0]] for r in done])
@@ -220,16 +332,14 @@ def plot_front(records: Sequence[dict[str, Any]], *, references: dict[str, dict[
         js = m.get("js/m_ll")
         if js is None:
             continue
-        mean, std = js["mean"], js.get("std", float("nan"))
         color = COLORS.get(label, "k")
-        ax.axhline(mean, color=color, lw=1.0, ls="--", label=f"{label} (exact inverse)")
-        if math.isfinite(std):
-            ax.axhspan(mean - std, mean + std, color=color, alpha=0.12, lw=0)
+        ax.axhline(js["mean"], color=color, lw=1.0, ls="--", label=f"{label} (exact inverse)")
+        values = js.get("values", [js["mean"]])
+        if len(values) > 1:
+            ax.axhspan(min(values), max(values), color=color, alpha=0.12, lw=0)
     if baseline is not None and "recon_mean" in baseline and "js/m_ll" in baseline:
-        bx, by = baseline["recon_mean"], baseline["js/m_ll"]
-        ax.errorbar(bx["mean"], by["mean"], xerr=np.nan_to_num(bx.get("std", 0.0)),
-                    yerr=np.nan_to_num(by.get("std", 0.0)), fmt="*", ms=11, color="k",
-                    label="Table 1 QINN (seed mean ± std)", zorder=5)
+        seed_scatter(ax, baseline["recon_mean"], baseline["js/m_ll"], marker="*", ms=11, color="k",
+                     label="Table 1 QINN (seeds; mean, 95 % bootstrap interval)")
     ax.axvline(paper_recon, color="k", lw=0.8, ls=":", label=f"paper: < {100 * paper_recon:.1f} %")
     ax.set_xscale("log")
     ax.set_yscale("log")

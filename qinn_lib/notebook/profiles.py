@@ -6,7 +6,10 @@ adds it: the reports runner (``python -m qinn_lib.reports --profile ...``) sets 
 through the environment (or records it in a quick report, :data:`INJECTED_PROFILE`), and a
 notebook run by hand in JupyterLab gets the interactive default, which reproduces the committed
 report from the shipped models (and falls back to the quick profile rather than start hours of
-training unasked). It also says where the notebook writes and whether it may load shipped models.
+training unasked). It also says where the notebook writes, and for every model the notebook needs
+whether it was shipped with the package, trained just now by the reports runner, reloaded from an
+earlier run or is still to be trained (:func:`model_provenance`). Warnings in a kernel are
+printed without this machine's paths (:func:`kernel_warning_format`).
 
 The environment variables and the run context are :mod:`qinn_lib.settings`; the quick profile's
 caps are :mod:`qinn_lib.training.budget`.
@@ -14,14 +17,15 @@ caps are :mod:`qinn_lib.training.budget`.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from qinn_lib import paths
 from qinn_lib.experiments import one_model, plans
 from qinn_lib.experiments.plans import upload_label
 from qinn_lib.notebook.lab import unprotected_session_warning
-from qinn_lib.settings import INJECTED_PROFILE, PROFILE_ENV, RUNNER_OWNED, check_profile, context
+from qinn_lib.settings import INJECTED_PROFILE, PROFILE_ENV, RUNNER_OWNED, check_profile, context, trained_by_runner
 from qinn_lib.threads import set_notebook_threads
 from qinn_lib.training.budget import QUICK_CAPS
 
@@ -38,6 +42,49 @@ def _describe(run_cfg: Any) -> str:
     detail = (getattr(run_cfg, "invertibility", "") or getattr(run_cfg, "size", "")
               or (upload_label(run_cfg.uploads) if hasattr(run_cfg, "uploads") else ""))
     return f"{run_cfg.kind} ({detail})" if detail else run_cfg.kind
+
+
+#: How a run the notebook needs is had (see :func:`model_provenance`), in the order they are listed.
+_PROVENANCE = {
+    "shipped": "shipped with the package (loaded, not trained)",
+    "now": "trained just now by python -m qinn_lib.reports for this report",
+    "earlier": "reloaded from a finished run under build/runs (trained earlier)",
+    None: "to be trained by this notebook (checkpointed under build/runs)",
+}
+
+
+def model_provenance(runs: list[Any], models: str, availability: Callable[[Any], str | None] | None = None) -> str:
+    """One sentence on how each of ``runs`` is had: shipped, trained just now by the reports runner
+    (:func:`qinn_lib.settings.trained_by_runner`), reloaded from an earlier run, or still to train;
+    e.g. ``"1 of 1 trained just now by python -m qinn_lib.reports for this report (qinn (mse))"``.
+    ``availability(cfg)`` defaults to :func:`qinn_lib.experiments.one_model.availability`."""
+    availability = availability or (lambda c: one_model.availability(c, models))
+    now = trained_by_runner()
+    groups: dict[str | None, list[Any]] = {}
+    for c in runs:
+        how = availability(c)
+        if how == "trained":
+            how = "now" if one_model.run_key(c) in now else "earlier"
+        groups.setdefault(how, []).append(c)
+    parts = [f"{len(groups[how])} of {len(runs)} {text} ({', '.join(sorted({_describe(c) for c in groups[how]}))})"
+             for how, text in _PROVENANCE.items() if how in groups]
+    policy = "" if models == "shipped" else f" (QINN_MODELS={models}: shipped models are not used)"
+    return "; ".join(parts) + policy
+
+
+def kernel_warning_format(message, category, filename, lineno, line=None) -> str:
+    """``warnings.formatwarning`` for notebook kernels: ``Category: message`` with the place only
+    where it helps and without this machine's paths (a report is read elsewhere): nothing for a
+    notebook cell (ipykernel's temporary file), the path from the repository root for the
+    package, from ``site-packages/`` on for other libraries."""
+    name = str(filename)
+    if "ipykernel_" in name or name.startswith("<"):
+        where = ""
+    elif "site-packages/" in name:
+        where = f"{name.split('site-packages/', 1)[1]}:{lineno}: "
+    else:
+        where = f"{_relative(Path(name))}:{lineno}: "
+    return f"{where}{category.__name__}: {message}\n"
 
 
 def notebook_config(cls: type, namespace: Mapping[str, Any], *, log=print):
@@ -67,6 +114,14 @@ def notebook_config(cls: type, namespace: Mapping[str, Any], *, log=print):
     values = {n: namespace[n] for n in names}
     ctx = context()
     note = ""
+    known: dict[str, str | None] = {}
+
+    def available(c: Any) -> str | None:  # asked once per run, for the profile choice and the models line
+        key = one_model.run_key(c)
+        if key not in known:
+            known[key] = one_model.availability(c, ctx.models)
+        return known[key]
+
     injected = namespace.get(INJECTED_PROFILE)
     if injected is not None:
         profile, who = check_profile(injected), "recorded in this report by python -m qinn_lib.reports"
@@ -77,7 +132,7 @@ def notebook_config(cls: type, namespace: Mapping[str, Any], *, log=print):
         profile, who = "paper", "interactive default"
         paper_cfg, defaults = cls(profile="paper", **values), cls(profile="paper")
         needed = plans.notebook_runs(paper_cfg)
-        absent = [c for c in needed if one_model.availability(c, ctx.models) is None]
+        absent = [c for c in needed if available(c) is None]
         other = plans.missing_work(paper_cfg, ctx.models)  # e.g. notebook 06's search trials
         own = any(getattr(defaults, n) != getattr(paper_cfg, n) for n in names)
         # What is missing, e.g. "39 of the 39 paper-profile models (qinn (mse), ...); search (0 of 8 trials finished)"
@@ -97,10 +152,13 @@ def notebook_config(cls: type, namespace: Mapping[str, Any], *, log=print):
     cfg = cls(profile=profile, **values)
 
     set_notebook_threads()  # one torch thread per kernel unless $QINN_THREADS says otherwise (qinn_lib.threads)
-    log(f"[qinn] profile {profile} ({who}); models: {ctx.models}; figures and results -> "
-        f"{_relative(ctx.output_dir)}/")
+    warnings.formatwarning = kernel_warning_format
+    log(f"[qinn] profile {profile} ({who}); figures and results -> {_relative(ctx.output_dir)}/")
     if note:
         log(f"[qinn] note: {note}")
+    runs = plans.notebook_runs(cfg)
+    if runs:
+        log(f"[qinn] models: {model_provenance(runs, ctx.models, available)}")
 
     warning = unprotected_session_warning()
     if warning:

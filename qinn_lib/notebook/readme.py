@@ -16,6 +16,7 @@ from typing import Any
 from qinn_lib import paths
 from qinn_lib.atomic import atomic_write_text
 from qinn_lib.evaluation.results import data_fingerprints, load_results, locked, results_lock, results_path
+from qinn_lib.evaluation.statistics import format_verdict_table
 from qinn_lib.notebook.parameters import ReportError
 
 # -- the README's results section (the results file itself: qinn_lib.evaluation.results) -----------------------
@@ -29,6 +30,23 @@ def _fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def _tested(section: dict[str, Any]) -> str:
+    """How a section's statements were tested: by the tests of its recorded verdicts (family,
+    hypotheses, level), or, for a section recorded before verdicts existed, the old spread rule."""
+    verdicts = section.get("verdicts")
+    if not verdicts:
+        return "tested against the seed spread (recorded before the statistical tests; re-run the notebook)"
+    v = verdicts[0]
+    return (f"tested over the seeds (Welch's t on each metric's declared scale, or the paired t for two quantities "
+            f"of the same runs, an exact permutation / signed-rank test as the check, Holm over the notebook's {v['family_size']} hypotheses at family-wise α = {v.get('alpha', 0.05):g}; "
+            "'similar' only by two one-sided tests against a stated margin)")
+
+
+def _verdict_table(section: dict[str, Any]) -> list[str]:
+    verdicts = section.get("verdicts") or []
+    return ["", format_verdict_table(verdicts), ""] if verdicts else []
 
 
 def render_results(results: dict[str, Any]) -> str:
@@ -66,19 +84,23 @@ def render_results(results: dict[str, Any]) -> str:
     fid = results.get("04_fidelity_vs_mse")
     if fid:
         lines += [f"**Fidelity vs MSE invertibility loss** (notebook 04, seeds {fid['seeds']}; mean ± std over seeds):",
-                  "", fid["table"], "", f"Sec. 4.1's statements (Fig. 5) tested against the seed spread: {fid['verdict']}.", ""]
+                  "", fid["table"], "", f"Sec. 4.1's statements (Fig. 5) {_tested(fid)}: {fid['verdict']}.",
+                  *_verdict_table(fid), ""]
     cmp_ = results.get("05_qinn_vs_inn")
     if cmp_:
         lines += [f"**QINN vs classical spline INNs** (notebook 05, seeds {cmp_['seeds']}; mean ± std over seeds; "
                   "NLL in nats/event in physical units, AUC of a classifier two-sample test, JS base 2):",
                   "", cmp_["table"], "", "```", cmp_["conclusion"], "```", ""]
-        if cmp_.get("claims"):  # records written before the claims cell existed have none
-            lines += ["Sec. 4.2's statements (Fig. 7) tested against the seed spread:", "", "```", cmp_["claims"], "```", ""]
+        if cmp_.get("verdicts"):
+            lines += [f"Every comparison and Sec. 4.2's statements (Fig. 7), {_tested(cmp_)}:", *_verdict_table(cmp_)]
+        elif cmp_.get("claims"):  # records written before the claims cell existed have none
+            lines += [f"Sec. 4.2's statements (Fig. 7) {_tested(cmp_)}:", "", "```", cmp_["claims"], "```", ""]
     why = results.get("06_why_the_gap")
     if why:
         lines += [f"**Why our QINN misses the paper** (notebook 06, seeds {why['seeds']}, {why['epochs']} epochs; "
-                  "each statement is one comparison of seed means against the seed spread):",
-                  "", "```", why["claims"], "```", "", why["search_answer"], "", why["closing"], ""]
+                  f"each statement {_tested(why)}):", ""]
+        lines += _verdict_table(why)[1:] if why.get("verdicts") else ["```", why["claims"], "```", ""]
+        lines += [why["search_answer"], "", why["closing"], ""]
     hw = results.get("07_hardware_realism")
     if hw:
         lines += [f"**The QINN on an emulated quantum computer** (notebook 07, evaluation seeds {hw['seeds']}; "
@@ -128,12 +150,55 @@ def render_results(results: dict[str, Any]) -> str:
                          f"{row['lockstep_ms_per_seed']:.1f} | " + (f"{ref:.1f}" if ref is not None else "–") + " | "
                          f"{row['paper_hours_3_seeds_single']:.2f} h alone, {row['paper_hours_3_seeds_lockstep']:.2f} h lockstep |")
         lines.append("")
+    lock = results.get("bench_lockstep")
+    if lock:
+        lines += [
+            f"**QINN seeds in lockstep** (same command; batch {lock['batch_size']} per seed; `QINNStack`, as seed "
+            "ensembles are trained; min wall time and median CPU time per step, divided by the number of models):",
+            "",
+            "| path | k models | ms / step per model | CPU ms / step per model | per model vs k = 1 |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for row in lock["rows"].values():
+            lines.append(f"| {row['mode']} | {row['k']} | {row['per_model_ms_min']:.2f} | {row['per_model_cpu_ms']:.2f} | "
+                         f"{row['per_model_vs_k1']:.2f}× |")
+        lines.append("")
+    scaling = results.get("bench_scaling")
+    if scaling:
+        lines += [
+            f"**QINN step against qubit count** (`python -m qinn_lib.bench --scaling`; {scaling['n_layers']} layers, batch "
+            f"{scaling['batch_size']}, {scaling['threads']} thread; min CPU ms; step = forward, log det and backward of the "
+            "NLL; lightning = `lightning.qubit` adjoint, forward and Jacobian only):",
+            "",
+            "| qubits | dense step | gate-by-gate step | dense fwd+J | gate-by-gate fwd+J | lightning fwd+J | path used |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in scaling["rows"].values():
+            cells = [row.get(f"{path} {piece} cpu_ms") for path, piece in
+                     (("dense", "step"), ("gate", "step"), ("dense", "fwd+J"), ("gate", "fwd+J"), ("lightning", "fwd+J"))]
+            lines.append(f"| {row['n_qubits']} | " + " | ".join("–" if c is None else f"{c:.1f}" for c in cells)
+                         + f" | {row['preferred']} |")
+        lines.append("")
+    scen = (results.get("bench_projection_scenarios") or {}).get("scenarios")
+    if scen:
+        lines += [
+            "**Projected paper profile** (same command; training steps of notebooks 03–07 as Dask jobs on "
+            "single-threaded workers, QINN and INN seeds in lockstep, from the step times above):",
+            "",
+            "| plan | runs | jobs | core-hours | wall time |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for label, p in scen.items():
+            lines.append(f"| {label} | {p['runs']} | {p['jobs']} | {p['core_hours']:.2f} | {p['wall_minutes']:.0f} min on "
+                         f"{p['n_workers']} workers |")
+        lines.append("")
     proj = results.get("bench_projection")
-    if proj:
+    if proj and not scen:
         lines += [
             f"**Projected paper profile** (same command): the {proj['runs']} training runs of notebooks 03–05 as "
             f"{proj['jobs']} Dask jobs on {proj['n_workers']} single-threaded workers, from the compiled ms/step above "
-            f"(training steps only): {proj['core_hours']:.2f} core-hours, **{proj['wall_minutes']:.0f} min** of wall time.",
+            f"(training steps only): {proj['core_hours']:.2f} core-hours, **{proj['wall_minutes']:.0f} min** of wall time "
+            "— a lower bound from the step times, not the measured duration of a paper-profile run (see Status).",
             "",
         ]
     if not lines:

@@ -11,8 +11,14 @@ tagged ``parameters`` whose names are exactly the fields of its run-configuratio
    is not a notebook parameter: the runner gives its kernels ``QINN_PROFILE`` and points
    ``QINN_OUTPUT_DIR`` at ``figures/`` (paper) or ``figures/quick/`` (see
    :func:`qinn_lib.settings.runner_environment`); this is the only path that writes there;
-3. strips saved widget state from the executed notebooks and fails loudly, naming the notebook and
-   the cell, if any cell raises.
+3. strips saved widget state and this machine's paths from the executed notebooks
+   (:func:`clean_report`) and fails loudly, naming the notebook and the cell, if any cell raises.
+
+A notebook run with parameters of its own (``-p 03 n_layers 6``) never overwrites the default
+report: its report, figures and ``results.json`` go to folders named by its parameter set
+(:func:`qinn_lib.paths.parameter_run_dirs`, e.g. ``build/reports/quick/params-n_layers-6/`` and
+``figures/quick/params-n_layers-6/``), and the runner says so. A notebook on a user's LHE file is
+checked before anything runs: the file must hold the ``n_events`` the run asks for.
 
 Before running any notebook it trains every run they will ask for in one Dask batch
 (:func:`pretrain_runs`), and after the paper profile it regenerates the README's results table.
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -33,20 +40,26 @@ from qinn_lib import paths
 from qinn_lib.atomic import atomic_write_text, check_writable, create_sibling_temp
 from qinn_lib.errors import add_debug_option, run_cli
 from qinn_lib.evaluation.results import check_recordable, results_path
+from qinn_lib.events.cache import check_lhe_count, lhe_events_available
+from qinn_lib.events.sample import DataError
 from qinn_lib.experiments import cluster
 from qinn_lib.notebook.parameters import (
     ReportError,
+    changed_parameters,
     check_parameters,
     config_class,
     declared_parameters,
     discover_notebooks,
+    list_parameters,
     notebook_matches,
+    parameter_set_name,
     parse_literal,
     parse_parameters,
 )
 from qinn_lib.notebook.readme import update_readme
 from qinn_lib.settings import INJECTED_PROFILE, check_profile, environment, runner_environment
-from qinn_lib.training.config import RunConfig
+from qinn_lib.training.budget import budget
+from qinn_lib.training.config import ConfigError, RunConfig
 
 KERNEL_NAME = "python3"
 # A quick-profile cell that runs longer than this is stuck, not slow (the slowest quick cell takes
@@ -60,12 +73,67 @@ def strip_widget_state(path: Path) -> None:
     empty ``tags`` lists papermill adds to every cell (jupytext drops them, so a committed report
     holding them would be rewritten by the first ``jupytext --sync`` in a fresh clone)."""
     nb = json.loads(path.read_text())
+    if _strip_widget_state(nb):
+        atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def _strip_widget_state(nb: dict) -> bool:
     changed = nb.get("metadata", {}).pop("widgets", None) is not None
     for cell in nb.get("cells", []):
         if cell.get("metadata", {}).get("tags", None) == []:
             del cell["metadata"]["tags"]
             changed = True
-    if changed:
+    return changed
+
+
+#: A notebook cell's code as ipykernel names it in warnings and tracebacks.
+_KERNEL_CELL = re.compile(r"/tmp/ipykernel_\d+/\d+\.py")
+#: An installed package's file, whatever the environment's prefix: kept from site-packages/ on.
+_SITE_PACKAGES = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)*site-packages/")
+
+
+def scrub_paths(text: str, root: Path | str | None = None) -> str:
+    """``text`` without this machine's paths: the repository root ``root`` (default
+    :func:`qinn_lib.paths.repo_root`) dropped so its paths read relative, an installed package's
+    file from ``site-packages/`` on, and ipykernel's temporary file of a cell as ``<cell>``."""
+    root = str(paths.repo_root() if root is None else root).rstrip("/") + "/"
+    return _SITE_PACKAGES.sub("site-packages/", _KERNEL_CELL.sub("<cell>", text.replace(root, "")))
+
+
+def _scrub(value: Any, root: str) -> Any:
+    if isinstance(value, str):
+        return scrub_paths(value, root)
+    if isinstance(value, list):
+        return [_scrub(v, root) for v in value]
+    if isinstance(value, dict):  # an output's data: its pictures hold no paths (and base64 could look like one)
+        return {k: v if k.startswith("image/") else _scrub(v, root) for k, v in value.items()}
+    return value
+
+
+def _relative(path: Path | str, root: Path | str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def clean_report(path: Path, *, source: Path, published: Path, root: Path | None = None) -> None:
+    """Make the executed report ``path`` (of notebook ``source``, to be published as
+    ``published``) hold nothing of this machine: saved widget state and empty tags go
+    (:func:`strip_widget_state`), papermill's ``input_path`` / ``output_path`` become paths
+    relative to the repository, and the outputs' text loses the repository root and other
+    machine paths (:func:`scrub_paths`). A committed report is then the same wherever it was made."""
+    root = paths.repo_root() if root is None else Path(root)
+    nb = json.loads(path.read_text())
+    before = json.dumps(nb, sort_keys=True)
+    _strip_widget_state(nb)
+    meta = nb.get("metadata", {}).get("papermill")
+    if isinstance(meta, dict):
+        meta["input_path"], meta["output_path"] = _relative(source, root), _relative(published, root)
+    for cell in nb.get("cells", []):
+        if "outputs" in cell:
+            cell["outputs"] = [_scrub(o, str(root)) for o in cell["outputs"]]
+    if json.dumps(nb, sort_keys=True) != before:
         atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
@@ -102,20 +170,24 @@ def _planned_config(notebook: Path, params: dict[str, Any], profile: str) -> Run
 
 
 def pretrain_runs(plan: list[tuple[Path, dict[str, Any]]], profile: str, *, models: str = "shipped",
-                  log=print) -> None:
+                  log=print) -> set[str]:
     """Train every run that the planned notebooks will ask for, in ONE Dask batch (longest first,
     both cores busy until the last run; :mod:`qinn_lib.experiments.jobs`), before any notebook executes.
     The notebooks then reload the finished checkpoints. Without this, each notebook would train
-    its own runs and leave a core idle at the end of every ensemble."""
-    from qinn_lib.experiments import jobs, plans  # deferred: torch and FrEIA (~1.6 s), only for runs to plan
+    its own runs and leave a core idle at the end of every ensemble. Returns the runs it trained
+    (:func:`qinn_lib.experiments.one_model.run_key`), which the kernels are told
+    (:data:`qinn_lib.settings.TRAINED_BY_RUNNER_ENV`) so that a report says it trained them."""
+    from qinn_lib.experiments import jobs, one_model, plans  # deferred: torch and FrEIA (~1.6 s), only for runs to plan
 
     configs = []
     for nb, params in plan:
         for run_cfgs in plans.planned_runs(_planned_config(nb, params, profile)).values():
             configs.extend(run_cfgs)
     if not configs:
-        return
+        return set()
     start = time.perf_counter()
+    with environment({"QINN_MODELS": models}):
+        to_train = {one_model.run_key(c) for c in configs if one_model.availability(c, models) is None}
     try:
         with environment({"QINN_MODELS": models}):  # shipped models count as trained, as in the kernels
             jobs.train_runs(configs, log=lambda msg: log(f"[qinn] {msg}"))
@@ -124,6 +196,43 @@ def pretrain_runs(plan: list[tuple[Path, dict[str, Any]]], profile: str, *, mode
         # memory (and log heartbeat errors at exit) until the last notebook finishes.
         cluster.close_default_client()
     log(f"[qinn] every run of the planned notebooks is trained ({time.perf_counter() - start:.1f} s)")
+    return to_train
+
+
+def check_event_files(plan: list[tuple[Path, dict[str, Any]]], profile: str) -> None:
+    """Every notebook on a user's LHE file must find the ``n_events`` it asks for (after the
+    profile's cap) among the file's events that pass the cuts; checked before anything runs
+    (the file is parsed once and cached, as the notebooks would). Raises :class:`ConfigError`
+    naming the notebook, the file and both counts."""
+    available: dict[str, int] = {}
+    for nb, params in plan:
+        cfg = _planned_config(nb, params, profile)
+        if not getattr(cfg, "lhe_file", ""):
+            continue
+        try:
+            if cfg.lhe_file not in available:
+                available[cfg.lhe_file] = lhe_events_available(cfg.lhe_file)
+            check_lhe_count(cfg.lhe_file, available[cfg.lhe_file], budget(profile, "n_events", cfg.n_events))
+        except DataError as err:
+            raise ConfigError(f"{nb.name}: {err}") from None
+
+
+def output_folders(notebook: Path, params: dict[str, Any], profile: str) -> tuple[Path, Path, str]:
+    """``(reports folder, figures folder, parameter-set name)`` of one notebook run: the profile's
+    own folders for the default parameters, else folders named by the parameters that differ
+    from the notebook's defaults (:func:`qinn_lib.paths.parameter_run_dirs`)."""
+    name = parameter_set_name(changed_parameters(notebook, params))
+    if not name:
+        return paths.reports_dir(profile), paths.figures_dir(profile), ""
+    reports, figures = paths.parameter_run_dirs(profile, name)
+    return reports, figures, name
+
+
+def _shown(path: Path) -> str:
+    try:
+        return f"{path.relative_to(paths.repo_root())}/"
+    except ValueError:
+        return f"{path}/"
 
 
 class _quiet_about:
@@ -179,16 +288,22 @@ def run(profile: str = "quick", only: list[str] | None = None,
         plan.append((nb, check_parameters(nb, overrides, profile)))
 
     # Everything the notebooks write must be writable before the first one computes anything.
-    out_dir = paths.reports_dir(profile)
-    check_writable(out_dir, "reports folder")
-    check_recordable(profile)  # the figures folder is writable and its results file readable
+    folders = {nb: output_folders(nb, params, profile) for nb, params in plan}
+    for out_dir, fig_dir, _ in dict.fromkeys(folders.values()):
+        check_writable(out_dir, "reports folder")
+        check_recordable(folder=fig_dir)  # the figures folder is writable and its results file readable
     check_writable(paths.runs_dir(), "runs folder", "set QINN_RUNS_DIR to a writable folder")
     check_writable(paths.data_dir(), "event cache folder", "set QINN_DATA_DIR to a writable folder")
-    if pretrain:
-        pretrain_runs(plan, profile, models=models, log=log)
+    check_event_files(plan, profile)
+    trained = pretrain_runs(plan, profile, models=models, log=log) if pretrain else set()
     written = []
     for nb, params in plan:
+        out_dir, fig_dir, name = folders[nb]
         out = out_dir / nb.name
+        if name:
+            log(f"[qinn] {nb.name} runs with parameters of its own ({', '.join(f'{k}={v}' for k, v in changed_parameters(nb, params).items())}): "
+                f"its report goes to {_shown(out_dir)}, its figures and results.json to {_shown(fig_dir)}; "
+                "the default report is left as it is")
         log(f"[qinn] {profile}: running {nb.name} with {params}")
         start = time.perf_counter()
         # Execute into a temporary file and move it into place: in the paper profile the output
@@ -201,7 +316,8 @@ def run(profile: str = "quick", only: list[str] | None = None,
         # dropped), so that nbval re-executes it as it was made; the published paper reports do not.
         injected = params if profile == "paper" else {**params, INJECTED_PROFILE: profile}
         try:
-            with environment(runner_environment(profile, models=models)), _quiet_about(INJECTED_PROFILE):
+            with environment(runner_environment(profile, models=models, output_dir=fig_dir, trained=sorted(trained))), \
+                    _quiet_about(INJECTED_PROFILE):
                 papermill.execute_notebook(
                     str(nb), str(tmp), parameters=injected, kernel_name=KERNEL_NAME,
                     cwd=str(paths.notebooks_dir()), progress_bar=progress, log_output=False,
@@ -224,8 +340,8 @@ def run(profile: str = "quick", only: list[str] | None = None,
                 log(f"[qinn] {nb.name} interrupted; {where}")
                 raise
             raise ReportError(f"{nb.name}{what}; {where}") from None
-        strip_widget_state(Path(tmp))
-        if profile == "paper":
+        clean_report(Path(tmp), source=nb, published=out)
+        if profile == "paper" and not name:
             _drop_redundant_injection(Path(tmp), nb)
         os.replace(tmp, out)
         twin = nb.with_suffix(".py")
@@ -281,10 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[qinn] updated {update_readme('paper')} from {results_path('paper')}")
             return 0
         if args.list:
-            for nb in discover_notebooks():
-                print(f"{nb.stem}  [{config_class(nb).__name__}]")
-                for name, default in declared_parameters(nb).items():
-                    print(f"    {name} = {default}")
+            print("\n".join(list_parameters()))
             return 0
         if args.scheduler:
 
@@ -293,10 +406,13 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         written = run(args.profile, args.only, parse_parameters(args.parameter),
                       progress=not args.no_progress, models="train" if args.retrain else "shipped")
-        if args.profile == "paper":
-            update_readme("paper")
+        published = [p for p in written if p.parent == paths.reports_dir(args.profile)]
+        if args.profile == "paper" and published:
+            update_readme("paper")  # from the default reports' results only (a parameter run has its own file)
+        where = (f"figures in {paths.figures_dir(args.profile)}" if len(published) == len(written)
+                 else "runs with parameters of their own went to their own folders (see above)")
         print(f"[qinn] {len(written)} notebook(s) executed in {time.perf_counter() - start:.1f} s "
-              f"(profile {args.profile}); figures in {paths.figures_dir(args.profile)}")
+              f"(profile {args.profile}); {where}")
         return 0
 
     return run_cli(body, prog=parser.prog, debug=args.debug,

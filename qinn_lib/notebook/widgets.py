@@ -1,6 +1,9 @@
 """Pieces shared by the notebooks' interactive panels (:mod:`qinn_lib.notebook.depth_explorer`,
 :mod:`qinn_lib.notebook.model_viewer`): figures as PNG bytes for ``ipywidgets.Image``, an image that stays
-hidden until it has content, and a background job with a progress bar and a stop button.
+hidden until it has content, a background job with a progress bar and a stop button, and what
+a panel shows where no kernel runs (:func:`panel_bundle`), labels as HTML (:func:`label_html`), a
+readable text colour on a coloured cell (:func:`text_color_for`) and errors in a status line
+(:func:`error_html`).
 
 Why PNG bytes in ``Image`` widgets rather than ``display()`` inside ``Output`` widgets: headless
 execution (papermill/nbclient) of a cell displaying a figure into an ``Output`` widget hung
@@ -16,7 +19,9 @@ global state is not thread-safe).
 
 from __future__ import annotations
 
+import html
 import io
+import re
 import threading
 import time
 import traceback
@@ -115,8 +120,7 @@ class BackgroundJob:
             try:
                 result = work(report, self._stop.is_set)
             except Exception as exc:  # shown in the panel: a thread's traceback would go nowhere
-                self.status.value = (f"<span style='color:#b00'>{self.label} failed: "
-                                     f"{_escape(f'{type(exc).__name__}: {exc}')}</span>")
+                self.status.value = error_html(f"{self.label} failed", exc)
                 traceback.print_exc()
             else:
                 self.progress.layout.visibility = "hidden"
@@ -137,7 +141,74 @@ class BackgroundJob:
             self._thread.join(timeout)
 
 
-def _escape(text: str) -> str:
-    import html
+def error_html(what: str, error: BaseException | str) -> str:
+    """A status line in red: ``what: ExceptionType: message`` (escaped)."""
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+    return f"<span style='color:#b00'>{html.escape(f'{what}: ' if what else '')}{html.escape(text)}</span>"
 
-    return html.escape(text)
+
+def panel_bundle(widget, name: str, what: str, **kwargs) -> dict:
+    """The display bundle of a live panel: the widget view, plus a text and an HTML fallback that
+    say what the panel is and that it needs a running kernel. A saved notebook keeps no widget
+    state, so wherever the widget cannot be rebuilt (an untrusted notebook in JupyterLab, GitHub's
+    viewer, a static page) the reader sees this sentence instead of ``VBox(children=(HBox(...``."""
+    bundle = dict(widget._repr_mimebundle_(**kwargs) or {})
+    sentence = (f"{name[:1].upper()}{name[1:]}: a live panel to {what}. It runs in a Python kernel: open this notebook "
+                "in JupyterLab and run the cell (or Run All) to use it.")
+    bundle["text/plain"] = f"[{sentence}]"
+    bundle["text/html"] = (f"<div style='border:1px dashed #999; padding:0.5em 0.8em; color:#444'><b>{html.escape(name)}</b>"
+                           f" — a live panel to {html.escape(what)}. It runs in a Python kernel: open this notebook in "
+                           "JupyterLab and run the cell (or <i>Run All</i>) to use it.</div>")
+    return bundle
+
+
+#: LaTeX commands in the axis labels (qinn_lib.events.observables) and their Unicode letters.
+_LATEX_SYMBOLS = {r"\ell": "ℓ", r"\Delta": "Δ", r"\phi": "φ", r"\eta": "η", r"\pi": "π", r"\theta": "θ",
+                  r"\gamma": "γ", r"\mu": "μ", r"\sigma": "σ", r"\,": "\u2009"}
+
+
+def _math_html(tex: str) -> str:
+    """One ``$...$`` segment as HTML: commands as Unicode letters, ``_x`` / ``_{...}`` as
+    subscripts and ``^x`` / ``^{...}`` as superscripts (nested); spaces dropped, as in TeX's math
+    mode, and ``-`` as a minus sign."""
+    for cmd, letter in _LATEX_SYMBOLS.items():
+        tex = re.sub(re.escape(cmd) + r"(?![A-Za-z])", letter, tex)
+    tex = tex.replace(" ", "").replace("-", "−")
+    out, i = [], 0
+    while i < len(tex):
+        ch = tex[i]
+        if ch in "_^" and i + 1 < len(tex):
+            if tex[i + 1] == "{":
+                depth, j = 1, i + 2
+                while j < len(tex) and depth:
+                    depth += {"{": 1, "}": -1}.get(tex[j], 0)
+                    j += 1
+                inner, i = tex[i + 2:j - 1], j
+            else:
+                inner, i = tex[i + 1], i + 2
+            tag = "sub" if ch == "_" else "sup"
+            out.append(f"<{tag}>{_math_html(inner)}</{tag}>")
+        elif ch in "{}":
+            i += 1
+        else:
+            out.append(html.escape(ch))
+            i += 1
+    return "".join(out)
+
+
+def label_html(label: str) -> str:
+    r"""An axis label written for matplotlib's mathtext (``$p_{T,\ell^+}$ [GeV]``) as HTML for a
+    widget (``p<sub>T,ℓ<sup>+</sup></sub> [GeV]``): an ``HTML`` widget typesets no LaTeX."""
+    parts = label.split("$")
+    return "".join(_math_html(p) if k % 2 else html.escape(p) for k, p in enumerate(parts))
+
+
+def text_color_for(rgba) -> str:
+    """``"white"`` on a dark background colour, ``"black"`` on a light one: the text colour with
+    the larger contrast, from the background's relative luminance (WCAG 2; the two contrasts are
+    equal at luminance 0.179)."""
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(float(c)) for c in tuple(rgba)[:3])
+    return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.179 else "black"

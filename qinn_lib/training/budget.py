@@ -34,6 +34,21 @@ QUICK_CAPS: dict[str, int] = {
 QUICK_DEVICE_BACKENDS = ("FakeManilaV2",)
 
 
+#: Notebook parameters capped by another name's cap: notebook 07's ``n_test`` by ``n_generate``,
+#: notebook 06's ``search_epochs`` by ``epochs`` (its search runs are run configs, capped by
+#: :func:`effective_config`), notebook 07's device events (generated and reconstructed) by ``device_events``. tests/test_reports.py checks this against the notebooks' budget calls.
+CAPPED_AS: dict[str, str] = {"n_test": "n_generate", "search_epochs": "epochs", "device_generate": "device_events",
+                             "device_test": "device_events"}
+
+
+def quick_value(name: str, paper_value: int) -> int | None:
+    """The value the quick profile uses for the notebook parameter ``name`` set to ``paper_value``
+    (``python -m qinn_lib.reports --list`` shows it); None for a parameter the quick profile
+    does not cap."""
+    cap = CAPPED_AS.get(name, name)
+    return min(paper_value, QUICK_CAPS[cap]) if cap in QUICK_CAPS else None
+
+
 def budget(profile: str, name: str, paper_value: int) -> int:
     """The count to use for ``name`` under ``profile``: ``paper_value`` in the paper profile,
     ``min(paper_value, QUICK_CAPS[name])`` in the quick one."""

@@ -244,8 +244,9 @@ def train_lockstep(stack: torch.nn.Module, objective: Any, train_x: torch.Tensor
                    cfgs: list[Any], *, run_dirs: list[str | os.PathLike], data_fingerprint: str,
                    extra_state: Any = None, progress: bool = True, resume: bool = True,
                    stop_after_epoch: int | None = None, threads: int | None = 1) -> list[TrainResult]:
-    """Train the members of ``stack`` (e.g. :class:`qinn_lib.models.inn.model.INNStack`) together: one seed
-    ensemble, configs equal except ``seed``.
+    """Train the members of ``stack`` (:class:`qinn_lib.models.inn.model.INNStack`,
+    :class:`qinn_lib.models.qinn.stack.QINNStack`) together: one seed ensemble, configs equal
+    except ``seed``.
 
     Every member is its own run, exactly as :func:`train` would do it: its own shuffling and
     latent streams from its seed, its own Adam and schedule, its own validation, history and
@@ -294,10 +295,16 @@ def train_lockstep(stack: torch.nn.Module, objective: Any, train_x: torch.Tensor
                 "delete the checkpoints to restart them together"
             )
         steps_left = (int(cfgs[0].epochs) - members[0].start_epoch) * (train_x.shape[0] // bs)
-        if should_compile(steps_left) and hasattr(stack, "compile_"):
-            stack.compile_()  # compiled flows for the training steps (qinn_lib.compiling)
+        def step(xs: list[torch.Tensor], gens: list[torch.Generator]) -> list[dict[str, torch.Tensor]]:
+            return objective.stacked(stack, xs, gens)
+
+        if should_compile(steps_left):
+            if hasattr(stack, "compile_"):
+                stack.compile_()  # compiled flows for the training steps (qinn_lib.compiling)
+            elif hasattr(stack, "step_maps") and hasattr(objective, "compiled_stacked"):
+                step = objective.compiled_stacked(stack)  # the QINNs' whole step as one graph
         chunked = getattr(objective, "evaluate_stacked_chunks", None)
-        return _fit(members, lambda xs, gens: objective.stacked(stack, xs, gens),
+        return _fit(members, step,
                     lambda xs, gens: objective.evaluate_stacked(stack, xs, gens), contextlib.nullcontext,
                     train_x, val_x, data_fingerprint=data_fingerprint, progress=progress,
                     stop_after_epoch=stop_after_epoch, threads=threads, t_start=t_start,

@@ -38,11 +38,13 @@ class BackendQINN(DeviceQINN):
     seed ``seed`` (shots; :meth:`reseed` restarts it), chunks kept in ``store``. ``mitigate`` applies
     readout-error mitigation to every measurement (it can be switched between calls: the raw
     results are what is stored). ``sampler_factory`` (seed -> a SamplerV2) replaces Aer's sampler,
-    e.g. with ``qiskit_ibm_runtime.SamplerV2(mode=backend)`` on a real device."""
+    e.g. with ``qiskit_ibm_runtime.SamplerV2(mode=backend)`` on a real device; ``sampler_name`` then
+    names it (kept results are keyed by it, so a device's results never mix with a simulation's)."""
 
     def __init__(self, model: "QINN", backend: str, *, shots: int = 10_000, seed: int, noisy: bool = True,
                  mitigate: bool = False, store: str | Path | None = None, transpile_seed: int = 0,
-                 chunk: int = CHUNK, sampler_factory: Callable[[int], Any] | None = None) -> None:
+                 chunk: int = CHUNK, sampler_factory: Callable[[int], Any] | None = None,
+                 sampler_name: str | None = None) -> None:
         super().__init__(model, Device(), seed=seed)
         self.backend = backends.load_backend(backend)
         self.noisy = bool(noisy)
@@ -53,10 +55,14 @@ class BackendQINN(DeviceQINN):
         if sampler_factory is None:
             sim = backends.noisy_simulator(backend) if self.noisy else backends.ideal_simulator()
             sampler_factory = aer_sampler(sim)
+            sampler_name = "aer-noisy" if self.noisy else "aer-ideal"
+        elif sampler_name is None:
+            sampler_name = f"custom sampler {getattr(sampler_factory, '__qualname__', type(sampler_factory).__name__)}"
         name = self.backend.name + ("" if self.noisy else "-ideal")
-        self.runner = Runner(sampler_factory, backend=name, shots=shots, seed=seed, store=store, chunk=chunk)
+        tag = f"{self.backend.name}:{self.backend.backend_version}:{sampler_name}"
+        self.runner = Runner(sampler_factory, backend=name, shots=shots, seed=seed, store=store, chunk=chunk, tag=tag)
         self._calibration_runner = Runner(sampler_factory, backend=name, shots=max(CALIBRATION_SHOTS, int(shots)),
-                                          seed=seed, store=store)
+                                          seed=seed, store=store, tag=tag)
         self._calibration: mitigation.ReadoutCalibration | None = None
 
     @property

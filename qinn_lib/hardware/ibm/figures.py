@@ -1,14 +1,35 @@
 """The figure of notebook 07's section "On a real device's noise": where each calibrated device
-sits on the uniform-noise axis of notebook 07's scan (:mod:`qinn_lib.hardware.ibm.placement`)."""
+sits on the uniform-noise axis of notebook 07's scan (:mod:`qinn_lib.hardware.ibm.placement`), and
+the histogram ranges of the generated observables."""
 
 from __future__ import annotations
 
 import math
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from qinn_lib.hardware.ibm.placement import REFERENCE_CHANNEL, scan_curve
 
-__all__ = ["plot_noise_axis"]
+__all__ = ["plot_noise_axis", "common_ranges"]
+
+
+def common_ranges(samples: Sequence[Mapping[str, np.ndarray]], keys: Sequence[str],
+                  percentiles: tuple[float, float] = (0.5, 99.5)) -> dict[str, tuple[float, float]]:
+    """Histogram ranges that hold the bulk of every sample (truth and each device): a device's
+    events far from the truth's range would otherwise fall outside the panel and look absent."""
+    out = {}
+    for key in keys:
+        lows, highs = [], []
+        for sample in samples:
+            values = np.asarray(sample[key], dtype=np.float64)
+            values = values[np.isfinite(values)]
+            if len(values):
+                lo, hi = np.percentile(values, percentiles)
+                lows.append(lo)
+                highs.append(hi)
+        out[key] = (float(min(lows)), float(max(highs)))
+    return out
 
 
 def plot_noise_axis(rows: Sequence[Mapping[str, Any]], summaries: Sequence[Mapping[str, Any]],

@@ -62,8 +62,14 @@ def effective_p(rows: Sequence[Mapping[str, Any]], channel: str, value: float, s
     if np.any(np.diff(v) <= 0):
         raise ValueError(f"the {channel} scan's angle error does not increase with p: {v.tolist()}")
     se = se if math.isfinite(se) else 0.0
-    return {"channel": channel, "p": _interp(p, v, value), "p_lo": _interp(p, v, value - 2 * se),
-            "p_hi": _interp(p, v, value + 2 * se), "scan_min": float(p[0]), "scan_max": float(p[-1])}
+    eff = _interp(p, v, value)
+    # the scan points the interpolation runs between (the interval above is statistical only: the
+    # log-log line between two scan points a decade apart is itself an assumption)
+    below = [float(x) for x in p if x <= eff]
+    above = [float(x) for x in p if x >= eff]
+    return {"channel": channel, "p": eff, "p_lo": _interp(p, v, value - 2 * se),
+            "p_hi": _interp(p, v, value + 2 * se), "scan_min": float(p[0]), "scan_max": float(p[-1]),
+            "between": [below[-1] if below else None, above[0] if above else None]}
 
 
 def place(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], thresholds: Mapping[str, Any],
@@ -76,11 +82,17 @@ def place(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], thresho
         eff = effective_p(rows, channel, gen["angle_error_noise"], gen["angle_error_noise_se"])
         limit = (thresholds.get(channel) or {}).get("distributions")
         factor = eff["p"] / limit if limit else math.inf
+        # the scan passes at ``limit`` and fails at the next scanned p: the true limit lies between,
+        # so the factor is at least eff / next (and at most eff / limit)
+        scanned = sorted(float(x) for x in scan_curve(rows, channel)[0])
+        nxt = next((x for x in scanned if limit is not None and x > limit), None)
+        factor_lo = eff["p"] / nxt if nxt else factor
         if limit is None:  # not even the smallest scanned p was as good as exact
             usable = False if eff["p_lo"] > eff["scan_min"] else None
         else:
             usable = True if eff["p_hi"] <= limit else False if eff["p_lo"] > limit else None
-        out[channel] = {**eff, "threshold": limit, "factor": factor, "usable": usable}
+        out[channel] = {**eff, "threshold": limit, "threshold_fails_at": nxt, "factor": factor, "factor_lo": factor_lo,
+                        "usable": usable}
     return out
 
 
@@ -107,16 +119,22 @@ def verdict(summaries: Sequence[Mapping[str, Any]], placements: Sequence[Mapping
                 f"qubits used), the generating circuit ({inv.get('native_2q', '?')} native two-qubit gates after routing) "
                 f"reads P(qubit = 1) off by {g['raw']['mean_abs_dp']:.4f} ± {g['raw']['mean_abs_dp_sem']:.4f} on average "
                 f"over {g['n']} events, {g['raw']['mean_abs_dp'] / shot:.0f}x what {s['shots']:,} shots alone give "
-                f"({shot:.4f}; {_pval(g['raw']['beyond_shot_noise_p'])} that it is shot noise alone); readout "
-                f"mitigation makes it {g['mitigated']['mean_abs_dp']:.4f} ± {g['mitigated']['mean_abs_dp_sem']:.4f}. "
+                f"({shot:.4f}; Wilcoxon signed-rank {_pval(g['raw']['beyond_shot_noise_p'])} against shot noise "
+                f"alone); readout mitigation makes it {g['mitigated']['mean_abs_dp']:.4f} ± "
+                f"{g['mitigated']['mean_abs_dp_sem']:.4f} ({_effect(g['mitigation_effect'])}). "
                 f"Its generated angles are off by {g['raw']['angle_error_noise']:.3f} rad RMS beyond shot noise, as much "
                 f"as {channel} noise of p ≈ {_p(eff['p'], eff)} after every gate in notebook 07's scan "
-                f"({_p(eff['p_lo'], eff)} to {_p(eff['p_hi'], eff)})")
+                f"({_p(eff['p_lo'], eff)} to {_p(eff['p_hi'], eff)} from ± 2 standard errors{_between(eff)})")
         if eff["threshold"] is not None and math.isfinite(eff["factor"]):
-            need = cal["two_qubit_error"] / eff["factor"]
-            text += (f"; the distributions are as good as exact only up to p = {eff['threshold']:g}, so the device "
-                     f"is {eff['factor']:.0f}x too noisy: every error rate would have to be about {eff['factor']:.0f}x "
-                     f"lower (two-qubit error ≈ {need:.0e})")
+            hi, lo = eff["factor"], eff.get("factor_lo", eff["factor"])
+            need_lo, need_hi = cal["two_qubit_error"] / hi, cal["two_qubit_error"] / lo
+            nxt = eff.get("threshold_fails_at")
+            said = f" and not at {nxt:g}" if nxt else ""
+            rng = f"{lo:.0f}x to {hi:.0f}x" if lo != hi else f"{hi:.0f}x"
+            need = f"{need_lo:.0e} to {need_hi:.0e}" if lo != hi else f"{need_lo:.0e}"
+            text += (f"; the distributions are as good as exact up to p = {eff['threshold']:g}{said}, so the device "
+                     f"is {rng} too noisy: if every error rate scaled alike, its median two-qubit error of "
+                     f"{cal['two_qubit_error']:.1e} would have to be about {need}")
         elif eff["threshold"] is None:
             text += "; the scan found no p at which the distributions are as good as exact"
         fwd = r.get("forward_raw")
@@ -130,9 +148,19 @@ def verdict(summaries: Sequence[Mapping[str, Any]], placements: Sequence[Mapping
     usable = [pl[channel]["usable"] for pl in placements]
     names = ", ".join(s["backend"] for s in summaries)
     if usable and all(u is False for u in usable):
-        parts.append(f"Verdict: the paper's QINN is not usable on these devices ({names}): on every one its "
-                     "generated events are as far from exact simulation as notebook 07's uniform noise well above "
-                     "the level the distributions tolerate.")
+        text = (f"Verdict: the paper's QINN is not usable on these devices ({names}): on every one its "
+                "generated events are as far from exact simulation as notebook 07's uniform noise well above "
+                "the level the distributions tolerate")
+        effs = [pl[channel] for pl in placements]
+        if all(math.isfinite(e["p"]) and math.isfinite(e["factor"]) for e in effs):
+            needs = [s["calibration"]["two_qubit_error"] / f for s, e in zip(summaries, effs)
+                     for f in (e["factor"], e.get("factor_lo", e["factor"]))]
+            have = [s["calibration"]["two_qubit_error"] for s in summaries]
+            text += (f" (effective p {min(e['p'] for e in effs):.1e} to {max(e['p'] for e in effs):.1e}, "
+                     f"{min(e.get('factor_lo', e['factor']) for e in effs):.0f}x to {max(e['factor'] for e in effs):.0f}x "
+                     f"the tolerated p). It would need two-qubit errors of about {min(needs):.0e} to {max(needs):.0e} "
+                     f"(these devices: {min(have):.1e} to {max(have):.1e}) with every other error rate scaled alike")
+        parts.append(text + ".")
     elif usable and all(u is True for u in usable):
         parts.append(f"Verdict: on these devices ({names}) the QINN's generated events are as good as exact simulation.")
     else:
@@ -140,6 +168,17 @@ def verdict(summaries: Sequence[Mapping[str, Any]], placements: Sequence[Mapping
         parts.append("Verdict, device by device: " + "; ".join(f"{s['backend']} {words[u]}" for s, u in zip(summaries, usable))
                      + ".")
     return " ".join(parts)
+
+
+def _between(eff: Mapping[str, Any]) -> str:
+    lo, hi = eff.get("between") or (None, None)
+    return f"; interpolated between the scan's p = {lo:g} and {hi:g}" if lo and hi and lo != hi else ""
+
+
+def _effect(e: Mapping[str, Any]) -> str:
+    """Mitigation's paired effect on the per-event mean |Delta P| in words."""
+    return (f"a paired change of {e['mean']:+.4f} ± {e['sem']:.1g}, Wilcoxon signed-rank {_pval(e['p'])}"
+            if math.isfinite(e.get("sem", math.nan)) else f"a paired change of {e['mean']:+.4f}")
 
 
 def _pval(p: float) -> str:

@@ -11,8 +11,8 @@ device model (the noise model is prepared per call) plus a share per event, so c
 
 What a call returns per event is P(classical bit k = 1), the share of shots with bit k set, for
 every bit: exactly what the QINN measures (eq. 16). Chunks are content-addressed: the file name
-is a hash of the routed circuit's key, the shots, the seed and the chunk's parameter values, so a
-result is reused only for the same circuit and events, and is written atomically
+is a hash of the sampler's name (backend, noisy or ideal), the routed circuit's key, the shots, the
+seed and the chunk's parameter values, so a result is reused only for the same sampler, circuit and events, and is written atomically
 (:mod:`qinn_lib.atomic`), so a crash mid-write never leaves half a file. A failing sampler is a
 :class:`SamplerError` naming the backend, the circuit, the events and the cause, in one line.
 """
@@ -77,14 +77,18 @@ def _chunk_seed(seed: int, key: str) -> int:
 class Runner:
     """Runs routed circuits on one backend's sampler: ``shots`` per event, reproducible from ``seed``
     (every chunk's simulator seed is derived from it and the chunk's content), chunks kept in
-    ``store`` (a folder; None keeps them in memory only)."""
+    ``store`` (a folder; None keeps them in memory only). ``backend`` names the device in messages;
+    ``tag`` names what runs the circuits (device model and calibration version, noisy or ideal
+    simulation, or another sampler) and is part of every chunk's key, so two samplers sharing a
+    store never read each other's results."""
 
     def __init__(self, sampler_factory: Callable[[int], Any], *, backend: str, shots: int, seed: int,
-                 store: str | Path | None = None, chunk: int = CHUNK) -> None:
+                 store: str | Path | None = None, chunk: int = CHUNK, tag: str | None = None) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.sampler_factory = sampler_factory
         self.backend = backend
+        self.tag = backend if tag is None else str(tag)
         self.shots = int(shots)
         self.seed = int(seed)
         self.store = None if store is None else Path(store)
@@ -139,7 +143,8 @@ class Runner:
         out = []
         for start in range(0, len(bound), self.chunk):
             part = np.ascontiguousarray(bound[start:start + self.chunk])
-            key = hashlib.sha256(f"{routed.key}:{self.shots}:{self.seed}:".encode() + part.tobytes()).hexdigest()[:24]
+            key = hashlib.sha256(f"{self.tag}:{routed.key}:{self.shots}:{self.seed}:".encode()
+                                 + part.tobytes()).hexdigest()[:24]
             found = self._load(key)
             if found is None:
                 found = self._run(routed, part, _chunk_seed(self.seed, key))

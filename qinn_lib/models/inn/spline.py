@@ -253,7 +253,7 @@ def _implicit_root(root: torch.Tensor, y: torch.Tensor, inputs_a: torch.Tensor, 
     closed-form root.
 
     Why not autograd through the closed form, as nflows does: that backward pass is some hundreds
-    of ops per coupling (the issue's bottleneck), and it is *inaccurate*. The closed form
+    of ops per coupling (the INN training step's bottleneck), and it is *inaccurate*. The closed form
     subtracts nearly equal large terms ((p + q) - b/(3a) with a small |a|, e.g. near the identity
     spline every INN starts from), and their derivatives cancel the same way: measured in float64
     against a 50-digit mpmath reference, nflows' gradients of the inverse w.r.t. the knot

@@ -334,6 +334,9 @@ def draw(model: "QINN", which: str = "forward", *, max_layers: int | None = 2, *
     max_layers : draw only the first ``max_layers`` layers of each ansatz (None = all) so the
         figure stays legible; the gate pattern repeats per layer.
     draw_kwargs : passed on to ``qml.draw_mpl`` (e.g. ``decimals=2``, ``style="pennylane"``).
+
+    With ``decimals``, a Rot gate's three angles (phi, theta, omega) are written in one line under
+    its box (:func:`_readable_rot_labels`): inside the box PennyLane shrank them to fit four lines.
     """
     choices = ("forward", "inverse", "swap")
     if which not in choices:
@@ -357,5 +360,26 @@ def draw(model: "QINN", which: str = "forward", *, max_layers: int | None = 2, *
         qnode, args = inverse_qnode(n, wi.shape[0], w.shape[0]), (psi, wi, w)
     else:
         qnode, args = swap_test_qnode(n, w.shape[0], wi.shape[0]), (angles, w, psi, wi)
-    fig, _ = qml.draw_mpl(qnode, **draw_kwargs)(*args)
+    fig, ax = qml.draw_mpl(qnode, **draw_kwargs)(*args)
+    _readable_rot_labels(ax)
     return fig
+
+
+#: Font size of a Rot gate's angles under its box (PennyLane's gate labels are 14 pt).
+ROT_ANGLE_FONTSIZE = 10
+
+
+def _readable_rot_labels(ax) -> None:
+    """``Rot\\n(1.5,\\n0.5,\\n2.9)`` in a one-wire box is shrunk by ``qml.draw_mpl`` to 8 pt
+    against 14 pt for every other label; write "Rot" in the box at the common size and the angles
+    in one line in the gap below it (half-way to the next wire, where nothing else is drawn)."""
+    size = max((t.get_fontsize() for t in ax.texts if not t.get_text().startswith("Rot")), default=14)
+    for text in list(ax.texts):
+        label = text.get_text()
+        if not label.startswith("Rot\n(") or not label.endswith(")"):
+            continue
+        angles = [a.strip() for a in label[len("Rot\n("):-1].replace("\n", "").split(",")]
+        text.set_text("Rot")
+        text.set_fontsize(size)
+        x, y = text.get_position()
+        ax.text(x, y + 0.5, " ".join(angles), ha="center", va="center", fontsize=ROT_ANGLE_FONTSIZE, zorder=6)

@@ -22,10 +22,14 @@ no exact inverse, no ISP and no invertibility loss here, and the model is traine
 its NLL only (eq. 7). Its NLL is flagged like the QINN's where the map folds
 (:func:`qinn_lib.evaluation.diagnostics.flagged_nll`).
 
-The Jacobian ``dz/dx`` (needed for the NLL) is propagated forward by hand: the state and its n
-tangents ``d|psi>/dx'_i`` go through every gate together; at the encoding gate of qubit i the
-tangent i picks up ``R_y'(x'_i)`` applied to the state (product rule). The PennyLane circuit of
-:func:`pennylane_reference` is its test oracle.
+The Jacobian ``dz/dx`` (needed for the NLL) is propagated forward: the state and its n tangents
+``d|psi>/dx'_i`` go through every gate together; at the encoding gate of qubit i the tangent i picks
+up ``R_y'(x'_i)`` applied to the state (product rule). Two implementations of that one recursion:
+the readable one here, gate by gate (:meth:`ReuploadingFlow.forward_and_jacobian_gatewise`, the
+test oracle of the fast one, itself checked against the PennyLane circuit of
+:func:`pennylane_reference`), and the fast one every method uses, a few real matrix products per
+block (:mod:`qinn_lib.models.qinn.reuploading_sim`), which :meth:`ReuploadingFlow.compile_` can
+also compile into one graph per architecture.
 """
 
 from __future__ import annotations
@@ -36,13 +40,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from qinn_lib.compiling import compiled_step
 from qinn_lib.models.qinn.autograd import circuit_unitary
 from qinn_lib.models.qinn.model import QINN
+from qinn_lib.models.qinn.reuploading_sim import block_unitaries, measure, propagate
 from qinn_lib.models.qinn.simulator import _COMPLEX
 
 __all__ = ['ReuploadingFlow', 'pennylane_reference']
-
-
 
 
 def _block_sizes(n_layers: int, uploads: int) -> list[int]:
@@ -93,6 +97,7 @@ class ReuploadingFlow(nn.Module):
         s = torch.arange(1 << n)
         bits = ((s[:, None] >> torch.arange(n - 1, -1, -1)) & 1).to(dtype)  # (2^n, n), wire 0 most significant
         self.register_buffer("bits", bits, persistent=False)
+        self._compiled: Callable | None = None  # compile_(): the compiled forward_and_logdet
 
     @classmethod
     def from_config(cls, cfg: Any, n_features: int = 5) -> "ReuploadingFlow":
@@ -132,8 +137,9 @@ class ReuploadingFlow(nn.Module):
         v = rows.reshape(b, r, left, 2, dim // (2 * left))
         return torch.einsum("bac,brlcs->brlas", gate.to(rows.dtype), v).reshape(b, r, dim)
 
-    def _rows(self, x_prime: torch.Tensor, jacobian: bool) -> torch.Tensor:
-        """The output state (row 0) and, with ``jacobian``, its tangents d/dx'_i (rows 1..n), (B, R, 2^n)."""
+    def _rows_gatewise(self, x_prime: torch.Tensor, jacobian: bool) -> torch.Tensor:
+        """The output state (row 0) and, with ``jacobian``, its tangents d/dx'_i (rows 1..n), (B, R, 2^n),
+        gate by gate in complex arithmetic: the readable reference of the fast path."""
         n = self.n_features
         batch = x_prime.shape[0]
         half = 0.5 * x_prime
@@ -154,10 +160,14 @@ class ReuploadingFlow(nn.Module):
             start += size
         return rows
 
+    def _measured(self, x_prime: torch.Tensor, jacobian: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(P, dP/dx') by the fast path (:mod:`qinn_lib.models.qinn.reuploading_sim`)."""
+        rows = propagate(x_prime, block_unitaries(self.weights, self.blocks), jacobian)
+        return measure(rows, self.bits, jacobian)
+
     def forward_angles(self, x_prime: torch.Tensor) -> torch.Tensor:
         """z = c P + d as a function of the encoded angles x' (B, n)."""
-        psi = self._rows(self._check("x_prime", x_prime), False)[:, 0]
-        probs = (psi.real.square() + psi.imag.square()) @ self.bits
+        probs = self._measured(self._check("x_prime", x_prime), False)[0]
         return self.c * probs + self.d
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -166,18 +176,73 @@ class ReuploadingFlow(nn.Module):
     def forward_and_jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(z, J) with ``J[b, k, i] = dz_k/dx_i``: dP_k/dx'_i = 2 Re sum_{bit_k(s)=1} conj(psi_s) dpsi_{i,s},
         J = diag(c) dP/dx' diag(a)."""
+        return _forward_and_jacobian(self, self._check("x", x))
+
+    def forward_and_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z, log|det dz/dx|) for the NLL (eq. 5-7); compiled after :meth:`compile_` for the
+        calls of a training step."""
+        x = self._check("x", x)
+        return (self._compiled or _forward_and_logdet)(self, x)
+
+    def compile_(self, **compile_kwargs: Any) -> "ReuploadingFlow":
+        """Compile :meth:`forward_and_logdet` (the whole NLL step's model side) with ``torch.compile``
+        through :func:`qinn_lib.compiling.compiled_step`; returns ``self``. Idempotent.
+
+        One compiled function per process takes the model as an argument, so every flow of one
+        architecture, dtype and batch shape (the seeds of notebook 06) shares one graph. Only the
+        calls of a training step are compiled (autograd on, the first such call's batch shape);
+        validation under ``no_grad`` stays eager. A failing compiler falls back to eager with one
+        warning. Whether a run should compile is :func:`qinn_lib.compiling.should_compile`'s
+        decision (the trainer calls this only then). ``compile_kwargs`` go to ``torch.compile``.
+        """
+        if self._compiled is None:
+            key = tuple(sorted((k, repr(v)) for k, v in compile_kwargs.items()))
+            if key not in _COMPILED:
+                # dynamic=False: another architecture gets a static graph of its own.
+                _COMPILED[key] = compiled_step(_forward_and_logdet, label="ReuploadingFlow.forward_and_logdet",
+                                               **{"dynamic": False, **compile_kwargs})
+            self._compiled = _COMPILED[key]
+        return self
+
+    @property
+    def is_compiled(self) -> bool:
+        """Whether :meth:`compile_` was called (and compiling has not fallen back to eager)."""
+        return self._compiled is not None and self._compiled.is_compiled()
+
+    # -- the readable reference -------------------------------------------------------------------
+    def forward_and_jacobian_gatewise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward_and_jacobian` by the gate-by-gate recursion (:meth:`_rows_gatewise`): the
+        readable form, slower, the fast path's oracle (tests)."""
         a, b = self.clamped_ab()
-        rows = self._rows(a * self._check("x", x) + math.pi * b, True)
+        rows = self._rows_gatewise(a * self._check("x", x) + math.pi * b, True)
         psi, tangents = rows[:, :1], rows[:, 1:]
         probs = (psi[:, 0].real.square() + psi[:, 0].imag.square()) @ self.bits
         overlap = (psi.conj() * tangents).real  # (B, i, s)
         dprobs = 2.0 * torch.einsum("bis,sk->bki", overlap, self.bits)
         return self.c * probs + self.d, dprobs * (self.c[:, None] * a)
 
-    def forward_and_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(z, log|det dz/dx|) for the NLL (eq. 5-7)."""
-        z, jac = self.forward_and_jacobian(x)
+    def forward_and_logdet_gatewise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward_and_logdet` by the gate-by-gate reference."""
+        z, jac = self.forward_and_jacobian_gatewise(x)
         return z, torch.linalg.slogdet(jac).logabsdet
+
+
+#: The process's compiled forward_and_logdet, by compile options (ReuploadingFlow.compile_).
+_COMPILED: dict[tuple, Callable] = {}
+
+
+def _forward_and_jacobian(model: ReuploadingFlow, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fast (z, J) on a checked batch x: a function of the model and x, so one compiled graph
+    serves every model of an architecture."""
+    a, b = model.clamped_ab()
+    probs, dprobs = model._measured(a * x + math.pi * b, True)
+    return model.c * probs + model.d, dprobs * (model.c[:, None] * a)
+
+
+def _forward_and_logdet(model: ReuploadingFlow, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    z, jac = _forward_and_jacobian(model, x)
+    # contiguous: see reuploading_sim.measure (inductor's slogdet backward and a strided Jacobian)
+    return z, torch.linalg.slogdet(jac.contiguous()).logabsdet
 
 
 def pennylane_reference(model: ReuploadingFlow) -> Callable[[torch.Tensor], torch.Tensor]:

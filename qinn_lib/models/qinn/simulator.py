@@ -83,16 +83,18 @@ def product_state(f: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _product_state_fm(f: torch.Tensor) -> torch.Tensor:
-    """Same in "feature-major" layout: factors ``(n, 2, *rest) -> (2^n, *rest)``.
+def _product_state_fm(f: torch.Tensor, lead: int = 0) -> torch.Tensor:
+    """Same in "feature-major" layout: factors ``(*L, n, 2, *rest) -> (*L, 2^n, *rest)``.
 
     The events/rows sit in the contiguous trailing dimensions, so each Kronecker step is one
     vectorised broadcast over them (events leading would leave an innermost dimension of 2).
+    ``lead`` leading dimensions ``L`` (the models of a lockstep stack) are carried along; with
+    none this is exactly the single model's computation.
     """
-    factors = f.unbind(0)
+    factors = f.unbind(lead)
     out = factors[0]
     for factor in factors[1:]:
-        out = (out.unsqueeze(1) * factor.unsqueeze(0)).flatten(0, 1)
+        out = (out.unsqueeze(lead + 1) * factor.unsqueeze(lead)).flatten(lead, lead + 1)
     return out
 
 

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ['gaussian_mmd', 'breit_wigner_mmd', 'mmd_reference']
+__all__ = ['gaussian_mmd', 'breit_wigner_mmd', 'stacked_mmd', 'mmd_reference']
 
 
 # -- maximum mean discrepancy (sec. 2.2) ---------------------------------------------------------
@@ -36,7 +36,7 @@ def _as_points(t: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def _pair_differences(p: torch.Tensor) -> torch.Tensor:
-    """All pairwise differences of the rows of ``p`` (P, d), feature-major: ``diff[k, i, j] = p_ik - p_jk``.
+    """All pairwise differences of the rows of ``p`` (..., P, d), feature-major: ``diff[..., k, i, j] = p_ik - p_jk``.
 
     Why differences and not the expansion ||a||^2 + ||b||^2 - 2 a.b: a difference of two floats is
     exact when they are close (Sterbenz) and correctly rounded otherwise, so every squared
@@ -44,8 +44,8 @@ def _pair_differences(p: torch.Tensor) -> torch.Tensor:
     itself*. The expansion (and the gradient form ``sum_j A_ij p_i - (A p)_i``) cancels instead:
     for M_ll ~ 91 GeV and pairs 0.01 GeV apart it lost 3 of float32's 7 digits. Feature-major,
     so the sum over features is a reduction over the leading, contiguous-block axis."""
-    q = p.T.contiguous()  # a strided q would make the result (and every pass over it) strided
-    return q.unsqueeze(2) - q.unsqueeze(1)
+    q = p.transpose(-1, -2).contiguous()  # a strided q would make the result (and every pass over it) strided
+    return q.unsqueeze(-1) - q.unsqueeze(-2)
 
 
 def kernel_widths(widths: Sequence[float] | float) -> tuple[float, ...]:
@@ -98,7 +98,9 @@ def _kernel_and_slope(d2: torch.Tensor, widths: tuple[float, ...], kernel: str) 
 class _MultiKernelMMD(torch.autograd.Function):
     """eq. 9 as one quadratic form: with p = [x; y] and w = [1/N, ..., 1/N, -1/M, ..., -1/M],
     mean k(X,X) + mean k(Y,Y) - 2 mean k(X,Y) = w^T K w for the joint kernel matrix K, built from
-    ONE pairwise-difference tensor of the joint sample for all widths.
+    ONE pairwise-difference tensor of the joint sample for all widths. Leading dimensions of ``p``
+    (..., P, d) are independent MMDs with the same weights ``w`` (the members of a lockstep stack),
+    computed by the same ops on a bigger tensor.
 
     The gradient is hand-written and formed in the forward pass, from the same kernel slopes: with
     A = (w w^T) * G (G the kernel slope, symmetric), dL/dp_i = 4 sum_j A_ij (p_i - p_j), on the
@@ -110,20 +112,20 @@ class _MultiKernelMMD(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, p: torch.Tensor, w: torch.Tensor, widths: tuple[float, ...], kernel: str) -> torch.Tensor:
-        diff = _pair_differences(p)  # (d, P, P)
-        k, g = _kernel_and_slope(diff.square().sum(0), widths, kernel)
+        diff = _pair_differences(p)  # (..., d, P, P)
+        k, g = _kernel_and_slope(diff.square().sum(-3), widths, kernel)
         if ctx.needs_input_grad[0]:
             a = g * (4.0 * w).unsqueeze(1) * w.unsqueeze(0)
             # kept feature-major (d, P): the sum over j runs along contiguous memory, which is
             # also the loop a compiler vectorises (a (P, d) result made it loop over j scalar)
-            ctx.save_for_backward((diff * a).sum(dim=2))
-        return torch.dot(w, torch.mv(k, w))
+            ctx.save_for_backward((diff * a.unsqueeze(-3)).sum(dim=-1))
+        return (k @ w) @ w  # w^T K w: torch.mv then torch.dot for one MMD
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         (dp,) = ctx.saved_tensors
-        return (grad * dp).T, None, None, None
+        return (grad.unsqueeze(-1).unsqueeze(-1) * dp).transpose(-1, -2), None, None, None
 
 
 def _mmd(x: torch.Tensor, y: torch.Tensor, widths: Sequence[float] | float, kernel: str) -> torch.Tensor:
@@ -138,6 +140,22 @@ def _mmd(x: torch.Tensor, y: torch.Tensor, widths: Sequence[float] | float, kern
     p = torch.cat([x, y.to(x.dtype)], dim=0)
     w = torch.cat([p.new_full((n,), 1.0 / n), p.new_full((m,), -1.0 / m)])
     return _MultiKernelMMD.apply(p, w, ws, kernel)
+
+
+def stacked_mmd(x: torch.Tensor, y: torch.Tensor, widths: Sequence[float] | float, kernel: str) -> torch.Tensor:
+    """K independent squared MMDs at once: ``x`` ``(K, N, d)`` against ``y`` ``(K, M, d)``, member k
+    of one against member k of the other; returns ``(K,)``. Each equals :func:`gaussian_mmd`
+    (``kernel="gauss"``) or :func:`breit_wigner_mmd` (``"breit_wigner"``) of its pair to float
+    rounding: the same ops on a (K, ...) tensor, for the members of a lockstep stack."""
+    if x.ndim != 3 or y.ndim != 3 or x.shape[0] != y.shape[0] or x.shape[2] != y.shape[2]:
+        raise ValueError(f"stacked_mmd: x and y must have shapes (K, N, d) and (K, M, d), got "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    if kernel not in ("gauss", "breit_wigner"):
+        raise ValueError(f"kernel must be 'gauss' or 'breit_wigner', got {kernel!r}")
+    n, m = x.shape[1], y.shape[1]
+    p = torch.cat([x, y.to(x.dtype)], dim=1)
+    w = torch.cat([p.new_full((n,), 1.0 / n), p.new_full((m,), -1.0 / m)])
+    return _MultiKernelMMD.apply(p, w, kernel_widths(widths), kernel)
 
 
 def gaussian_mmd(x: torch.Tensor, y: torch.Tensor, widths: Sequence[float] | float) -> torch.Tensor:
