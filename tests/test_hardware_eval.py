@@ -179,5 +179,22 @@ def test_statement_and_table_say_what_the_numbers_say():
     table = he.verdict_table(rows, ["js/m_ll", "nll"])
     lines = table.splitlines()
     assert lines[0].startswith("| device | js/m_ll | nll | distributions as exact?")
-    assert lines[3].startswith("| N=1e2 | 1.500 ± 0.010 | 1.500 ± 0.010 | no | no | no |")
+    assert lines[3].startswith("| N=1e2 | 1.500\u00a0±\u00a00.010 | 1.500\u00a0±\u00a00.010 | no | no | no |")
     assert lines[4].endswith("| yes | yes | yes |")
+
+
+def test_table_cells_do_not_wrap_and_the_sweep_legend_covers_no_curve():
+    """Issue 23: notebook 07's tables wrapped every "value ± error" over 2-3 lines (and labels and
+    exponents at their hyphens), and the noise figure's legend sat on the curves."""
+    noisy = {Device(noise=NoiseModel("depolarizing", p)): s for p, s in ((1e-6, 0.0), (1e-2, 0.5))}
+    rows = _rows(noisy, spread=1e-9)
+    table = he.verdict_table(rows, ["js/m_ll", "nll"])
+    cells = [c.strip() for line in table.splitlines()[2:] for c in line.strip("|").split("|")]
+    assert "depolarizing\u00a0p=1e\u2060-\u206006" in cells and any("\u00a0±\u00a0" in c for c in cells)
+    for cell in cells:
+        assert " " not in cell and "-" not in cell.replace("\u2060-\u2060", ""), repr(cell)
+    fig = he.plot_sweep(rows, list(he.SAMPLE_METRICS) + ["recon_mean", "nll"], x="p", ncols=7)  # no spare panel
+    assert fig.legends and not any(ax.get_legend() for ax in fig.axes), "one legend, outside every panel"
+    fig.canvas.draw()
+    legend = fig.legends[0].get_window_extent()
+    assert not any(legend.overlaps(ax.get_window_extent()) for ax in fig.axes)

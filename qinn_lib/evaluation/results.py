@@ -68,6 +68,8 @@ SECTION_SCHEMAS: dict[str, dict[str, Any]] = {
                        "verdicts?": "verdicts", "screen_verdicts?": "verdicts"},
     "07_hardware_realism": {"seeds": "list", "statement": "str", "shots_table": "str", "noise_table": "str",
                             "resources_table": "str", "cost_table": "str"},
+    "07_hardware_device": {"backends": "list", "shots": "int", "n_generate": "int", "n_test": "int",
+                           "statement": "str", "results_table": "str", "resources_table": "str"},
     "bench": {
         "batch_size": "int", "threads": "int", "machine": "str", "fast_ms": _NUMBER, "fast_ms_min": _NUMBER,
         "paper_fast_minutes": _NUMBER, "reference_ms": _NUMBER, "paper_reference_hours": _NUMBER,

@@ -132,6 +132,14 @@ class DeviceQINN:
             return self._noisy.inverse_distribution(psi, marginals=True)
         return self.measure(self.inverse_distribution(psi))
 
+    def measure_forward(self, x_prime: torch.Tensor) -> torch.Tensor:
+        """P(qubit k = 1) ``(B, n)`` of the forward circuit for encoded angles ``(B, n)``, as measured on the device."""
+        return self._measure_forward(torch.as_tensor(x_prime, dtype=F64))
+
+    def measure_inverse(self, psi: torch.Tensor) -> torch.Tensor:
+        """P(qubit k = 1) ``(B, n)`` of the inverse circuit for ISP angles ``(B, n, 3)``, as measured on the device."""
+        return self._measure_inverse(torch.as_tensor(psi, dtype=F64))
+
     def reseed(self, seed: int) -> "DeviceQINN":
         """Restart the shot generator from ``seed`` (the circuits are kept: building noisy ones costs)."""
         self.generator = torch.Generator().manual_seed(int(seed))
@@ -164,13 +172,23 @@ class DeviceQINN:
         return self.model.isp_net(torch.as_tensor(probs, dtype=F64)).unflatten(-1, (self.n, 3))
 
     @torch.no_grad()
-    def inverse(self, z: torch.Tensor) -> torch.Tensor:
-        """x~ = f^{-1}(z) with the ISP circuit measured on the device (eq. 13-15, 21-22), ``(B, n)``."""
+    def latent_isp_angles(self, z: torch.Tensor) -> torch.Tensor:
+        """psi = g_C((z - d) / c) for latent points ``z`` (eq. 16 inverted, then eq. 21), ``(B, n, 3)``."""
         z = torch.as_tensor(z, dtype=F64)
-        psi = self.isp_angles((z - self.model.d) / self.model.c)
-        p1 = self._measure_inverse(psi).clamp(0.0, 1.0)
+        return self.isp_angles((z - self.model.d) / self.model.c)
+
+    @torch.no_grad()
+    def decode(self, p1: torch.Tensor) -> torch.Tensor:
+        """x from the inverse circuit's measured P(qubit k = 1): x' = 2 atan2(sqrt(p1), sqrt(1 - p1)),
+        x = (x' - pi b) / a (eq. 12 inverted), ``(B, n)``."""
+        p1 = torch.as_tensor(p1, dtype=F64).clamp(0.0, 1.0)
         x_prime = 2.0 * torch.atan2(torch.sqrt(p1), torch.sqrt(1.0 - p1))
         return (x_prime - math.pi * self._b) / self._a
+
+    @torch.no_grad()
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """x~ = f^{-1}(z) with the ISP circuit measured on the device (eq. 13-15, 21-22), ``(B, n)``."""
+        return self.decode(self._measure_inverse(self.latent_isp_angles(z)))
 
     # -- what notebooks ask for ------------------------------------------------------------------
     def _batched(self, fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -188,15 +206,18 @@ class DeviceQINN:
         rows kept (non-finite ones too), so two devices' samples are aligned event by event. z is
         drawn as :meth:`qinn_lib.experiments.one_model.TrainedModel.generate` draws it (same generator, batches and
         ``latent_dtype``), so an exact device reproduces that sample."""
+        z = self.latent(n, latent_seed=latent_seed, latent_dtype=latent_dtype, batch_size=batch_size)
+        return np.concatenate([self.inverse(z[s:s + batch_size]).numpy() for s in range(0, n, batch_size)])
+
+    def latent(self, n: int, *, latent_seed: int, latent_dtype: torch.dtype = torch.float32,
+               batch_size: int = 8192) -> torch.Tensor:
+        """The ``n`` latent points z ~ N(0, 1) of :meth:`generate_scaled` (same generator and batches), float64."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         gen = torch.Generator().manual_seed(int(latent_seed))
-        out = []
-        for start in range(0, n, batch_size):
-            m = min(batch_size, n - start)
-            z = torch.randn((m, self.n), generator=gen, dtype=latent_dtype)
-            out.append(self.inverse(z.to(F64)).numpy())
-        return np.concatenate(out)
+        parts = [torch.randn((min(batch_size, n - s), self.n), generator=gen, dtype=latent_dtype)
+                 for s in range(0, n, batch_size)]
+        return torch.cat(parts).to(F64)
 
     def generate(self, n: int, *, latent_seed: int, scaler: "AngleScaler", latent_dtype: torch.dtype = torch.float32,
                  batch_size: int = 8192) -> np.ndarray:

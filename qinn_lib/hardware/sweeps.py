@@ -43,6 +43,8 @@ __all__ = [
     "METRIC_LABELS",
     "SHOT_SEED_OFFSET",
     "EXACT",
+    "PM",
+    "nowrap",
     "evaluate_on_device",
     "sweep",
     "summarise_sweep",
@@ -83,6 +85,17 @@ METRIC_LABELS = {
 #: The shot generator of evaluation seed s is seeded with s + this (the latent sample with s).
 SHOT_SEED_OFFSET = 7_919
 EXACT = "exact"
+#: "±" between no-break spaces: a table cell "0.0208 ± 0.0010" never wraps over lines (issue 23).
+PM = "\u00a0±\u00a0"
+_WORD_JOINER = "\u2060"
+
+
+def nowrap(text: str) -> str:
+    """``text`` that a rendered table cell does not break: spaces as no-break spaces, every hyphen
+    (an exponent's "e-05", a label's "p=1e-06") between word joiners (U+2060, invisible; the
+    hyphen stays an ASCII hyphen, but a copied cell carries the joiners: strip them before parsing)."""
+    return str(text).replace(" ", "\u00a0").replace("-", f"{_WORD_JOINER}-{_WORD_JOINER}")
+
 
 
 def evaluate_on_device(trained: Any, device: Device | DeviceQINN, *, seed: int, n_generate: int, n_test: int,
@@ -300,7 +313,7 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str], *
         channels = sorted({r["device"]["channel"] for r in rows if r["device"]["channel"]})
         series = {c: [r for r in rows if r["device"]["channel"] == c and r["device"]["shots"] is None] for c in channels}
     nrows = math.ceil(len(metric_names) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows + 0.4), squeeze=False, layout="constrained")
     exact = next(r for r in rows if r["label"] == EXACT)["metrics"]
     for ax, metric in zip(axes.flat, metric_names):
         ref = exact[metric]["mean"]
@@ -330,8 +343,10 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str], *
     for ax in spare:
         ax.axis("off")
     handles, names = axes.flat[0].get_legend_handles_labels()
-    (spare[0] if spare else axes.flat[0]).legend(handles, names, loc="center" if spare else "best")
-    fig.tight_layout()
+    if spare:
+        spare[0].legend(handles, names, loc="center")
+    else:  # above the panels: a legend inside one would cover its curves (issue 23)
+        fig.legend(handles, names, loc="outside upper center", ncol=len(names))
     return fig
 
 
@@ -351,8 +366,8 @@ def _format_cell(stats: Mapping[str, Any]) -> str:
     sig = lambda v, k: max(0, k - 1 - math.floor(math.log10(abs(v)))) if v else 0  # noqa: E731
     d = min(sig(std, 2), sig(mean, 4)) if mean else sig(std, 2)
     if round(std, d) == 0:  # the spread is below the 4th digit of the mean
-        return f"{mean:#.4g} ± {std:.0e}"
-    return f"{mean:.{d}f} ± {std:.{d}f}"
+        return f"{mean:#.4g}{PM}{std:.0e}"
+    return f"{mean:.{d}f}{PM}{std:.{d}f}"
 
 
 def verdict_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
@@ -364,9 +379,9 @@ def verdict_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     words = {True: "yes", False: "no", None: "undecided"}
     for r in rows:
-        cells = [r["label"]]
+        cells = [nowrap(r["label"])]
         for c in columns:
-            cells.append(_format_cell(r["metrics"][c]))
+            cells.append(nowrap(_format_cell(r["metrics"][c])))
         for names in groups.values():
             cells.append("–" if r["label"] == EXACT else words[_all_ok(rows, r["label"], names)])
         lines.append("| " + " | ".join(cells) + " |")

@@ -148,6 +148,12 @@ def render_results(results: dict[str, Any]) -> str:
                   hw["statement"], "", hw["shots_table"], "", hw["noise_table"], "",
                   "Circuits and what the paper's tasks would cost on a device:", "", hw["resources_table"], "",
                   hw["cost_table"], ""]
+    dev = results.get("07_hardware_device")
+    if dev:
+        lines += [f"**On a real device's noise** (notebook 07; calibrated IBM device models {', '.join(map(str, dev['backends']))}, "
+                  f"routed circuits, Qiskit Aer density matrices; {dev['n_generate']:,} generated and {dev['n_test']:,} "
+                  f"reconstructed events per device, {dev['shots']:,} shots; ± one standard error over events):", "",
+                  dev["statement"], "", dev["results_table"], "", dev["resources_table"], ""]
     bench = results.get("bench")
     if bench:
         lines += [

@@ -26,13 +26,19 @@ QUICK_CAPS: dict[str, int] = {
     "fit_steps": 30,
     "n_generate": 4_000,
     "search_trials": 2,
+    "device_events": 24,  # notebook 07 on calibrated IBM device models: ~0.05-0.1 s per event and circuit
+    "device_shots": 2_000,
 }
+#: The device models notebook 07's quick profile runs on instead of the configured ones: a 5-qubit
+#: device builds its noise model in 0.1 s, a 133-qubit one in 4-6 s (qinn_lib.hardware.ibm).
+QUICK_DEVICE_BACKENDS = ("FakeManilaV2",)
 
 
 #: Notebook parameters capped by another name's cap: notebook 07's ``n_test`` by ``n_generate``,
 #: notebook 06's ``search_epochs`` by ``epochs`` (its search runs are run configs, capped by
-#: :func:`effective_config`). tests/test_reports.py checks this against the notebooks' budget calls.
-CAPPED_AS: dict[str, str] = {"n_test": "n_generate", "search_epochs": "epochs"}
+#: :func:`effective_config`), notebook 07's device events (generated and reconstructed) by ``device_events``. tests/test_reports.py checks this against the notebooks' budget calls.
+CAPPED_AS: dict[str, str] = {"n_test": "n_generate", "search_epochs": "epochs", "device_generate": "device_events",
+                             "device_test": "device_events"}
 
 
 def quick_value(name: str, paper_value: int) -> int | None:
@@ -63,3 +69,13 @@ def effective_config(cfg: Any) -> Any:
         if hasattr(cfg, name):
             changes[name] = budget(cfg.profile, name, getattr(cfg, name))
     return cfg.replace(**changes)
+
+
+def device_models(profile: str, names: str) -> list[str]:
+    """The device models to run: the comma-separated ``names`` in the paper profile,
+    :data:`QUICK_DEVICE_BACKENDS` in the quick one."""
+    check_profile(profile)
+    chosen = [n.strip() for n in str(names).split(",") if n.strip()]
+    if not chosen:
+        raise ValueError(f"device backends must name at least one backend, got {names!r}")
+    return chosen if profile == "paper" else list(QUICK_DEVICE_BACKENDS)

@@ -484,9 +484,19 @@ class HardwareRealismConfig(RunConfig):
     noise_levels: tuple = _spec((1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 1e-3, 1e-2, 1e-1), lo=0.0, hi=1.0,
                                 doc="noise strength p per gate, for each channel")
     shot_rate_hz: float = _spec(1e3, lo=1e-3, hi=1e9, doc="assumed device shot rate, only to convert executions to hours")
+    # "On a real device's noise" (the optional [hardware] extra): calibrated IBM device models
+    device_backends: str = _spec("FakeTorino,FakeSherbrooke", omit_default=True,
+                                 doc="Qiskit fake backends (IBM calibration snapshots), comma-separated")
+    device_generate: int = _spec(1_000, lo=2, hi=1_000_000, omit_default=True, doc="events generated on each device model")
+    device_test: int = _spec(250, lo=2, hi=1_000_000, omit_default=True,
+                             doc="test events reconstructed on each device model (both circuits)")
+    device_shots: int = _spec(10_000, lo=1, hi=10_000_000, omit_default=True, doc="shots per event and circuit on a device model")
 
     def validate(self) -> None:
         _check_batch_fits(self)
         bad = [v for v in self.shots if not float(v).is_integer()]
         if bad:
             raise ConfigError(f"{type(self).__name__}.shots must be whole numbers of shots, got {bad}")
+        if not [n for n in self.device_backends.split(",") if n.strip()]:
+            raise ConfigError(f"{type(self).__name__}.device_backends must name at least one backend, got "
+                              f"{self.device_backends!r}")
