@@ -21,7 +21,6 @@ from qinn_lib import paths
 from qinn_lib.notebook import app, model_viewer, serving, stills
 from qinn_lib.training.config import QINNRunConfig
 
-
 #: Voila's own lab template links FontAwesome's stylesheets from a CDN; its bundle carries the same
 #: icons, so offline these two requests fail and nothing is missing (the fit/stop/load icons show).
 #: Any other request to another host fails the test.

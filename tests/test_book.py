@@ -104,6 +104,7 @@ def test_the_stage_leaves_the_committed_notebooks_alone_and_drops_stale_files(tm
     before = {p: p.read_bytes() for p in discover_notebooks()}
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "notebooks" / "00_gone.ipynb").write_text("{}")
+    (tmp_path / book.STAGE_MARK).write_text("")  # an earlier staging
     chapters = book.stage(tmp_path)
     assert chapters == [f"notebooks/{p.stem}" for p in discover_notebooks()]
     assert not (tmp_path / "notebooks" / "00_gone.ipynb").exists()
@@ -111,6 +112,15 @@ def test_the_stage_leaves_the_committed_notebooks_alone_and_drops_stale_files(tm
     staged = nbformat.read(tmp_path / "notebooks" / "02_circuit_and_inverse.ipynb", as_version=4)
     assert not any(book.WIDGET_VIEW in o.get("data", {}) for c in staged.cells for o in c.get("outputs", []))
     assert {p: p.read_bytes() for p in discover_notebooks()} == before
+
+
+def test_a_folder_that_is_no_staging_is_left_alone(tmp_path):
+    """``--out ~/html`` stages into ``~/src``: a folder of the reader's is refused, not cleaned."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "thesis.tex").write_text("mine")
+    with pytest.raises(book.BookError, match=r"src exists and is not a staging folder of the book.*another --out"):
+        book.build(tmp_path / "html")
+    assert (tmp_path / "src" / "thesis.tex").read_text() == "mine" and not (tmp_path / "html").exists()
 
 
 # -- the built book in a browser -----------------------------------------------------------------

@@ -103,7 +103,7 @@ def fit_record(result: dict) -> dict:
     for k, v in result.items():
         if k == "model":
             continue
-        out[k] = v.tolist() if isinstance(v, np.ndarray) else v
+        out[k] = v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v
     return out
 
 
@@ -147,7 +147,7 @@ def panels(session: Session):
     viewer = model_viewer.ModelViewer(n_generate=budget(profile, "n_generate", N_GENERATE), seed=cfg.seed)
     if viewer.candidates:  # open on notebook 03's QINN (Table 1), so "load" loads the report's model
         default = QINNRunConfig(profile="paper")
-        viewer.choice.index = next((i for i, c in enumerate(viewer.candidates) if c.cfg == default), 0)
+        viewer.choice.value = next((i for i, c in enumerate(viewer.candidates) if c.cfg == default), 0)
     viewer.widget.add_class(VIEWER_CLASS)
     return explorer, viewer
 

@@ -181,12 +181,24 @@ def _put(path: Path, data: bytes, written: set[Path]) -> None:
     written.add(path)
 
 
+#: Marks a folder made by :func:`stage`: only such a folder has its stale files removed.
+STAGE_MARK = ".qinn-book-sources"
+
+
 def stage(src: Path) -> list[str]:
     """Copy the book's sources into ``src``: ``docs/index.md``, the README with the images it
     shows, and the notebooks (live panels replaced by stills); files from an earlier staging that
-    are no longer sources are removed. Returns the chapters' document names in order."""
+    are no longer sources are removed. Returns the chapters' document names in order.
+
+    ``src`` is new, empty or an earlier staging (it holds :data:`STAGE_MARK`); any other folder
+    is a :class:`BookError`, so that a mistyped ``--out`` never deletes a reader's files."""
+    src = Path(src)
+    if src.exists() and (not src.is_dir() or (any(src.iterdir()) and not (src / STAGE_MARK).is_file())):
+        raise BookError(f"{src} exists and is not a staging folder of the book (no {STAGE_MARK} in it): "
+                        "the book stages its sources beside its pages; choose another --out")
     root = paths.repo_root()
     written: set[Path] = set()
+    _put(src / STAGE_MARK, b"sources of the web book, staged by python -m qinn_lib.book\n", written)
     _put(src / "index.md", (docs_dir() / "index.md").read_bytes(), written)
     readme = (root / "README.md").read_text()
     _put(src / "README.md", readme.encode(), written)

@@ -25,14 +25,16 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 SHOTS = {"qinn-depth-explorer": "depth_explorer.png", "qinn-model-viewer": "model_viewer.png"}
 
 
-def open_app(playwright, url: str, *, width: int = 1100, height: int = 2400, timeout_ms: int = 300_000):
+def open_app(playwright, url: str, *, width: int = 1100, height: int = 2400, scale: float = 1,
+             timeout_ms: int = 300_000):
     """Chromium on the app at ``url``, once both panels are drawn: (browser, page). The window is
     tall enough for a whole panel: Voila scrolls its own container, so a panel taller than the
-    window is photographed cut."""
+    window is photographed cut. ``scale`` is the device pixel ratio (2: a still stays sharp when
+    the book shows it narrower than the app)."""
     if not Path(CHROMIUM).is_file():
         raise QinnError(f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set QINN_CHROMIUM)")
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    page = browser.new_page(viewport={"width": width, "height": height})
+    page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=scale)
     page.goto(url, timeout=timeout_ms)
     for css in SHOTS:
         page.wait_for_selector(f".{css}", timeout=timeout_ms)
@@ -76,7 +78,7 @@ def make_stills(out: Path | None = None) -> list[Path]:
         env = dict(os.environ, QINN_APP_DIR=str(Path(tmp) / "sessions"),
                    PYTHONPATH=os.pathsep.join(filter(None, [str(paths.repo_root()), os.environ.get("PYTHONPATH")])))
         with serving.serve(env=env, log=Path(tmp) / "voila.log") as server, sync_playwright() as p:
-            browser, page = open_app(p, server["url"])
+            browser, page = open_app(p, server["url"], width=900, scale=2)
             try:
                 run_fit(page)
                 load_model(page)
