@@ -52,6 +52,27 @@ def test_a_panel_output_becomes_its_still_and_a_pointer_to_the_app(stills):
         assert base64.b64decode(cell.outputs[1]["data"]["image/png"]) == PNG
 
 
+def test_a_panel_displayed_with_its_fallback_bundle_becomes_its_still(stills):
+    """Notebook 02 shows ``explorer`` itself: its bundle (widgets.panel_bundle) has a text and an
+    HTML fallback beside the widget view; all three give way to the still."""
+    import ipywidgets
+
+    from qinn_lib.notebook.widgets import panel_bundle
+
+    bundle = panel_bundle(ipywidgets.VBox(), "the depth explorer", "fit a QINN of any depth")
+    cell = nbformat.v4.new_code_cell("explorer = depth_explorer.depth_panel(x, results=scan)\nexplorer")
+    cell.outputs = [nbformat.v4.new_output("execute_result", execution_count=1, data=bundle)]
+    assert book.WIDGET_VIEW in bundle and "text/html" in bundle
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    assert book.replace_panels(nb, "02.ipynb", stills) == 1
+    assert [sorted(o["data"]) for o in cell.outputs] == [["text/markdown"], ["image/png", "text/plain"]]
+    # the same bundle in a cell that makes no known panel is an unknown panel, not a progress bar
+    other = nbformat.v4.new_code_cell("w = make_panel()\nw")
+    other.outputs = [nbformat.v4.new_output("execute_result", execution_count=1, data=bundle)]
+    with pytest.raises(book.BookError, match=r"09\.ipynb, cell 0: a widget panel that is none of the known panels"):
+        book.replace_panels(nbformat.v4.new_notebook(cells=[other]), "09.ipynb", stills)
+
+
 def test_a_progress_bar_keeps_its_text(stills):
     nb = nbformat.v4.new_notebook(cells=[_widget_cell("trained = train(cfg, progress=True)", "training: 100%|###| 2/2")])
     assert book.replace_panels(nb, "03.ipynb", stills) == 0

@@ -127,8 +127,9 @@ def _pointer(panel: Panel) -> str:
             f"`python -m qinn_lib.app` (see [the app](../index.md#{APP_ANCHOR})), or run this notebook in JupyterLab.")
 
 
-#: The text fallback of a widget container (``VBox(children=(...``): a panel, not a progress bar.
-_CONTAINER = re.compile(r"^\s*\w+\(children=")
+#: The text fallback of a panel, not a progress bar: a widget container's (``VBox(children=(...``)
+#: or the sentence of :func:`qinn_lib.notebook.widgets.panel_bundle` ("...: a live panel to ...").
+_CONTAINER = re.compile(r"^\s*\w+\(children=|: a live panel to ")
 
 
 def replace_panels(nb: nbformat.NotebookNode, name: str, stills: Path | None = None) -> int:
@@ -148,7 +149,7 @@ def replace_panels(nb: nbformat.NotebookNode, name: str, stills: Path | None = N
             for o in widgets:
                 text = o["data"].get("text/plain", "")
                 text = "".join(text) if isinstance(text, list) else text
-                if _CONTAINER.match(text) or not text:
+                if _CONTAINER.search(text) or not text:
                     raise BookError(f"{name}, cell {index}: a widget panel that is none of the known panels "
                                     f"({', '.join(p.call for p in PANELS)}); add it to "
                                     "qinn_lib.notebook.book.PANELS with a still image")
