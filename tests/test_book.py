@@ -201,6 +201,7 @@ def _read_the_book(out, base, chromium, build_seconds, record_property):
     chapters = [f"notebooks/{p.stem}.html" for p in discover_notebooks()]
     assert set(chapters) | {"index.html", "search.html", "genindex.html"} == set(pages)
     assert book.external_references(out) == {}
+    assert "Apache License" in (out / "_static" / "mathjax" / "NOTICE.txt").read_text(), "MathJax's licence travels with it"
     t0 = time.monotonic()
     problems: list[str] = []
     with sync_playwright() as p:

@@ -82,6 +82,12 @@ def stills_dir() -> Path:
 MATHJAX_PARTS = ("tex-chtml.js", "input", "output/chtml", "a11y", "ui", "sre", "adaptors")
 
 
+MATHJAX_NOTICE = ("MathJax 3.2.2 (https://www.mathjax.org/, https://github.com/mathjax/MathJax), "
+                  "Copyright (c) 2009-2022 The MathJax Consortium.\nLicensed under the Apache License, Version 2.0: "
+                  "https://www.apache.org/licenses/LICENSE-2.0\nCopied unchanged (the parts tex-chtml.js loads) from the "
+                  "sphinx-mathjax-offline 0.0.2 package.\n")
+
+
 def mathjax_source() -> Path:
     """MathJax 3.2.2 as the ``sphinx-mathjax-offline`` package installs it (its ``mathjax/`` folder)."""
     try:
@@ -112,6 +118,7 @@ def mathjax_static() -> Path:
             else:
                 (target / part).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source / part, target / part)
+        (target / "NOTICE.txt").write_text(MATHJAX_NOTICE)  # the package ships MathJax without its licence file
         stamp.write_text(str(source))
     return static
 
