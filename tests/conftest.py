@@ -29,3 +29,29 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def browser_needs():
+    """``browser_needs("sphinx", ...)``: skip (fail where CI sets QINN_REQUIRE_BROWSER=1) unless
+    Playwright, the system Chromium and the named modules are there. For the book's and the app's
+    browser tests (tests/test_browser.py has its own check for JupyterLab)."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    from qinn_lib.notebook.stills import CHROMIUM
+
+    def check(*modules: str) -> str:
+        missing = [f"the {m} package (pip install -e '.[dev]')" for m in ("playwright", *modules)
+                   if importlib.util.find_spec(m) is None]
+        if not Path(CHROMIUM).is_file():
+            missing.append(f"Chromium at {CHROMIUM} (apt-get install -y chromium, or set QINN_CHROMIUM)")
+        if missing:
+            message = "browser test needs " + " and ".join(missing)
+            if os.environ.get("QINN_REQUIRE_BROWSER") == "1":
+                pytest.fail(message)
+            pytest.skip(message)
+        return CHROMIUM
+
+    return check

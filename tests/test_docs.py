@@ -9,7 +9,7 @@ import yaml
 
 from qinn_lib import paths
 from qinn_lib.experiments import plans, publish
-from qinn_lib.notebook import lab
+from qinn_lib.notebook import app, book, lab
 
 
 def readme() -> str:
@@ -45,7 +45,7 @@ def test_citation_cites_the_paper_and_the_software():
     assert "2302.12906" in paper["url"] and paper["identifiers"][0]["value"] == "10.48550/arXiv.2302.12906"
 
 
-@pytest.mark.parametrize("main", [plans.main, publish.main, lab.main])
+@pytest.mark.parametrize("main", [plans.main, publish.main, lab.main, book.main, app.main])
 def test_help_ends_in_a_full_sentence(main, capsys):
     with pytest.raises(SystemExit):
         main(["--help"])

@@ -17,12 +17,28 @@ def _split(req: str) -> tuple[str, str]:
     return m.group(1).lower().replace("_", "-"), m.group(2).replace(" ", "")
 
 
+def _pyproject() -> dict:
+    return tomllib.loads((paths.repo_root() / "pyproject.toml").read_text())
+
+
 def _pyproject_requirements() -> dict[str, str]:
-    data = tomllib.loads((paths.repo_root() / "pyproject.toml").read_text())
+    """Every requirement of the package and its extras; an extra's reference to other extras of
+    the package itself (``qinn[book,app]`` in ``dev``) adds no requirement of its own."""
+    data = _pyproject()
     reqs = list(data["project"]["dependencies"])
     for extra in data["project"].get("optional-dependencies", {}).values():
         reqs += extra
-    return dict(_split(r) for r in reqs)
+    return {name: spec for name, spec in map(_split, reqs) if name != data["project"]["name"]}
+
+
+def test_extras_that_name_the_package_name_its_own_extras():
+    data = _pyproject()
+    extras = data["project"]["optional-dependencies"]
+    for reqs in extras.values():
+        for req in reqs:
+            name, spec = _split(req)
+            if name == data["project"]["name"]:
+                assert re.fullmatch(r"\[[a-z,]+\]", spec) and set(spec[1:-1].split(",")) <= set(extras), req
 
 
 def _environment_requirements() -> dict[str, str]:

@@ -206,17 +206,20 @@ def circuit_caption(n_layers: int) -> str:
 
 class DepthExplorer:
     """The panel. ``results`` (e.g. the notebook's static :func:`depth_scan`) start the comparison;
-    every finished fit is added to them, marked as yours. The widget tree is :attr:`widget`.
+    every finished fit is added to them, marked as yours, then passed to ``on_fit`` (the app
+    writes it to the visitor's folder, :mod:`qinn_lib.notebook.app`). The widget tree is :attr:`widget`.
 
     The seed slider spans ``seed`` to ``seed + 19``; it starts at, and after every fit moves on
     to, the first seed in that range that no kept fit of the sliders' settings has."""
 
     def __init__(self, x: torch.Tensor, *, max_depth: int = 16, steps: int = 300, seed: int = 0,
-                 isp_layers: int = 8, n_layers: int = 4, results: Sequence[dict] = ()):
+                 isp_layers: int = 8, n_layers: int = 4, results: Sequence[dict] = (),
+                 on_fit: Callable[[dict], None] | None = None):
         import ipywidgets as w
 
         self.x = x
         self.results: list[dict] = [{k: v for k, v in r.items() if k != "model"} for r in results]
+        self.on_fit = on_fit
         self._circuits: dict[int, bytes] = {}
         self.layers = w.IntSlider(value=min(n_layers, max_depth), min=1, max=max_depth, description="layers")
         self.isp = w.IntSlider(value=min(isp_layers, max_depth), min=1, max=max_depth, description="ISP layers")
@@ -314,6 +317,8 @@ class DepthExplorer:
                                      f"({res['seconds']:.1f} s)"
                                      + (f"; the seed slider moved on to {nxt}" if nxt is not None else ""))
             self._redraw_plot()
+            if self.on_fit is not None:
+                self.on_fit(self.results[-1])
 
         return self.job.start(work, done, button=self.fit_button, total=steps, text=f"fitting {what} ...")
 
