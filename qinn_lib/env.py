@@ -37,6 +37,8 @@ VARIABLES: dict[str, str] = {
     "QINN_TRAINED_BY_RUNNER": "set by the reports runner for its kernels",
     "QINN_LAB_PROTECTED": "set by the JupyterLab extension for its kernels",
     "QINN_FIGURE_STAGING": "set by the reports runner for its kernels (the folder a notebook's figures are staged in)",
+    "QINN_APP_DIR": "a folder for the app's visitor sessions (default build/app)",
+    "QINN_CHROMIUM": "the Chromium executable the stills are taken with (default /usr/bin/chromium)",
 }
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qinn_lib import paths
+from qinn_lib import env, paths
 from qinn_lib.atomic import atomic_write, atomic_write_text, check_writable
 from qinn_lib.errors import QinnError, add_debug_option, run_cli
 from qinn_lib.experiments import one_model
@@ -50,10 +50,9 @@ N_GENERATE, MAX_DEPTH = 20_000, 16
 
 def app_dir() -> Path:
     """Parent of the sessions' folders: ``$QINN_APP_DIR`` (relative: to the repository) or ``build/app``."""
-    value = os.environ.get(APP_DIR_ENV, "").strip()
-    if not value:
+    path = env.folder(APP_DIR_ENV)  # one line naming the variable for a value that is no path
+    if path is None:
         return paths.repo_root() / "build" / "app"
-    path = Path(value).expanduser()
     return path if path.is_absolute() else paths.repo_root() / path
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import nbformat
 
 from qinn_lib import paths
+from qinn_lib.atomic import atomic_write, atomic_write_text
 from qinn_lib.errors import QinnError, add_debug_option, run_cli
 from qinn_lib.notebook.parameters import discover_notebooks
 
@@ -118,8 +119,8 @@ def mathjax_static() -> Path:
             else:
                 (target / part).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source / part, target / part)
-        (target / "NOTICE.txt").write_text(MATHJAX_NOTICE)  # the package ships MathJax without its licence file
-        stamp.write_text(str(source))
+        atomic_write_text(target / "NOTICE.txt", MATHJAX_NOTICE)  # the package ships MathJax without its licence file
+        atomic_write_text(stamp, str(source))  # last: an interrupted copy has no stamp and is redone
     return static
 
 
@@ -185,7 +186,7 @@ def _put(path: Path, data: bytes, written: set[Path]) -> None:
     whose file changed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file() or path.read_bytes() != data:
-        path.write_bytes(data)
+        atomic_write(path, lambda fh: fh.write(data))
     written.add(path)
 
 
