@@ -3,9 +3,10 @@ papermill and nbval start kernels in different working directories, so a relativ
 scatter figures around the tree.
 
 Environment overrides (useful on clusters or read-only checkouts):
-``QINN_DATA_DIR`` for the event cache, ``QINN_RUNS_DIR`` for checkpoints (a relative value is
-relative to the repository root; an empty one means unset), ``QINN_OUTPUT_DIR`` for what a
-notebook run writes (figures and results; see :func:`output_dir`).
+``QINN_DATA_DIR`` for the event cache, ``QINN_RUNS_DIR`` for checkpoints, ``QINN_OUTPUT_DIR`` for
+what a notebook run writes (figures and results; see :func:`output_dir`), ``QINN_SHIPPED_DIR`` for
+the shipped models. A relative value is made absolute against the folder where the command was
+started (:func:`env_folder`); an empty one means unset.
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ def _check_profile(profile: str) -> str:
     return profile
 
 
-def _env_dir(name: str, default: Path) -> Path:
-    """``$name`` if set and not empty, else ``default``. A relative value is taken relative to the
-    repository root, like every other path here: a notebook kernel runs in ``notebooks/``, so
-    resolving it against the current directory would make a report and ``python -m qinn_lib.runs``
-    use two different folders (and retrain what the other trained)."""
+def env_folder(name: str, default: Path) -> Path:
+    """``$name`` if set and not empty, else ``default``. Every command makes a relative value
+    absolute against the folder it was started in, before any work, for itself and every kernel
+    or worker it starts (:func:`qinn_lib.settings.check_environment`; the JupyterLab extension
+    does so for its kernels). A relative value no command has rooted (a kernel started some other
+    way) is taken relative to the repository root, never to the current directory: a notebook
+    kernel runs in ``notebooks/``, so the current directory would make a report and
+    ``python -m qinn_lib.runs`` use two different folders (and retrain what the other trained)."""
     path = env.folder(name)
     if path is None:
         return default
@@ -53,12 +57,12 @@ def _env_dir(name: str, default: Path) -> Path:
 
 def data_dir() -> Path:
     """Cache of generated events (git-ignored)."""
-    return _env_dir("QINN_DATA_DIR", repo_root() / "data")
+    return env_folder("QINN_DATA_DIR", repo_root() / "data")
 
 
 def runs_dir() -> Path:
     """Checkpoints and training logs (git-ignored)."""
-    return _env_dir("QINN_RUNS_DIR", repo_root() / "build" / "runs")
+    return env_folder("QINN_RUNS_DIR", repo_root() / "build" / "runs")
 
 
 def search_dir() -> Path:
@@ -115,8 +119,7 @@ def output_dir() -> Path:
 
     So running a committed notebook cell by cell in JupyterLab never rewrites ``figures/``: only
     the explicit publish path (``python -m qinn_lib.reports --profile paper``) writes there."""
-    path = env.folder(OUTPUT_DIR_ENV)
-    return path.resolve() if path is not None else interactive_dir()
+    return env_folder(OUTPUT_DIR_ENV, interactive_dir())
 
 
 def figure_path(name: str, suffix: str = ".pdf", folder: Path | None = None) -> Path:

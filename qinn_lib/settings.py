@@ -93,12 +93,14 @@ def runner_environment(profile: str, *, models: str = "shipped", output_dir: Pat
                        trained: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
     """The environment the reports runner gives its kernels: the profile, the output folder (the
     publish folder :func:`qinn_lib.paths.figures_dir`, or ``output_dir`` for a run with
-    parameters of its own), the model policy, and the runs it has just trained (``trained``)."""
+    parameters of its own), the model policy, and the runs it has just trained (``trained``). Every
+    other folder variable that is set is passed on absolute (:func:`rooted_folders`): a kernel
+    runs in ``notebooks/``, where a relative one would name another folder."""
     check_profile(profile)
     if models not in MODEL_POLICIES:
         raise ValueError(f"models must be one of {MODEL_POLICIES}, got {models!r}")
     folder = paths.figures_dir(profile) if output_dir is None else Path(output_dir)
-    return {PROFILE_ENV: profile, OUTPUT_DIR_ENV: str(folder), MODELS_ENV: models,
+    return {**rooted_folders(), PROFILE_ENV: profile, OUTPUT_DIR_ENV: str(folder), MODELS_ENV: models,
             RUNNER_ENV: "reports", TRAINED_BY_RUNNER_ENV: ",".join(sorted(trained))}
 
 
@@ -125,26 +127,53 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
 
 # -- checked when a command starts ---------------------------------------------------------------------
 _FOLDERS = {"QINN_OUTPUT_DIR": paths.output_dir, "QINN_DATA_DIR": paths.data_dir, "QINN_RUNS_DIR": paths.runs_dir}
+#: The variables that hold a folder; a command makes a relative one absolute (:func:`root_folders`).
+FOLDER_VARIABLES = (*_FOLDERS, "QINN_SHIPPED_DIR", "QINN_FIGURE_STAGING")
+
+
+def root_folders(start: Path | None = None) -> dict[str, str]:
+    """Make every folder variable that holds a relative path (or ``~``) absolute against ``start``
+    (default: the current directory, i.e. the folder where the command was started), in
+    ``os.environ``: the command and everything it starts (notebook kernels, which papermill runs
+    in ``notebooks/``; Dask workers) then mean the same folder. Returns the variables changed and
+    their new values."""
+    start = Path.cwd() if start is None else Path(start)
+    changed = {}
+    for name in FOLDER_VARIABLES:
+        folder = env.folder(name)
+        if folder is None or Path(env.raw(name)).is_absolute():
+            continue
+        changed[name] = os.environ[name] = os.path.abspath(start / folder)
+    return changed
+
+
+def rooted_folders(start: Path | None = None) -> dict[str, str]:
+    """The absolute values :func:`root_folders` would set, without changing the environment
+    (for the environment of a process about to be started)."""
+    start = Path.cwd() if start is None else Path(start)
+    return {name: os.path.abspath(start / env.folder(name)) for name in FOLDER_VARIABLES if env.folder(name) is not None}
 
 
 def check_environment() -> dict[str, str]:
     """Parse every variable of :data:`qinn_lib.env.VARIABLES` that is set, before a command does any
     work; a value the package cannot use raises :class:`qinn_lib.env.EnvError` naming the variable
-    (a folder variable naming an existing file, too). Returns the set variables and their values as
-    the package reads them (a folder made absolute as its reader makes it)."""
-    found = {name: env.raw(name) for name in env.VARIABLES if env.raw(name)}
+    (a folder variable naming an existing file, too). A relative folder is made absolute against
+    the folder where the command was started (:func:`root_folders`). Returns the set variables
+    and their values as the package reads them."""
     env.choice(PROFILE_ENV, PROFILES, None)
     models_from_environment()
     env.positive_int("QINN_THREADS", 1)
     env.choice("QINN_COMPILE", env.COMPILE_POLICIES, "auto")
     env.address("QINN_DASK_SCHEDULER")
     env.choice(EDIT_NOTEBOOKS_ENV, ("0", "1"), "0")
-    for name in (*_FOLDERS, "QINN_SHIPPED_DIR"):
-        if env.folder(name) is None:
+    for name in FOLDER_VARIABLES:
+        env.folder(name)  # its form (no NUL byte, no newline), before anything is changed
+    root_folders()
+    found = {name: env.raw(name) for name in env.VARIABLES if env.raw(name)}
+    for name in FOLDER_VARIABLES:
+        folder = env.folder(name)
+        if folder is None:
             continue
-        # A relative QINN_SHIPPED_DIR is rooted by its reader (qinn_lib.experiments.store); here
-        # only its form and that it is no file.
-        folder = _FOLDERS[name]() if name in _FOLDERS else env.folder(name).resolve()
         if folder.exists() and not folder.is_dir():
             raise env.EnvError(f"environment variable {name}={env.raw(name)!r}: {folder} is a file, not a "
                                "folder; point it at a folder or unset it")

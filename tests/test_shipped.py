@@ -158,5 +158,7 @@ def test_the_store_finds_the_package_data_by_default(monkeypatch):
 def test_cli_list_and_unknown_set(shipped_tiny, capsys):
     assert publish.main(["list"]) == 0
     assert "tiny-qinn" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="unknown set"):
-        publish.main(["refresh", "--only", "inn-32k"])
+    # issue 24 case 11: a user error of this command is one line and exit 2, like every other command's
+    assert publish.main(["refresh", "--only", "inn-32k"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown set" in err and len(err.strip().splitlines()) == 1

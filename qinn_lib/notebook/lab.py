@@ -27,6 +27,7 @@ from pathlib import Path
 
 from qinn_lib import paths
 from qinn_lib.atomic import atomic_write_text
+from qinn_lib.settings import root_folders
 
 EDIT_ENV = "QINN_EDIT_NOTEBOOKS"
 #: Set by the extension in the server's environment, which every kernel it starts inherits: lets a
@@ -105,6 +106,10 @@ def _load_jupyter_server_extension(serverapp) -> None:
         serverapp.session_manager.contents_manager = serverapp.contents_manager
         serverapp.web_app.settings["contents_manager"] = serverapp.contents_manager
     os.environ[PROTECTED_ENV] = "1"
+    # The kernels run in their notebook's folder: a relative QINN_*_DIR means the folder where
+    # JupyterLab was started, so it is made absolute here, where that folder is known.
+    for name, value in root_folders().items():
+        serverapp.log.info(f"[qinn] {name} is {value} for the kernels")
 
     serverapp.log.info(f"[qinn] the committed notebooks in {paths.notebooks_dir()} open read-only "
                        f"({EDIT_ENV}=1 to edit them)")
