@@ -473,14 +473,15 @@ ALLOWED_WRITES = {
     ("qinn_lib/notebook/plots.py", "savefig"): (1, "into the handle of an atomic write"),
     ("qinn_lib/notebook/widgets.py", "savefig"): (1, "into a memory buffer (a PNG for a widget)"),
     ("qinn_lib/experiments/journal.py", "open"): (2, "the append-only Optuna journal: a torn tail is repaired"),
-    ("qinn_lib/experiments/publish.py", "open"): (1, "the shipped folder's lock file (no content)"),
     ("qinn_lib/hardware/ibm/sampler.py", "np.save"): (1, "into a memory buffer; the bytes go through atomic_write"),
     ("qinn_lib/notebook/book.py", "shutil.copy2"): (1, "MathJax into the build; its stamp is written after the copy, "
                                                        "so an interrupted copy is redone"),
     ("qinn_lib/notebook/serving.py", "open"): (1, "the app server's log, streamed while it runs (not a result)"),
-    # issue 24, case 4 (helper wt24a): the shipped store's copies; remove these lines once they are atomic
-    ("qinn_lib/experiments/publish.py", "shutil.copyfile"): (1, "wt24a: shipped refresh/publish"),
-    ("qinn_lib/experiments/store.py", "shutil.copyfile"): (1, "wt24a: copy_search of the shipped journal"),
+    ("qinn_lib/experiments/publish.py", "shutil.copyfileobj"): (1, "into a staged file of the shipped store's "
+                                                                    "transaction (qinn_lib.experiments.swap)"),
+    ("qinn_lib/experiments/publish.py", "torch.save"): (1, "into a staged file of the shipped store's transaction"),
+    ("qinn_lib/experiments/store.py", "shutil.copyfileobj"): (1, "into the handle of an atomic write"),
+    ("qinn_lib/experiments/swap.py", "open"): (1, "the shipped folder's lock file (no content)"),
 }
 _WRITE_CALLS = {"write_text", "write_bytes", "savefig", "to_csv", "to_parquet", "save", "savez", "savez_compressed",
                 "savetxt", "tofile", "dump", "copy", "copy2", "copyfile", "copyfileobj", "move", "to_file"}
