@@ -60,6 +60,8 @@ CONNECT_TIMEOUT = 10.0
 #: Environment variable: seconds to wait for a scheduler to have a worker (default WORKER_TIMEOUT).
 WORKER_TIMEOUT_ENV = "QINN_DASK_TIMEOUT"
 WORKER_TIMEOUT = 120.0
+#: Seconds the embedded cluster may take to close (at exit).
+CLOSE_TIMEOUT = 10.0
 #: Seconds between two looks at the cluster while map_jobs waits for results.
 _POLL = 1.0
 
@@ -175,8 +177,10 @@ def close_default_client() -> None:
     for obj in (c, cluster):
         if obj is not None:
             try:
-                obj.close()
-            except Exception:  # closing at exit: the loop may already be gone
+                # Bounded: after a KilledWorker the nannies may be restarting a worker, and an
+                # unbounded close hung the process at exit (issue 24, case 12).
+                obj.close(timeout=CLOSE_TIMEOUT)
+            except Exception:  # closing at exit: the loop may already be gone, or the close timed out
                 pass
 
 
