@@ -16,7 +16,11 @@ Policy (``QINN_COMPILE`` environment variable):
 
 The compiled artefacts are cached on disk (inductor's FX-graph cache) under
 ``build/torch_compile_cache`` (override with ``TORCHINDUCTOR_CACHE_DIR``), so a second process
-with the same graphs compiles in seconds instead of minutes.
+with the same graphs compiles in seconds instead of minutes. Inductor trusts what it finds there;
+corrupt entries (a truncated kernel library, say) are removed before the first compile and after
+a failed one, then the compile is tried again (:mod:`qinn_lib.compile_cache`), so a run's numbers
+do not depend on the cache's state. Only a compiler that fails on a clean cache falls back to
+eager, whose arithmetic agrees with the compiled step to float rounding, not bit for bit.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
-from qinn_lib import env
+from qinn_lib import compile_cache, env
 from qinn_lib.paths import repo_root
 
 __all__ = ["MIN_STEPS_TO_COMPILE", "compile_policy", "should_compile", "compiled", "compiled_step",
@@ -44,7 +48,8 @@ _POLICIES = env.COMPILE_POLICIES
 
 
 class CompileFallbackWarning(RuntimeWarning):
-    """``torch.compile`` failed; the eager function is used instead (results are the same)."""
+    """``torch.compile`` failed (the eager function is used instead: same values to float rounding), or
+    corrupt compile-cache entries were removed before compiling again."""
 
 
 def compile_policy() -> str:
@@ -99,6 +104,17 @@ def _set_cache_dir() -> None:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
 
 
+def _repair_cache(label: str, *, thorough: bool) -> list[Any]:
+    """Remove corrupt compile-cache entries (:mod:`qinn_lib.compile_cache`), with one warning naming
+    the folder; returns what was removed."""
+    removed = compile_cache.repair(thorough=thorough)
+    if removed:
+        warnings.warn(f"removed {len(removed)} corrupt entr{'y' if len(removed) == 1 else 'ies'} of the compile cache "
+                      f"{compile_cache.cache_folder()} (e.g. {removed[0].relative_to(removed[0].parents[1])}); "
+                      f"compiling {label} afresh", CompileFallbackWarning, stacklevel=3)
+    return removed
+
+
 def compiled(fn: F, *, label: str, **compile_kwargs: Any) -> F:
     """``torch.compile(fn)`` that falls back to ``fn`` itself, with one warning, if compiling or
     running the compiled function fails where the eager one succeeds.
@@ -131,16 +147,29 @@ def compiled(fn: F, *, label: str, **compile_kwargs: Any) -> F:
     def call(*args: Any, **kwargs: Any) -> Any:
         if state["mode"] == "eager":
             return fn(*args, **kwargs)
+        if not state.get("checked"):  # once, before the first compile (compile_cache: the ISA probe)
+            state["checked"] = True
+            _repair_cache(label, thorough=False)
         try:
             return fast(*args, **kwargs)
         except Exception as exc:
-            result = fn(*args, **kwargs)  # raises the eager error if the input itself is bad
-            state["mode"] = "eager"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            warnings.warn(f"torch.compile failed for {label} ({type(exc).__name__}: {first[:200]}); "
-                          "falling back to eager for the rest of this process (same results, slower)",
-                          CompileFallbackWarning, stacklevel=2)
-            return result
+            error = exc
+        # A corrupt cache entry (a truncated kernel library or module) fails every compile that
+        # meets it, and eager arithmetic is not the compiled one (issue 24, case 10): remove what is
+        # corrupt and compile again, so that the run's numbers do not depend on the cache's state.
+        if _repair_cache(label, thorough=True):
+            try:
+                return fast(*args, **kwargs)
+            except Exception as exc:
+                error = exc
+        result = fn(*args, **kwargs)  # raises the eager error if the input itself is bad
+        state["mode"] = "eager"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        warnings.warn(f"torch.compile failed for {label} ({type(error).__name__}: {first[:200]}); falling back to "
+                      "eager for the rest of this process (slower; eager and compiled arithmetic agree only to float "
+                      "rounding, so trained weights differ slightly from a compiled run's)",
+                      CompileFallbackWarning, stacklevel=2)
+        return result
 
     call.is_compiled = lambda: state["mode"] == "compiled"  # type: ignore[attr-defined]
     return call  # type: ignore[return-value]

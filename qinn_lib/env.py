@@ -3,7 +3,7 @@ one line naming the variable, and the same way wherever it is read.
 
 Every ``QINN_*`` variable the package reads is listed in :data:`VARIABLES` with what it holds. The
 modules that use a variable read it through the parsers here (:func:`choice`, :func:`positive_int`,
-:func:`folder`, :func:`address`); a value they cannot use raises :class:`EnvError`, a
+:func:`positive_number`, :func:`folder`, :func:`address`); a value they cannot use raises :class:`EnvError`, a
 :class:`~qinn_lib.errors.QinnError` (so a command prints one line and exits 2, never "internal
 error"). :func:`qinn_lib.settings.check_environment` parses every variable at once when a command
 starts, before any work.
@@ -32,6 +32,7 @@ VARIABLES: dict[str, str] = {
     "QINN_THREADS": "an integer >= 1 (torch threads of a notebook kernel)",
     "QINN_COMPILE": "auto, always or never (or 1/0, true/false)",
     "QINN_DASK_SCHEDULER": "a Dask scheduler address, e.g. tcp://host:8786",
+    "QINN_DASK_TIMEOUT": "seconds (a number > 0, default 120) to wait for a Dask scheduler to have a worker",
     "QINN_EDIT_NOTEBOOKS": "1 to let JupyterLab save the committed notebooks (anything else: protected)",
     "QINN_RUNNER": "set by the reports runner for its kernels",
     "QINN_TRAINED_BY_RUNNER": "set by the reports runner for its kernels",
@@ -86,6 +87,20 @@ def positive_int(name: str, default: int) -> int:
         number = 0
     if number < 1:
         raise _bad(name, value, "an integer >= 1")
+    return number
+
+
+def positive_number(name: str, default: float) -> float:
+    """A finite number > 0, or ``default`` when unset."""
+    value = raw(name)
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not (0 < number < float("inf")):
+        raise _bad(name, value, "a number of seconds > 0")
     return number
 
 

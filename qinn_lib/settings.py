@@ -165,6 +165,7 @@ def check_environment() -> dict[str, str]:
     env.positive_int("QINN_THREADS", 1)
     env.choice("QINN_COMPILE", env.COMPILE_POLICIES, "auto")
     env.address("QINN_DASK_SCHEDULER")
+    env.positive_number("QINN_DASK_TIMEOUT", 120.0)
     env.choice(EDIT_NOTEBOOKS_ENV, ("0", "1"), "0")
     for name in FOLDER_VARIABLES:
         env.folder(name)  # its form (no NUL byte, no newline), before anything is changed

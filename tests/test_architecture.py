@@ -19,7 +19,7 @@ ROOT = paths.repo_root()
 LIB = ROOT / "qinn_lib"
 FLOORS = ("events", "models", "training", "evaluation", "hardware", "experiments", "notebook")
 #: The root holds small utilities and the thin command modules users type, nothing else.
-ROOT_MODULES = {"__init__", "errors", "env", "paths", "atomic", "threads", "settings", "compiling",
+ROOT_MODULES = {"__init__", "errors", "env", "paths", "atomic", "threads", "settings", "compiling", "compile_cache",
                 "reports", "shipped", "bench", "runs", "lab", "book", "app"}
 COMMANDS = ("reports", "shipped", "bench", "runs", "lab", "book", "app")
 MAX_LINES = 600

@@ -133,7 +133,7 @@ def test_bad_client_object_is_refused():
 def test_map_jobs_raises_the_job_error_and_keeps_order(local_cluster):
     assert cluster.map_jobs(pow, [(2, 3), (3, 2), (5, 0)], client=local_cluster) == [8, 9, 1]
     with pytest.raises(ZeroDivisionError):
-        cluster.map_jobs(divmod, [(1, 1), (1, 0)], client=local_cluster, retries=0)
+        cluster.map_jobs(divmod, [(1, 1), (1, 0)], client=local_cluster)
 
 
 def test_reports_cli_refuses_a_dead_scheduler_before_any_work(capsys):

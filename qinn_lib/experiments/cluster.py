@@ -15,10 +15,24 @@ Which cluster (first that applies):
 3. an embedded ``LocalCluster`` with one single-threaded worker process per core, started on
    first use and reused for the rest of the process.
 
-:func:`map_jobs` runs a function over many argument tuples there, results in submission order,
-resubmitting a job whose worker died. :func:`submitter_env` and :func:`job_env` carry the data
-and runs folders and the compile policy from the submitting process into each job. The training
-jobs themselves are :mod:`qinn_lib.experiments.jobs`.
+:func:`map_jobs` runs a function over many argument tuples there, results in submission order.
+:func:`submitter_env` and :func:`job_env` carry the data and runs folders and the compile policy
+from the submitting process into each job. The training jobs themselves are
+:mod:`qinn_lib.experiments.jobs`.
+
+What is retried, and what is waited for (issue 24, cases 12 and 13):
+
+* a job whose *worker died* (killed, out of memory) is run again by the scheduler on another
+  worker, up to its ``distributed.scheduler.allowed-failures`` times (Dask's default 3; a training
+  job resumes from its checkpoint); after that the job fails with one line (:class:`ClusterError`)
+  naming it, the worker address and what to do;
+* a job that *raised* is never retried: a user error (:class:`~qinn_lib.errors.QinnError`, e.g. a
+  corrupted checkpoint) fails once and reaches the caller as it is, so a command prints it in one
+  line; the embedded cluster's workers do not log the failure a second time;
+* every wait on the network is bounded and names the address: connecting (``timeout``, default
+  :data:`CONNECT_TIMEOUT`), and waiting for a scheduler to have a worker, at the start and whenever
+  a running :func:`map_jobs` finds none (``QINN_DASK_TIMEOUT`` seconds, default
+  :data:`WORKER_TIMEOUT`; a SLURM queue may need more), and a lost scheduler.
 """
 
 from __future__ import annotations
@@ -31,17 +45,25 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
-from qinn_lib import paths
+from qinn_lib import env, paths
 from qinn_lib.errors import QinnError
 from qinn_lib.settings import environment
 
-__all__ = ['SCHEDULER_ENV', 'ClusterError', 'get_client', 'close_default_client', 'map_jobs', 'submitter_env', 'job_env']
+__all__ = ['SCHEDULER_ENV', 'WORKER_TIMEOUT_ENV', 'ClusterError', 'get_client', 'close_default_client', 'map_jobs',
+           'worker_timeout', 'submitter_env', 'job_env']
 
 
 #: Environment variable naming a Dask scheduler address for every multi-run job.
 SCHEDULER_ENV = "QINN_DASK_SCHEDULER"
 #: Seconds to wait for a scheduler at an address before giving up with a clear error.
 CONNECT_TIMEOUT = 10.0
+#: Environment variable: seconds to wait for a scheduler to have a worker (default WORKER_TIMEOUT).
+WORKER_TIMEOUT_ENV = "QINN_DASK_TIMEOUT"
+WORKER_TIMEOUT = 120.0
+#: Seconds the embedded cluster may take to close (at exit).
+CLOSE_TIMEOUT = 10.0
+#: Seconds between two looks at the cluster while map_jobs waits for results.
+_POLL = 1.0
 
 # Single-threaded workers: set before any worker process starts, inherited by them.
 _WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -62,9 +84,43 @@ def _local_cluster(n_workers: int | None = None) -> Any:
     for k, v in _WORKER_ENV.items():
         os.environ.setdefault(k, v)
     # processes=True: one interpreter per core (torch ops release the GIL only partly, and each
-    # worker sets its own intra-op threads to 1). No dashboard: nothing should bind a public port.
-    return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                        scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR)
+    # worker sets its own intra-op threads to 1). No dashboard; the scheduler's HTTP endpoints (it
+    # always has some) on a free loopback port: port 8787 taken by another cluster on the machine
+    # printed a four-line "Port 8787 is already in use" warning in every notebook.
+    # Logs at CRITICAL only: a job's error comes back to the caller (and a command prints it in one
+    # line); the workers' "Compute Failed" dumps and the scheduler's KilledWorker line would repeat it.
+    try:
+        return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                            silence_logs=logging.CRITICAL)
+    except RuntimeError as exc:  # e.g. the multiprocessing "bootstrapping phase" error of a script
+        raise ClusterError(f"cannot start the local Dask cluster's worker processes ({exc}); in a script, "
+                           "call the training under `if __name__ == \"__main__\":` (worker processes import "
+                           f"the script), or name a running scheduler with {SCHEDULER_ENV}") from None
+
+
+def worker_timeout() -> float:
+    """Seconds to wait for a scheduler to have a worker: ``QINN_DASK_TIMEOUT`` (default :data:`WORKER_TIMEOUT`)."""
+    return env.positive_number(WORKER_TIMEOUT_ENV, WORKER_TIMEOUT)
+
+
+def _address_of(c: Any) -> str:
+    try:
+        return str(c.scheduler.address)
+    except Exception:  # a closed client: no address left to name
+        return "(unknown address)"
+
+
+def _wait_for_a_worker(c: Any, timeout: float) -> None:
+    """Return once the scheduler of ``c`` has a worker; :class:`ClusterError` after ``timeout`` s."""
+    try:
+        c.wait_for_workers(1, timeout=timeout)
+    except (TimeoutError, OSError):
+        address = _address_of(c)
+        with contextlib.suppress(Exception):
+            c.close()
+        raise ClusterError(f"the Dask scheduler at {address} has no worker after {timeout:g} s; start one "
+                           f"(`dask worker {address}`), or wait longer with {WORKER_TIMEOUT_ENV}=SECONDS") from None
 
 
 def _connect(address: str, timeout: float) -> Any:
@@ -72,11 +128,17 @@ def _connect(address: str, timeout: float) -> Any:
 
     if not isinstance(address, str) or not address.strip():
         raise ClusterError(f"Dask scheduler address must be a non-empty string, got {address!r}")
+    wait = worker_timeout()  # validated before anything waits
     try:
-        return Client(address, timeout=timeout)
+        c = Client(address, timeout=timeout)
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"no Dask scheduler answers at {address!r} within {timeout:g} s "
                            f"({type(exc).__name__}); start one (`dask scheduler`) or unset {SCHEDULER_ENV}") from None
+    except ValueError as exc:  # a malformed address, e.g. an unknown protocol
+        raise ClusterError(f"Dask scheduler address {address!r} is not usable ({exc}); give one such as "
+                           "tcp://host:8786") from None
+    _wait_for_a_worker(c, wait)
+    return c
 
 
 def get_client(client: Any = None, *, n_workers: int | None = None, timeout: float = CONNECT_TIMEOUT) -> Any:
@@ -92,8 +154,11 @@ def get_client(client: Any = None, *, n_workers: int | None = None, timeout: flo
         if not hasattr(client, "scheduler_address"):
             raise ClusterError(f"client must be a distributed.Client, a cluster object or an address, "
                                f"got {type(client).__name__}")
-        return Client(client, timeout=timeout)
-    address = os.environ.get(SCHEDULER_ENV)
+        wait = worker_timeout()
+        c = Client(client, timeout=timeout)
+        _wait_for_a_worker(c, wait)  # a dask_jobqueue cluster's workers wait in the batch queue
+        return c
+    address = env.address(SCHEDULER_ENV)
     if address:
         return _connect(address, timeout)
     with _lock:
@@ -112,8 +177,10 @@ def close_default_client() -> None:
     for obj in (c, cluster):
         if obj is not None:
             try:
-                obj.close()
-            except Exception:  # closing at exit: the loop may already be gone
+                # Bounded: after a KilledWorker the nannies may be restarting a worker, and an
+                # unbounded close hung the process at exit (issue 24, case 12).
+                obj.close(timeout=CLOSE_TIMEOUT)
+            except Exception:  # closing at exit: the loop may already be gone, or the close timed out
                 pass
 
 
@@ -121,35 +188,93 @@ atexit.register(close_default_client)
 
 
 def map_jobs(fn: Callable[..., Any], jobs: Sequence[tuple], *, client: Any = None, keys: Sequence[str] | None = None,
-             on_done: Callable[[int, Any], None] | None = None, retries: int = 2) -> list[Any]:
+             on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
     """Run ``fn(*args)`` for every ``args`` in ``jobs`` on the cluster; results in submission order.
 
     Jobs are queued in the order given (put the longest first for the best packing on few cores).
-    ``on_done(index, result)`` is called in this process as each job finishes. ``retries``:
-    resubmissions after a worker died or the job raised (a training job then resumes from its
-    checkpoint). The first job error is raised here, after the other jobs were cancelled."""
-    from distributed import as_completed
+    ``on_done(index, result)`` is called in this process as each job finishes. A job whose worker
+    died is run again by the scheduler; one that raised is not (module docstring). The first job
+    error is raised here, after the other jobs were cancelled: the job's own exception (a
+    :class:`~qinn_lib.errors.QinnError` as it is), or a :class:`ClusterError` naming the job and the
+    address when its workers kept dying, the scheduler was lost, or no worker was left for
+    ``QINN_DASK_TIMEOUT`` seconds."""
+    from distributed import wait
 
     if not jobs:
         return []
     c = get_client(client)
+    timeout = worker_timeout()
+    address = _address_of(c)
     futures = []
     for i, args in enumerate(jobs):
         key = None if keys is None else f"{keys[i]}-{time.time_ns()}"
-        futures.append(c.submit(fn, *args, key=key, pure=False, retries=retries, priority=len(jobs) - i))
-    index = {f.key: i for i, f in enumerate(futures)}
+        futures.append(c.submit(fn, *args, key=key, pure=False, retries=0, priority=len(jobs) - i))
+    names = [f"job {keys[i]!r}" if keys is not None else f"job {i + 1} of {len(jobs)}" for i in range(len(jobs))]
     results: list[Any] = [None] * len(futures)
+    pending = dict(enumerate(futures))
+    idle_since: float | None = None
     try:
-        for fut in as_completed(futures):
-            i = index[fut.key]
-            results[i] = fut.result()  # raises the job's exception
-            if on_done is not None:
-                on_done(i, results[i])
+        while pending:
+            try:
+                done, _ = wait(list(pending.values()), timeout=_POLL, return_when="FIRST_COMPLETED")
+            except TimeoutError:  # nothing finished within _POLL s: look at the cluster
+                done = set()
+            for i in [i for i, f in pending.items() if f in done]:
+                results[i] = _result(pending.pop(i), names[i], address)
+                if on_done is not None:
+                    on_done(i, results[i])
+            if done:
+                idle_since = None
+                continue
+            idle_since = _check_cluster(c, address, timeout, idle_since)
     except BaseException:
         for f in futures:
             f.cancel()
         raise
     return results
+
+
+def _result(fut: Any, name: str, address: str) -> Any:
+    """The result of a finished future; its worker dying again and again is a :class:`ClusterError`."""
+    from distributed.scheduler import KilledWorker
+
+    try:
+        return fut.result()
+    except KilledWorker as exc:
+        worker = getattr(getattr(exc, "last_worker", None), "address", "?")
+        tries = getattr(exc, "allowed_failures", 0) + 1
+        raise ClusterError(f"{name}: the Dask worker running it died {tries} times (last {worker}, scheduler "
+                           f"{address}): killed, or out of memory (see that worker's log); what it finished is kept "
+                           "(a training job's last epoch is in its checkpoint), run again to resume") from None
+
+
+def _n_workers(c: Any) -> int | None:
+    """Workers the scheduler of ``c`` has now; None if it cannot be asked (connection lost)."""
+    if c.status != "running":
+        return None
+    try:
+        return int(c.scheduler_info(n_workers=0).get("n_workers", 0))
+    except Exception:  # the scheduler went away between the status and the call
+        return None
+
+
+def _check_cluster(c: Any, address: str, timeout: float, idle_since: float | None) -> float | None:
+    """Between results: the scheduler closed, or unreachable or without a worker for ``timeout`` s,
+    is a :class:`ClusterError`. Returns since when it has been so (None: it has workers)."""
+    if c.status not in ("running", "connecting"):
+        raise ClusterError(f"lost the Dask scheduler at {address} (client {c.status}); the jobs' finished work "
+                           "is kept (training jobs in their checkpoints); restart it and run again to resume")
+    n = _n_workers(c)
+    if n:
+        return None
+    now = time.monotonic()
+    since = now if idle_since is None else idle_since
+    if now - since > timeout:
+        what = "has had no worker" if n == 0 else "has not answered"
+        raise ClusterError(f"the Dask scheduler at {address} {what} for {timeout:g} s while jobs were waiting; "
+                           f"restart its workers (`dask worker {address}`) and run again to resume (finished work is "
+                           f"kept in the checkpoints), or wait longer with {WORKER_TIMEOUT_ENV}=SECONDS")
+    return since
 
 
 #: Settings a training job takes from the process that submits it, not from the worker's own

@@ -15,7 +15,8 @@ entries' CRC-32 instead.
 
 Run folders: training holds a lock (``run_dir/.lock``, ``filelock``) while it trains, so a second
 process training the same run folder stops at once with :class:`RunFolderLocked` naming the
-folder; and the folder's writability is checked before the first epoch, not after it.
+folder; and the folder's writability is checked before the first epoch, not after it. Reloading a
+finished run takes no lock (nothing is written), so it works while another process holds it.
 """
 
 from __future__ import annotations
@@ -263,17 +264,18 @@ def load_trained(model: torch.nn.Module, path: str | os.PathLike, expected_cfg: 
 def claimed(run_dirs: list[Path], cfgs: list[Any], data_fingerprint: str, resume: bool):
     """``with claimed(run_dirs, cfgs, data_fingerprint, resume):`` hold the lock of every run folder while training in it (:class:`RunFolderLocked` if another
     process holds one), after checking each folder is writable -- before the first epoch, not after.
-    A finished run in a read-only folder may still be reloaded (nothing would be written)."""
+    A finished run (``resume``) is reloaded without either: nothing is written."""
     from filelock import FileLock, Timeout
 
     with contextlib.ExitStack() as stack:
         for run_dir, cfg in zip(run_dirs, cfgs):
-            try:
-                check_writable(run_dir, "run folder", "set QINN_RUNS_DIR to a writable folder")
-            except OSError:
-                if resume and _is_complete(run_dir / CHECKPOINT_NAME, cfg, data_fingerprint):
-                    continue
-                raise
+            # A finished run is only read (its checkpoint is replaced atomically and verified by its
+            # sha256), so it needs neither the lock nor a writable folder. Reloading took the lock too,
+            # so two processes reloading one finished run (two notebooks, a kernel and the reports
+            # runner) refused the second at once (issue 24, case 14).
+            if resume and _is_complete(run_dir / CHECKPOINT_NAME, cfg, data_fingerprint):
+                continue
+            check_writable(run_dir, "run folder", "set QINN_RUNS_DIR to a writable folder")
             lock = FileLock(run_dir / LOCK_NAME)
             try:
                 lock.acquire(timeout=0)
