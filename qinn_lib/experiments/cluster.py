@@ -67,7 +67,11 @@ _POLL = 1.0
 
 # Single-threaded workers: set before any worker process starts, inherited by them.
 _WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-               "TORCHINDUCTOR_COMPILE_THREADS": "1"}
+               "TORCHINDUCTOR_COMPILE_THREADS": "1",
+               # A worker a nanny restarts (after a KilledWorker) configures its logging from dask's
+               # config, not from LocalCluster(silence_logs=...): without this its INFO lines and a
+               # close-time traceback followed the command's one-line error (issue 24, case 12).
+               "DASK_LOGGING__DISTRIBUTED": "critical"}
 
 _lock = threading.Lock()
 _default: dict[str, Any] = {}
