@@ -48,6 +48,8 @@ def _sig(value: float, digits: int = 1) -> str:
         return str(value)
     if value == 0:
         return "0"
+    if abs(value) < 1e-3:  # 3e-08, not 0.00000003
+        return f"{value:.{digits - 1}e}"
     return f"{value:.{max(0, digits - 1 - math.floor(math.log10(abs(value))))}f}"
 
 
@@ -172,7 +174,8 @@ def field_statement(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = 
     else:
         parts.append("No field measure orders two neighbouring scan points, or the two channels at one p, the other "
                      "way round from JS(M_ll) beyond two combined seed spreads.")
-    parts.append("So the thresholds above " + ("change on the " + ", ".join(a.replace("_", " ") for a in changed) +
-                                               " axis" + ("es" if len(changed) > 1 else "") + " by the field's measures"
-                                               if changed else "stand by the field's measures as well") + ".")
+    names = [a.replace("_", " ") for a in changed]
+    axes = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    parts.append("So the thresholds above " + (f"change on the {axes} ax{'e' if len(names) > 1 else 'i'}s by the field's "
+                                               "measures" if changed else "stand by the field's measures as well") + ".")
     return " ".join(parts)

@@ -389,6 +389,8 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str], *
         values = [r["metrics"][metric]["mean"] for g in series.values() for r in g] + ([] if diagnostic else [ref])
         if min(values) > 0 and max(values) > 10 * min(values):  # log only where the values span a decade
             ax.set_yscale("log")
+        else:  # plain tick labels: an AUC pinned at 1 would otherwise read "1e-6+1" above its axis
+            ax.ticklabel_format(axis="y", useOffset=False)
     spare = list(axes.flat)[len(metric_names):]
     for ax in spare:
         ax.axis("off")
