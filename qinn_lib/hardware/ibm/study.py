@@ -91,6 +91,12 @@ def call_cost(calls) -> dict[str, Any]:
     return out
 
 
+def _field(truth: np.ndarray, sample: np.ndarray, seed: int) -> dict[str, float]:
+    """The field's measures of one sample, without their wall time (the summary of a resumed study
+    must equal the first one's)."""
+    return {k: v for k, v in field_metrics(truth, sample, seed=seed).items() if k != "seconds_field"}
+
+
 def _generation(bq: BackendQINN, exact: DeviceQINN, shots_only: DeviceQINN, trained: Any, n: int, seed: int,
                 dtype: torch.dtype) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     z = exact.latent(n, latent_seed=seed, latent_dtype=dtype)
@@ -108,7 +114,7 @@ def _generation(bq: BackendQINN, exact: DeviceQINN, shots_only: DeviceQINN, trai
     dev = {k: np.abs(v - p_exact).mean(axis=1) for k, v in p.items()}  # per-event mean |Delta P| over qubits
     d_exact = distances.observable_distances(truth, physical["exact"], observables=OBSERVABLES)
     out["exact"] = {f"{m}/{o}": float(d_exact[o][m]) for o in OBSERVABLES for m in ("js", "w1")}
-    out["exact"].update(field_metrics(truth, physical["exact"], seed=seed))
+    out["exact"].update(_field(truth, physical["exact"], seed))
     for k, pk in p.items():
         u = exact.decode(torch.as_tensor(pk)).numpy()
         physical[k] = scaler.inverse(u[np.all(np.isfinite(u), axis=1)])
@@ -119,7 +125,7 @@ def _generation(bq: BackendQINN, exact: DeviceQINN, shots_only: DeviceQINN, trai
                   "max_abs_dp": float(np.abs(pk - p_exact).max()), "angle_error": err, "angle_error_se": err_se,
                   **{f"{m}/{o}": float(d[o][m]) for o in OBSERVABLES for m in ("js", "w1")},
                   **{f"ks_p/{o}": _ks(obs[o], obs_exact[o]) for o in OBSERVABLES},
-                  **field_metrics(truth, physical[k], seed=seed)}
+                  **_field(truth, physical[k], seed)}
     shot_err = out["shots_only"]["angle_error"]
     for k in ("raw", "mitigated"):
         a, se = out[k]["angle_error"], out[k]["angle_error_se"]
