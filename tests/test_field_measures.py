@@ -186,3 +186,30 @@ def test_the_device_statement_reports_verdict_changes_and_orderings():
     assert "by no measure worse than exact simulation" in text and "fake_c usable" in text
     small = _summary("fake_d", _sample(math.nan, math.nan, 0.9), _sample(math.nan, math.nan, 0.9))
     assert not device_field.has_field([small]), "the quick profile's 24 events have no field measures"
+
+
+def test_readme_renders_the_field_measures_of_both_sections_and_older_records_without_them():
+    from qinn_lib.notebook import readme
+
+    base = {"seeds": [1, 2, 3], "statement": "From N = 1e5 ...", "shots_table": "| shots |", "noise_table": "| noise |",
+            "resources_table": "| res |", "cost_table": "| cost |"}
+    device = {"backends": ["fake_a"], "shots": 10, "n_generate": 100, "n_test": 10, "statement": "On fake_a ...",
+              "results_table": "| dev |", "resources_table": "| dev res |"}
+    text = readme.render_results({"07_hardware_realism": {**base, "field_statement": "By the field's measures ...",
+                                                          "field_shots_table": "| f shots |",
+                                                          "field_noise_table": "| f noise |"},
+                                  "07_hardware_device": {**device, "field_table": "| f dev |",
+                                                         "field_statement": "FPD on fake_a ..."}})
+    for piece in ("By the field's measures ...", "| f shots |", "| f noise |", "| f dev |", "FPD on fake_a ..."):
+        assert piece in text
+    assert text.index("| noise |") < text.index("| f shots |") < text.index("| res |")
+    older = readme.render_results({"07_hardware_realism": base, "07_hardware_device": device})
+    assert "| shots |" in older and "field's measures" not in older
+
+
+def test_field_table_cells_do_not_wrap():
+    rows = _rows({DEP[0]: 0.0}, {DEP[0]: 0.0})
+    cells = [c.strip() for line in fm.field_table(rows).splitlines()[2:] for c in line.strip("|").split("|")]
+    assert any("[±0.001]" in c for c in cells)
+    for cell in cells:
+        assert " " not in cell, repr(cell)
