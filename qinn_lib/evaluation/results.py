@@ -67,9 +67,11 @@ SECTION_SCHEMAS: dict[str, dict[str, Any]] = {
     "06_why_the_gap": {"seeds": "list", "epochs": "int", "claims": "str", "search_answer": "str", "closing": "str",
                        "verdicts?": "verdicts", "screen_verdicts?": "verdicts"},
     "07_hardware_realism": {"seeds": "list", "statement": "str", "shots_table": "str", "noise_table": "str",
-                            "resources_table": "str", "cost_table": "str"},
+                            "resources_table": "str", "cost_table": "str", "field_statement?": "str",
+                            "field_shots_table?": "str", "field_noise_table?": "str"},
     "07_hardware_device": {"backends": "list", "shots": "int", "n_generate": "int", "n_test": "int",
-                           "statement": "str", "results_table": "str", "resources_table": "str"},
+                           "statement": "str", "results_table": "str", "resources_table": "str",
+                           "field_table?": "str", "field_statement?": "str"},
     "bench": {
         "batch_size": "int", "threads": "int", "machine": "str", "fast_ms": _NUMBER, "fast_ms_min": _NUMBER,
         "paper_fast_minutes": _NUMBER, "reference_ms": _NUMBER, "paper_reference_hours": _NUMBER,

@@ -6,7 +6,11 @@ measures what notebooks 03-05 measure with exact simulation, with the same defin
 (:mod:`qinn_lib.evaluation.evaluate`):
 
 - the generated distribution: JS and W1 of M_ll and Delta R against the test split, and the
-  classifier two-sample AUC (z ~ N(0, 1) -> the inverse run on the device);
+  classifier two-sample AUC (z ~ N(0, 1) -> the inverse run on the device); beside them the
+  field's measures of notebooks 03-06 (:func:`qinn_lib.evaluation.evaluate.field_metrics`: FPD and
+  KPD of the five features, the boosted-tree AUC on the raw features and with M_ll and Delta R
+  added, each with its own error; :data:`FIELD_METRICS`), which :mod:`qinn_lib.hardware.field_measures`
+  tabulates and holds against the verdicts below;
 - the inverse: the reconstruction deviation ||x~ - x|| / ||x|| of x -> z -> x~, both directions on
   the device;
 - the likelihood: the test NLL with z and the Jacobian measured on the device (parameter shift).
@@ -33,10 +37,14 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from qinn_lib.evaluation import distances, ensemble_tables, evaluate, two_sample
+from qinn_lib.evaluation.boosted_two_sample import BDT_MAX_EVENTS
+from qinn_lib.evaluation.physics_distances import MIN_EVENTS
 from qinn_lib.hardware.device import Device, DeviceQINN
+from qinn_lib.threads import native_threads
 
 __all__ = [
     "SAMPLE_METRICS",
+    "FIELD_METRICS",
     "EVENT_METRICS",
     "TWO_SIDED",
     "GROUPS",
@@ -46,6 +54,7 @@ __all__ = [
     "PM",
     "nowrap",
     "evaluate_on_device",
+    "field_metrics",
     "sweep",
     "summarise_sweep",
     "uncertainty",
@@ -54,12 +63,17 @@ __all__ = [
     "noise_threshold",
     "plot_sweep",
     "verdict_table",
+    "format_cell",
+    "all_as_good",
     "thresholds",
     "statement",
 ]
 
 #: Metrics of a generated sample: their uncertainty is the spread over evaluation seeds.
 SAMPLE_METRICS = ("js/m_ll", "w1/m_ll", "js/delta_r", "w1/delta_r", "auc")
+#: The field's measures of a generated sample (notebooks 03-06's, same functions and defaults) and
+#: their own errors (FPD: the extrapolation's; KPD: the batch spread; AUCs: the fold spread).
+FIELD_METRICS = evaluate.FIELD_METRICS
 #: Per-event averages over the test split, with their standard error over events (key + "_sem").
 EVENT_METRICS = ("recon_mean", "nll")
 #: Metrics that estimate a property of the model itself rather than score a sample: a device value
@@ -81,6 +95,8 @@ METRIC_LABELS = {
     "auc": "classifier AUC", "recon_mean": r"reconstruction deviation $\|\tilde x - x\|/\|x\|$",
     "nll": "test NLL [nats/event]",
     "angle_error": "RMS error of generated angles [rad]",
+    "fpd": "FPD (five features)", "kpd": "KPD (five features)", "auc_bdt": "boosted-tree AUC",
+    "auc_bdt_derived": r"boosted-tree AUC (+ $M_{\ell\ell}$, $\Delta R$)",
 }
 #: The shot generator of evaluation seed s is seeded with s + this (the latent sample with s).
 SHOT_SEED_OFFSET = 7_919
@@ -100,7 +116,8 @@ def nowrap(text: str) -> str:
 
 def evaluate_on_device(trained: Any, device: Device | DeviceQINN, *, seed: int, n_generate: int, n_test: int,
                        classifier: Mapping[str, Any] | None = None, event_metrics: bool = True,
-                       reference: np.ndarray | None = None) -> dict[str, float]:
+                       reference: np.ndarray | None = None, field: bool = True,
+                       bdt_events: int = BDT_MAX_EVENTS) -> dict[str, float]:
     """Every metric of ``trained`` (a :class:`qinn_lib.experiments.one_model.TrainedModel` QINN) run on ``device``
     (a Device, or the model already placed on one, which is then reseeded).
 
@@ -109,15 +126,36 @@ def evaluate_on_device(trained: Any, device: Device | DeviceQINN, *, seed: int, 
     (``event_metrics=False`` skips them). With ``reference``, the exact device's scaled sample for
     the same latent seed, also ``angle_error``: the RMS over events and features of the difference
     of the generated angles (rad) from the exact ones, event by event. Also returns the wall time
-    of each part.
+    of each part. ``field``: also the field's measures (:data:`FIELD_METRICS`, seed ``seed``; the
+    boosted trees on ``bdt_events`` events per class), NaN when fewer than
+    :data:`~qinn_lib.evaluation.physics_distances.MIN_EVENTS` generated events are finite.
     """
     return _evaluate(trained, device, seed=seed, n_generate=n_generate, n_test=n_test, classifier=classifier,
-                     event_metrics=event_metrics, reference=reference)[0]
+                     event_metrics=event_metrics, reference=reference, field=field, bdt_events=bdt_events)[0]
+
+
+def field_metrics(truth: np.ndarray, generated: np.ndarray, *, seed: int,
+                  bdt_events: int = BDT_MAX_EVENTS) -> dict[str, float]:
+    """:func:`qinn_lib.evaluation.evaluate.field_metrics` of one device's sample (finite rows), on one
+    native thread (numpy's BLAS on two threads beside other work made the FPD 5x slower, measured),
+    with ``seconds_field``; every value NaN when fewer than ``MIN_EVENTS`` events are finite (a
+    sample that small has no covariance worth a distance)."""
+    g = np.asarray(generated, dtype=np.float64)
+    g = g[np.all(np.isfinite(g), axis=1)] if g.ndim == 2 else g
+    start = time.perf_counter()
+    if len(g) < MIN_EVENTS:
+        out = dict.fromkeys(FIELD_METRICS, math.nan)
+    else:
+        with native_threads(1):
+            out = evaluate.field_metrics(truth, g, seed=seed, bdt_events=bdt_events)
+    out["seconds_field"] = time.perf_counter() - start
+    return out
 
 
 def _evaluate(trained: Any, device: Device | DeviceQINN, *, seed: int, n_generate: int, n_test: int,
               classifier: Mapping[str, Any] | None, event_metrics: bool,
-              reference: np.ndarray | None) -> tuple[dict[str, float], np.ndarray]:
+              reference: np.ndarray | None, field: bool = True,
+              bdt_events: int = BDT_MAX_EVENTS) -> tuple[dict[str, float], np.ndarray]:
     """:func:`evaluate_on_device`, also returning the generated sample in scaled units."""
     if isinstance(device, DeviceQINN):
         dq = device.reseed(seed + SHOT_SEED_OFFSET)
@@ -139,6 +177,8 @@ def _evaluate(trained: Any, device: Device | DeviceQINN, *, seed: int, n_generat
         out[f"js/{o}"], out[f"w1/{o}"] = dist[o]["js"], dist[o]["w1"]
     c2st = two_sample.classifier_auc(truth, generated, seed=seed, **dict(classifier or {}))
     out["auc"], out["auc_sem"] = c2st["auc"], c2st["auc_sem"]
+    if field:
+        out.update(field_metrics(truth, generated, seed=seed, bdt_events=bdt_events))
     if event_metrics:
         out.update(_event_metrics(dq, trained, n_test))
     return out, u
@@ -169,9 +209,10 @@ def _device_info(device: Device) -> dict[str, Any]:
 
 
 def sweep(trained: Any, devices: Sequence[Device], *, seeds: Sequence[int], n_generate: int, n_test: int,
-          classifier: Mapping[str, Any] | None = None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+          classifier: Mapping[str, Any] | None = None, log: Callable[[str], None] = print, field: bool = True,
+          bdt_events: int = BDT_MAX_EVENTS) -> list[dict[str, Any]]:
     """Evaluate ``trained`` on every device for every seed, the exact device (``Device()``) first,
-    whether given or not.
+    whether given or not; ``field`` and ``bdt_events`` as in :func:`evaluate_on_device`.
 
     Returns one results record per (device, seed) in the layout of :func:`metrics.make_record`
     (``label`` = the device label, ``seed`` = the evaluation seed, ``config`` = the training
@@ -190,7 +231,8 @@ def sweep(trained: Any, devices: Sequence[Device], *, seeds: Sequence[int], n_ge
         on_device = DeviceQINN(trained.model, device, seed=0)  # circuits built once, reseeded per seed
         for s in seeds:
             values, u = _evaluate(trained, on_device, seed=s, n_generate=n_generate, n_test=n_test,
-                                  classifier=classifier, event_metrics=fixed is None, reference=references.get(s))
+                                  classifier=classifier, event_metrics=fixed is None, reference=references.get(s),
+                                  field=field, bdt_events=bdt_events)
             if s not in references:  # the exact device: its own reference
                 references[s], values["angle_error"] = u, 0.0
             if device.shots is None:
@@ -203,14 +245,16 @@ def sweep(trained: Any, devices: Sequence[Device], *, seeds: Sequence[int], n_ge
                             "config_fingerprint": trained.cfg.fingerprint(),
                             "data_fingerprint": trained.data.fingerprint, "seed": int(s), "metrics": values})
         last = records[-1]["metrics"]
+        extra = f", FPD {last['fpd']:.4f}, BDT AUC {last['auc_bdt']:.3f}" if field else ""
         log(f"[{device.label}] {len(seeds)} seed(s) in {time.perf_counter() - start:.1f} s: "
-            f"JS(M_ll) {last['js/m_ll']:.4f}, AUC {last['auc']:.3f}, recon {100 * last['recon_mean']:.2f} %, "
+            f"JS(M_ll) {last['js/m_ll']:.4f}, AUC {last['auc']:.3f}{extra}, recon {100 * last['recon_mean']:.2f} %, "
             f"NLL {last['nll']:.3f}")
     return records
 
 
 #: Keys of :func:`evaluate_on_device` that depend on the evaluation seed even without shots.
-_SAMPLE_KEYS = frozenset(SAMPLE_METRICS) | {"auc_sem", "seconds_generate", "n_generated", "angle_error"}
+_SAMPLE_KEYS = frozenset(SAMPLE_METRICS) | frozenset(FIELD_METRICS) | {"auc_sem", "seconds_generate", "n_generated",
+                                                                      "angle_error", "seconds_field"}
 
 
 def summarise_sweep(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -269,6 +313,9 @@ def _all_ok(rows, label: str, metric_names: Sequence[str]) -> bool | None:
     return None if any(v is None for v in verdicts) else True
 
 
+all_as_good = _all_ok  # every one of the metrics as good as exact: True / False / None (undecided)
+
+
 def shots_threshold(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str]) -> int | None:
     """The smallest shot count N (noiseless rows) from which on every larger N in the sweep is as
     good as exact simulation on all ``metric_names``; None if not even the largest N is."""
@@ -297,11 +344,13 @@ def noise_threshold(rows: Sequence[Mapping[str, Any]], channel: str, metric_name
 
 
 def plot_sweep(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str], *, x: str,
-               labels: Mapping[str, str] | None = None, ncols: int = 4):
+               labels: Mapping[str, str] | None = None, ncols: int = 4, judged: Sequence[str] | None = None):
     """One panel per metric against the shot count (``x="shots"``) or the noise strength of every
     channel (``x="p"``): seed mean with ±1 std error bars, the exact-simulation value as a line
     with a band of ±2 of its own uncertainties; a cross marks a point that is worse than exact
-    simulation by more than 2 combined uncertainties (:func:`as_good_as_exact`)."""
+    simulation by more than 2 combined uncertainties (:func:`as_good_as_exact`). ``judged``: the
+    metrics drawn so (default: those of :data:`GROUPS`); any other is a diagnostic (no line, no
+    crosses), as ``angle_error``."""
     import matplotlib.pyplot as plt
 
     if x not in ("shots", "p"):
@@ -315,9 +364,10 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str], *
     nrows = math.ceil(len(metric_names) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows + 0.4), squeeze=False, layout="constrained")
     exact = next(r for r in rows if r["label"] == EXACT)["metrics"]
+    judged = set(judged) if judged is not None else {m for names in GROUPS.values() for m in names}
     for ax, metric in zip(axes.flat, metric_names):
         ref = exact[metric]["mean"]
-        diagnostic = not any(metric in names for names in GROUPS.values())  # e.g. angle_error: 0 when exact
+        diagnostic = metric not in judged  # e.g. angle_error: 0 when exact
         for name, group in series.items():
             group = sorted(group, key=lambda r: r["device"][x])
             xs = [r["device"][x] for r in group]
@@ -339,6 +389,8 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str], *
         values = [r["metrics"][metric]["mean"] for g in series.values() for r in g] + ([] if diagnostic else [ref])
         if min(values) > 0 and max(values) > 10 * min(values):  # log only where the values span a decade
             ax.set_yscale("log")
+        else:  # plain tick labels: an AUC pinned at 1 would otherwise read "1e-6+1" above its axis
+            ax.ticklabel_format(axis="y", useOffset=False)
     spare = list(axes.flat)[len(metric_names):]
     for ax in spare:
         ax.axis("off")
@@ -368,6 +420,9 @@ def _format_cell(stats: Mapping[str, Any]) -> str:
     if round(std, d) == 0:  # the spread is below the 4th digit of the mean
         return f"{mean:#.4g}{PM}{std:.0e}"
     return f"{mean:.{d}f}{PM}{std:.{d}f}"
+
+
+format_cell = _format_cell  # public name for the tables of qinn_lib.hardware.field_measures
 
 
 def verdict_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],

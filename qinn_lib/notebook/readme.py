@@ -145,15 +145,24 @@ def render_results(results: dict[str, Any]) -> str:
     if hw:
         lines += [f"**The QINN on an emulated quantum computer** (notebook 07, evaluation seeds {hw['seeds']}; "
                   "mean ± std over seeds; NLL with the Jacobian measured by parameter shift):", "",
-                  hw["statement"], "", hw["shots_table"], "", hw["noise_table"], "",
-                  "Circuits and what the paper's tasks would cost on a device:", "", hw["resources_table"], "",
+                  hw["statement"], "", hw["shots_table"], "", hw["noise_table"], ""]
+        if hw.get("field_statement"):  # records written before the field's measures were added have none
+            lines += ["The same devices by the field's measures (FPD and KPD of the five features, boosted-tree "
+                      "classifier AUC on the raw features and with M_ll, ΔR added; seed mean ± std, in brackets the "
+                      "mean of each number's own error):", "", hw["field_statement"], "", hw["field_shots_table"], "",
+                      hw["field_noise_table"], ""]
+        lines += ["Circuits and what the paper's tasks would cost on a device:", "", hw["resources_table"], "",
                   hw["cost_table"], ""]
     dev = results.get("07_hardware_device")
     if dev:
         lines += [f"**On a real device's noise** (notebook 07; calibrated IBM device models {', '.join(map(str, dev['backends']))}, "
                   f"routed circuits, Qiskit Aer density matrices; {dev['n_generate']:,} generated and {dev['n_test']:,} "
                   f"reconstructed events per device, {dev['shots']:,} shots; ± one standard error over events):", "",
-                  dev["statement"], "", dev["results_table"], "", dev["resources_table"], ""]
+                  dev["statement"], "", dev["results_table"], ""]
+        if dev.get("field_table"):
+            lines += ["By the field's measures (± their own errors; one sample per device):", "", dev["field_statement"],
+                      "", dev["field_table"], ""]
+        lines += [dev["resources_table"], ""]
     bench = results.get("bench")
     if bench:
         lines += [

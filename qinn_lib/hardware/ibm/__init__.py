@@ -3,7 +3,7 @@ backends carry a real calibration snapshot, Qiskit Aer simulates it, Qiskit's tr
 the circuits onto the device's coupling map and native gates.
 
 Needs the optional extra ``pip install -e ".[hardware]"`` (Qiskit, Qiskit Aer, Qiskit IBM
-Runtime). Only :mod:`extra` and :mod:`placement` import without it; every other module here says
+Runtime). Only :mod:`extra`, :mod:`placement` and :mod:`device_field` import without it; every other module here says
 in one line what is missing. Nothing else in the package imports this room (an import-linter
 contract in pyproject.toml), so the base install and the quick profile never need Qiskit.
 
@@ -17,5 +17,6 @@ contract in pyproject.toml), so the base install and the quick profile never nee
 - ``qasm``              OpenQASM 2 (one event's angles baked in) and OpenQASM 3 (angles as inputs) export
 - ``study``             one backend measured against exact simulation (notebook 07, "On a real device's noise")
 - ``placement``         where a device sits on notebook 07's uniform-noise axis, and the verdict in words
+- ``device_field``      the field's measures (FPD, KPD, boosted-tree AUCs) of the devices' samples, in words
 - ``figures``           the section's figures
 """

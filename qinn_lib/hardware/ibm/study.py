@@ -12,7 +12,9 @@ event and circuit) and evaluation seed ``seed``:
   effect), the RMS error of the generated angles (``angle_error`` as in notebook 07's sweep; its
   noise-only part with the shot part removed in quadrature, the two being independent), and the
   generated M_ll and Delta R against the test split (JS, W1) and against the exact sample from
-  the same latent points (two-sample KS);
+  the same latent points (two-sample KS), and the field's measures of notebooks 03-06 against the
+  test split (FPD, KPD, the boosted-tree AUCs with their errors: ``sweeps.field_metrics``; NaN when
+  fewer than 100 events are generated, as in the quick profile);
 - **the inverse** x -> z -> x~ of ``n_test`` test events, both circuits on the backend, without
   and with mitigation: the forward circuit's mean |Delta P|, the reconstruction deviation and its
   paired difference from exact simulation;
@@ -39,7 +41,7 @@ from qinn_lib.events import observables
 from qinn_lib.hardware.device import Device, DeviceQINN
 from qinn_lib.hardware.ibm import backends, mitigation
 from qinn_lib.hardware.ibm.backend_qinn import BackendQINN
-from qinn_lib.hardware.sweeps import OBSERVABLES, SHOT_SEED_OFFSET
+from qinn_lib.hardware.sweeps import OBSERVABLES, SHOT_SEED_OFFSET, field_metrics
 
 __all__ = ["VARIANTS", "Study", "study_backend", "call_cost"]
 
@@ -89,6 +91,12 @@ def call_cost(calls) -> dict[str, Any]:
     return out
 
 
+def _field(truth: np.ndarray, sample: np.ndarray, seed: int) -> dict[str, float]:
+    """The field's measures of one sample, without their wall time (the summary of a resumed study
+    must equal the first one's)."""
+    return {k: v for k, v in field_metrics(truth, sample, seed=seed).items() if k != "seconds_field"}
+
+
 def _generation(bq: BackendQINN, exact: DeviceQINN, shots_only: DeviceQINN, trained: Any, n: int, seed: int,
                 dtype: torch.dtype) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     z = exact.latent(n, latent_seed=seed, latent_dtype=dtype)
@@ -106,6 +114,7 @@ def _generation(bq: BackendQINN, exact: DeviceQINN, shots_only: DeviceQINN, trai
     dev = {k: np.abs(v - p_exact).mean(axis=1) for k, v in p.items()}  # per-event mean |Delta P| over qubits
     d_exact = distances.observable_distances(truth, physical["exact"], observables=OBSERVABLES)
     out["exact"] = {f"{m}/{o}": float(d_exact[o][m]) for o in OBSERVABLES for m in ("js", "w1")}
+    out["exact"].update(_field(truth, physical["exact"], seed))
     for k, pk in p.items():
         u = exact.decode(torch.as_tensor(pk)).numpy()
         physical[k] = scaler.inverse(u[np.all(np.isfinite(u), axis=1)])
@@ -115,7 +124,8 @@ def _generation(bq: BackendQINN, exact: DeviceQINN, shots_only: DeviceQINN, trai
         out[k] = {"mean_abs_dp": float(dev[k].mean()), "mean_abs_dp_sem": _sem(dev[k]),
                   "max_abs_dp": float(np.abs(pk - p_exact).max()), "angle_error": err, "angle_error_se": err_se,
                   **{f"{m}/{o}": float(d[o][m]) for o in OBSERVABLES for m in ("js", "w1")},
-                  **{f"ks_p/{o}": _ks(obs[o], obs_exact[o]) for o in OBSERVABLES}}
+                  **{f"ks_p/{o}": _ks(obs[o], obs_exact[o]) for o in OBSERVABLES},
+                  **_field(truth, physical[k], seed)}
     shot_err = out["shots_only"]["angle_error"]
     for k in ("raw", "mitigated"):
         a, se = out[k]["angle_error"], out[k]["angle_error_se"]
