@@ -29,17 +29,25 @@ def _record(device: Device, seed: int, values: dict) -> dict:
             "data_fingerprint": "d", "seed": seed, "metrics": values}
 
 
-def _rows(ours: dict[Device, float], field: dict[Device, float], spread: float = 0.01) -> list[dict]:
+def _rows(ours: dict[Device, float], field: dict[Device, float], spread: float = 0.002) -> list[dict]:
     """Three seeds per device: our distribution metrics = 1 + ours[d] + seed noise, the field's = 1 +
-    field[d] + seed noise (errors 0.001); event metrics equal to exact's."""
+    field[d] + seed noise (errors 0.001; the noise drawn per device and seed, N(0, spread²)); event
+    metrics equal to exact's, with the paired tests the sweep would record for them."""
+    rng = np.random.default_rng(11)
+    exact_events = {"recon_mean": rng.lognormal(-2.5, 0.5, 500), "nll": rng.normal(-3.0, 1.0, 500)}
+    near = {"recon_mean": exact_events["recon_mean"] * np.exp(1e-3 * rng.standard_normal(500)),
+            "nll": exact_events["nll"] + 1e-3 * rng.standard_normal(500)}
+    tests = sweeps._event_tests(exact_events, [near])
     records = []
     for device in [Device(), *ours]:
         for s in (0, 1, 2):
-            noise = (s - 1) * spread
+            noise = spread * rng.standard_normal()
             values = {m: 1.0 + ours.get(device, 0.0) + noise for m in OURS}
             values.update({m: 1.0 + field.get(device, 0.0) + noise for m in fm.FIELD_COLUMNS})
             values.update({f"{m}_err": 0.001 for m in fm.FIELD_COLUMNS})
             values.update(recon_mean=1.0, recon_sem=0.001, nll=1.0, nll_sem=0.001, angle_error=0.0)
+            if device != Device():
+                values.update(tests)
             records.append(_record(device, s, values))
     return sweeps.summarise_sweep(records)
 
@@ -82,9 +90,9 @@ def test_an_ordering_against_js_is_reported_only_beyond_the_seed_spreads():
     assert {(s["metric"], s["better"], s["worse"], s["kind"]) for s in swaps} == {
         (m, "depolarizing p=0.01", "amplitude_damping p=0.01", "channels") for m in fm.FIELD_COLUMNS}
     assert "ranks depolarizing p=0.01 better than amplitude_damping p=0.01" in fm.field_statement(_rows(ours, field))
-    within = {**field, AMP[2]: 0.51, DEP[2]: 0.49}  # a swap inside two combined seed spreads is noise
+    within = {**field, AMP[2]: 0.51, DEP[2]: 0.49}  # a swap the seeds' noise cannot decide is no ordering
     ours_close = {**ours, AMP[2]: 0.5, DEP[2]: 0.51}
-    assert fm.orderings(_rows(ours_close, within)) == []
+    assert fm.orderings(_rows(ours_close, within, spread=0.02)) == []
 
 
 def test_the_table_shows_seed_spread_and_own_error_and_both_verdicts():
@@ -95,7 +103,7 @@ def test_the_table_shows_seed_spread_and_own_error_and_both_verdicts():
     assert lines[0].startswith("| device | FPD | KPD | boosted-tree AUC |")
     n100 = next(line for line in lines if line.startswith("| N=1e2"))
     assert n100.endswith("| no | yes |"), "ours fail at N = 100, the field's measures pass"
-    assert "1.000\u00a0±\u00a00.010\u00a0[±0.001]" in n100
+    assert "\u00a0±\u00a00.00" in n100 and "\u00a0[±0.001]" in n100, "seed mean ± seed std [± own error]"
     assert fm.field_cell({"fpd": {"mean": 0.5, "std": 0.01, "n": 3}, "fpd_err": {"mean": 3e-8, "std": 0.0, "n": 3}},
                          "fpd").endswith("[±3e-08]"), "a tiny error in exponent form, not 0.00000003"
 
@@ -178,12 +186,12 @@ def test_the_device_statement_reports_verdict_changes_and_orderings():
     assert "the verdict is the same: fake_a not usable; fake_b not usable" in text
     assert "FPD ranks fake_a mitigated better than fake_a as read" in text
     assert "FPD ranks fake_a better than fake_b" in text
-    assert "worse than exact simulation beyond two combined errors by 4 of 4 measures" in text
+    assert "worse than exact simulation (z-test on the two own errors, Holm over the devices and measures) by 4 of 4 measures" in text
     near = [_summary("fake_c", _sample(0.19, 0.8, 0.02), _sample(0.19, 0.8, 0.02))]
     for s in near:
         s["generation"]["raw"]["angle_error_noise"] = 1e-4  # effective p 1e-5: usable by both thresholds
     text = device_field.field_statement(near, rows)
-    assert "by no measure worse than exact simulation" in text and "fake_c usable" in text
+    assert "by no measure decidedly worse than exact simulation" in text and "fake_c usable" in text
     small = _summary("fake_d", _sample(math.nan, math.nan, 0.9), _sample(math.nan, math.nan, 0.9))
     assert not device_field.has_field([small]), "the quick profile's 24 events have no field measures"
 

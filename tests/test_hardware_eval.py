@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from qinn_lib.events.scaling import AngleScaler
-from qinn_lib.hardware import resources
+from qinn_lib.hardware import equivalence, resources, sweep_figures
 from qinn_lib.hardware import sweeps as he
 from qinn_lib.hardware.device import Device
 from qinn_lib.hardware.noise import NoiseModel
@@ -29,51 +29,80 @@ def _record(device: Device, seed: int, values: dict) -> dict:
             "data_fingerprint": "d", "seed": seed, "metrics": values}
 
 
-def _rows(shifts: dict[Device, float], spread: float = 0.01, sem: float = 0.001) -> list[dict]:
-    """Three seeds per device; every metric = 1 + shift + (seed - 1) * spread, event SEMs = sem."""
+def _rows(shifts: dict[Device, float], spread: float = 0.003, sem: float = 0.001) -> list[dict]:
+    """Three seeds per device; a sample metric = (1 + shift) (1 + spread e) with e ~ N(0, 1) drawn per
+    device and seed, so the device pairs with exact simulation seed by seed; the event metrics'
+    paired tests as :func:`sweeps.sweep` records them, from 2,000 per-event values each: the
+    reconstruction (1 + shift) times exact's per event, the NLL exact's plus the shift, both with a
+    per-event jitter of ``sem`` times the square root of the event count (so ``sem`` is the mean's)."""
+    rng = np.random.default_rng(7)
+    n_events = 2_000
+    exact_events = {"recon_mean": rng.lognormal(-2.5, 0.5, n_events), "nll": rng.normal(-3.0, 1.0, n_events)}
     records = []
     for device, shift in {Device(): 0.0, **shifts}.items():
+        jitter = sem * math.sqrt(n_events) * rng.standard_normal((2, n_events))
+        events = {"recon_mean": exact_events["recon_mean"] * (1 + shift) * np.exp(jitter[0]),
+                  "nll": exact_events["nll"] + shift + jitter[1]}
+        tests = he._event_tests(exact_events, [events]) if device != Device() else {}
         for s in (0, 1, 2):
-            v = 1.0 + shift + (s - 1) * spread
-            values = {m: v for m in he.SAMPLE_METRICS + he.EVENT_METRICS}
-            values.update(recon_sem=sem, nll_sem=sem)
+            v = (1.0 + shift) * (1.0 + spread * rng.standard_normal())
+            values = {m: v for m in he.SAMPLE_METRICS}
+            values.update(recon_mean=float(events["recon_mean"].mean()), nll=float(events["nll"].mean()),
+                          recon_sem=sem, nll_sem=sem, **tests)
             records.append(_record(device, s, values))
     return he.summarise_sweep(records)
 
 
-def test_verdict_compares_with_two_combined_uncertainties():
-    rows = _rows({Device(shots=100): 0.05, Device(shots=1000): 0.02, Device(shots=10_000): -0.5})
-    # sample metric: seed std 0.01 each -> tolerance 2 sqrt(2) 0.01 = 0.028
+def test_verdict_is_a_paired_tost_against_the_declared_margin():
+    from statsmodels.stats.weightstats import ttost_paired
+
+    rows = _rows({Device(shots=100): 0.6, Device(shots=1000): 0.02, Device(shots=10_000): -0.5})
+    level = he.point_level(rows)
+    assert level == pytest.approx(0.05 / equivalence.STATEMENTS_PER_AXIS), "one scan axis"
     bad = he.as_good_as_exact(rows, "N=1e2", "js/m_ll")
-    assert bad["ok"] is False and bad["diff"] == pytest.approx(0.05)
-    assert bad["tolerance"] == pytest.approx(2 * math.sqrt(2) * 0.01)
-    assert he.as_good_as_exact(rows, "N=1e3", "js/m_ll")["ok"] is True
-    assert he.as_good_as_exact(rows, "N=1e4", "js/m_ll")["ok"] is True, "better than exact is as good"
+    assert bad["ok"] is False and bad["diff"] == pytest.approx(0.6, abs=0.05) and bad["p_diff"] < level
+    good = he.as_good_as_exact(rows, "N=1e3", "js/m_ll")
+    assert good["ok"] is True and good["margin"] == equivalence.RATIO_MARGIN
+    # the oracle: statsmodels' paired TOST on the log values, margin ln 1.25, seeds paired
+    by = {r["label"]: r["metrics"]["js/m_ll"]["values"] for r in rows}
+    p_oracle = ttost_paired(np.log(by["N=1e3"]), np.log(by["exact"]), -math.log(1.25), math.log(1.25))[0]
+    assert good["p_tost"] == pytest.approx(p_oracle)
+    better = he.as_good_as_exact(rows, "N=1e4", "js/m_ll")
+    assert better["ok"] is False, "half of exact's JS is outside the margin: not equivalent, even if better"
+    assert he.as_good_as_exact(rows, "N=1e3", "nll")["ok"] is True
     assert he.as_good_as_exact(rows, "N=1e4", "nll")["ok"] is False, "a lower NLL estimate is a wrong NLL"
-    # event metric: seed std and SEM combined, tolerance 2 sqrt(2 (0.01^2 + 0.001^2))
-    ev = he.as_good_as_exact(rows, "N=1e3", "nll")
-    assert ev["tolerance"] == pytest.approx(2 * math.sqrt(2 * (0.01**2 + 0.001**2)))
+    assert he.as_good_as_exact(rows, "N=1e2", "recon_mean")["ok"] is False
     with pytest.raises(ValueError, match="no metric"):
         he.as_good_as_exact(rows, "N=1e3", "js/pt_lp")
     with pytest.raises(ValueError, match="need rows"):
         he.as_good_as_exact(rows, "N=1e9", "nll")
 
 
-def test_event_metrics_without_seed_spread_use_their_standard_error():
-    records = []
-    for device, v in ((Device(), 1.0), (Device(noise=NoiseModel("depolarizing", 1e-3)), 1.003)):
-        for s in (0, 1):
-            records.append(_record(device, s, {"nll": v, "nll_sem": 0.001, "js/m_ll": 0.1 + 0.01 * s}))
-    rows = he.summarise_sweep(records)
-    verdict = he.as_good_as_exact(rows, "depolarizing p=0.001", "nll")
-    assert verdict["tolerance"] == pytest.approx(2 * math.sqrt(2) * 0.001)
-    assert verdict["ok"] is False  # 0.003 > 0.00283
+def test_a_difference_inside_the_margin_that_the_seeds_cannot_pin_is_undecided():
+    rows = _rows({Device(shots=100): 0.1}, spread=0.2)
+    verdict = he.as_good_as_exact(rows, "N=1e2", "js/m_ll")
+    assert verdict["ok"] is None and not verdict["p_tost"] < verdict["level"]
+
+
+def test_event_tests_pair_over_events_and_a_non_finite_device_value_is_not_as_good():
+    rng = np.random.default_rng(3)
+    exact = {"recon_mean": rng.lognormal(-2.5, 0.5, 500), "nll": rng.normal(-3.0, 1.0, 500)}
+    near = {"recon_mean": exact["recon_mean"] * 1.01, "nll": exact["nll"] + 0.01 + 0.001 * rng.standard_normal(500)}
+    near["recon_mean"] = near["recon_mean"] * np.exp(0.01 * rng.standard_normal(500))
+    tests = he._event_tests(exact, [near, near])
+    assert tests["recon_mean_p_tost"] < 1e-10 and tests["nll_p_tost"] < 1e-10
+    assert tests["nll_diff_t"] == pytest.approx(0.01, abs=1e-3) and tests["nll_margin_t"] == equivalence.NLL_MARGIN
+    broken = {**near, "nll": np.where(np.arange(500) == 7, np.inf, near["nll"])}
+    t = equivalence.paired_tests(exact["nll"], broken["nll"], "nll")
+    assert t["nonfinite"] and equivalence.verdict(t, 0.05) is False
+    same = equivalence.paired_tests([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], "js/m_ll")
+    assert same["p_tost"] == 0.0 and equivalence.verdict(same, 1e-3) is True, "identical values are equivalent"
 
 
 def test_thresholds_need_every_larger_shot_count_and_every_smaller_noise():
-    shots = {Device(shots=100): 0.2, Device(shots=1000): 0.0, Device(shots=10_000): 0.2, Device(shots=100_000): 0.0}
-    dep = {Device(noise=NoiseModel("depolarizing", p)): s for p, s in ((1e-4, 0.0), (1e-3, 0.0), (1e-2, 0.3))}
-    amp = {Device(noise=NoiseModel("amplitude_damping", p)): 0.3 for p in (1e-4, 1e-3)}
+    shots = {Device(shots=100): 0.5, Device(shots=1000): 0.0, Device(shots=10_000): 0.5, Device(shots=100_000): 0.0}
+    dep = {Device(noise=NoiseModel("depolarizing", p)): s for p, s in ((1e-4, 0.0), (1e-3, 0.0), (1e-2, 0.5))}
+    amp = {Device(noise=NoiseModel("amplitude_damping", p)): 0.5 for p in (1e-4, 1e-3)}
     rows = _rows({**shots, **dep, **amp})
     metric_names = ["js/m_ll", "recon_mean"]
     assert he.shots_threshold(rows, metric_names) == 100_000  # 1e3 passes, but 1e4 above it does not
@@ -115,9 +144,12 @@ def test_sweep_evaluates_every_device_and_seed():
     assert by[("N=1e2", 5)]["recon_mean"] != by[("N=1e2", 6)]["recon_mean"], "shots differ between seeds"
     assert by[("exact", 5)]["angle_error"] == 0.0 < by[("N=1e2", 5)]["angle_error"]
     assert by[("amplitude_damping p=0.01", 5)]["angle_error"] > 0
+    assert all(math.isfinite(by[("N=1e2", s)][f"{m}_p_tost"]) for m in ("recon_mean", "nll") for s in (5, 6))
+    assert "recon_mean_p_tost" not in by[("exact", 5)], "exact simulation is the reference, not tested"
     rows = he.summarise_sweep(records)
     assert {r["label"] for r in rows} == {"exact", "N=1e2", "amplitude_damping p=0.01"}
-    fig = he.plot_sweep(rows, ["js/m_ll", "nll", "angle_error"], x="shots")
+    assert he.as_good_as_exact(rows, "N=1e2", "nll")["ok"] in (True, False, None)
+    fig = sweep_figures.plot_sweep(rows, ["js/m_ll", "nll", "angle_error"], x="shots")
     assert len(fig.axes) == 4
     with pytest.raises(ValueError, match="seeds must be distinct"):
         he.sweep(trained, devices, seeds=[1, 1], n_generate=10, n_test=10)
@@ -175,11 +207,12 @@ def test_statement_and_table_say_what_the_numbers_say():
     assert "the distributions from N = 10^4" in text and "the inverse from N = 10^4" in text
     assert "depolarizing noise" in text and "the NLL up to p = 0.0001" in text
     worse = he.statement(_rows({Device(shots=100): 0.5}))
-    assert "the NLL at none of the shot counts up to N = 10^2 (there, nll still differs)" in worse
+    assert "the NLL at none of the shot counts up to N = 10^2 (there, nll differs beyond the margin)" in worse
+    assert "two one-sided test (TOST) against a margin of ×1.25" in text
     table = he.verdict_table(rows, ["js/m_ll", "nll"])
     lines = table.splitlines()
     assert lines[0].startswith("| device | js/m_ll | nll | distributions as exact?")
-    assert lines[3].startswith("| N=1e2 | 1.500\u00a0±\u00a00.010 | 1.500\u00a0±\u00a00.010 | no | no | no |")
+    assert lines[3].startswith("| N=1e2 | 1.5") and lines[3].endswith("| no | no | no |")
     assert lines[4].endswith("| yes | yes | yes |")
 
 
@@ -193,7 +226,7 @@ def test_table_cells_do_not_wrap_and_the_sweep_legend_covers_no_curve():
     assert "depolarizing\u00a0p=1e\u2060-\u206006" in cells and any("\u00a0±\u00a0" in c for c in cells)
     for cell in cells:
         assert " " not in cell and "-" not in cell.replace("\u2060-\u2060", ""), repr(cell)
-    fig = he.plot_sweep(rows, list(he.SAMPLE_METRICS) + ["recon_mean", "nll"], x="p", ncols=7)  # no spare panel
+    fig = sweep_figures.plot_sweep(rows, list(he.SAMPLE_METRICS) + ["recon_mean", "nll"], x="p", ncols=7)  # no spare panel
     assert fig.legends and not any(ax.get_legend() for ax in fig.axes), "one legend, outside every panel"
     fig.canvas.draw()
     legend = fig.legends[0].get_window_extent()

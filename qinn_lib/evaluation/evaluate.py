@@ -53,7 +53,7 @@ from qinn_lib.evaluation.two_sample import classifier_auc
 from qinn_lib.events.scaling import SCALED_RANGE
 from qinn_lib.training.losses.nll import nll_per_event
 
-__all__ = ['FIELD_METRICS', 'reconstruction_deviation', 'test_nll', 'field_metrics', 'truth_floor',
+__all__ = ['FIELD_METRICS', 'relative_deviation', 'reconstruction_deviation', 'test_nll', 'field_metrics', 'truth_floor',
            'likelihood_normalisation', 'evaluate_model']
 
 #: Keys of :func:`field_metrics` (and of :func:`truth_floor`), in table order.
@@ -62,6 +62,19 @@ FIELD_METRICS: tuple[str, ...] = ("fpd", "fpd_err", "kpd", "kpd_err", "auc_bdt",
 
 
 # -- reconstruction ------------------------------------------------------------------------------
+def relative_deviation(x, x_rec) -> np.ndarray:
+    """‖x̃ − x‖₂ / ‖x‖₂ of every event (NaN where the reconstruction is not finite): the per-event
+    values behind :func:`reconstruction_deviation`, for tests paired over events."""
+    x = as_array(x, "x")
+    x_rec = as_array(x_rec, "x_rec")
+    if x.shape != x_rec.shape:
+        raise ValueError(f"x and x_rec must have the same shape, got {x.shape} and {x_rec.shape}")
+    with np.errstate(invalid="ignore"):
+        rel = np.linalg.norm(x_rec - x, axis=1) / np.linalg.norm(x, axis=1)
+    rel[~np.all(np.isfinite(x_rec), axis=1)] = np.nan
+    return rel
+
+
 def reconstruction_deviation(x, x_rec) -> dict[str, float]:
     """Mean (with its standard error ``sem`` over events), median and 95th percentile of
     ‖x̃ − x‖₂ / ‖x‖₂ over events, plus the per-feature mean absolute error in scaled units (radians)."""

@@ -11,11 +11,12 @@ error (the FPD's extrapolation error, the KPD's batch spread, the AUC's fold spr
   its own error over seeds in brackets, then whether the distributions are as good as exact
   simulation by notebook 07's metrics (``sweeps.GROUPS``) and by these measures (:data:`FIELD_GROUPS`);
 - :func:`field_thresholds`: the "as good as exact" thresholds by the field's measures, together and
-  one by one, with the same rule as notebook 07's (``sweeps.as_good_as_exact``: worse than exact by
-  at most two combined seed spreads, at this point and at every more favourable one);
+  one by one, with the same rule as notebook 07's (``sweeps.as_good_as_exact``: equivalent to exact
+  by a TOST against the declared margin, :mod:`qinn_lib.hardware.equivalence`, at this point and at
+  every more favourable one);
 - :func:`orderings`: where a measure orders two devices the other way round from JS(M_ll), both
-  differences beyond two combined seed spreads (neighbours on each scan axis, and the two noise
-  channels at one p);
+  differences decided by paired t-tests over the evaluation seeds, Holm-corrected (neighbours on
+  each scan axis, and the two noise channels at one p);
 - :func:`field_statement`: the words, computed from the rows: the thresholds beside notebook 07's,
   the same or not, and the orderings that differ.
 
@@ -27,6 +28,10 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
+from qinn_lib.evaluation.statistics import ALPHA, transforms
+from qinn_lib.evaluation.statistics import hypothesis_tests as ht
 from qinn_lib.hardware import sweeps
 
 __all__ = ["FIELD_COLUMNS", "FIELD_GROUPS", "FIELD_LABELS", "REFERENCE_METRIC", "field_cell", "field_table",
@@ -91,11 +96,26 @@ def field_thresholds(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] =
             "field": {axis: v["distributions"] for axis, v in field.items()}, "by_metric": by_metric}
 
 
-def _beyond(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> float:
-    """``mean_b - mean_a`` when it exceeds two combined seed spreads, else 0 (NaN spreads: 0)."""
-    u = math.hypot(sweeps.uncertainty(a, metric), sweeps.uncertainty(b, metric))
-    d = float(b[metric]["mean"]) - float(a[metric]["mean"])
-    return d if math.isfinite(u) and math.isfinite(d) and abs(d) > 2.0 * u else 0.0
+def _decided(pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], metrics: Sequence[str],
+             alpha: float = ALPHA) -> dict[tuple[int, str], float]:
+    """For every pair (a, b) of summarised rows and metric: the difference of the means of b and a
+    on the metric's tested scale when a paired t-test over the evaluation seeds (both rows are
+    evaluated on the same latent samples and classifiers) finds it, Holm-corrected over every pair
+    and metric tested here; else 0 (undecided, or no spread)."""
+    from statsmodels.stats.multitest import multipletests  # deferred: statsmodels is slow to import
+
+    tested: dict[tuple[int, str], tuple[float, float]] = {}
+    for i, (a, b) in enumerate(pairs):
+        for m in metrics:
+            va, vb = sweeps.seed_pairs(a[m], b[m])
+            (ta, tb), _ = transforms.apply(m, va, vb)
+            p = ht.paired_t(np.asarray(tb), np.asarray(ta))["p"]
+            if math.isfinite(p):
+                tested[(i, m)] = (p, float(np.mean(tb) - np.mean(ta)))
+    if not tested:
+        return {}
+    _, p_holm, _, _ = multipletests([p for p, _ in tested.values()], alpha=alpha, method="holm")
+    return {k: (d if ph < alpha else 0.0) for (k, (_, d)), ph in zip(tested.items(), p_holm)}
 
 
 def _axes(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
@@ -111,7 +131,8 @@ def _axes(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]
 def orderings(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = FIELD_COLUMNS,
               reference: str = REFERENCE_METRIC) -> list[dict[str, Any]]:
     """Pairs of devices that a field measure orders the other way round from ``reference``, both
-    differences beyond two combined seed spreads: neighbours along each scan axis (the exact row
+    differences decided by paired t-tests over the evaluation seeds (Holm over every pair and
+    metric tested, :func:`_decided`): neighbours along each scan axis (the exact row
     first on the shot axis's far end and the noise axes' near end), and the two noise channels at
     every p they share. Each entry: ``metric``, ``better`` and ``worse`` (labels by the field
     measure), ``kind`` ("scan" or "channels")."""
@@ -126,12 +147,13 @@ def orderings(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = FIELD_
             by_p = {r["device"]["p"]: r for r in rows if r["device"]["channel"] == c2 and r["device"]["shots"] is None}
             pairs += [("channels", r, by_p[r["device"]["p"]]) for r in rows
                       if r["device"]["channel"] == c1 and r["device"]["shots"] is None and r["device"]["p"] in by_p]
+    decided = _decided([(a["metrics"], b["metrics"]) for _, a, b in pairs], [reference, *columns])
     found = []
-    for kind, a, b in pairs:
-        ref = _beyond(a["metrics"], b["metrics"], reference)
+    for i, (kind, a, b) in enumerate(pairs):
+        ref = decided.get((i, reference), 0.0)
         for m in columns:
-            d = _beyond(a["metrics"], b["metrics"], m)
-            if ref * d < 0:  # both beyond the noise, opposite signs
+            d = decided.get((i, m), 0.0)
+            if ref * d < 0:  # both differences decided, with opposite signs
                 better, worse = (b, a) if d < 0 else (a, b)
                 found.append({"metric": m, "better": better["label"], "worse": worse["label"], "kind": kind})
     return found
@@ -169,11 +191,13 @@ def field_statement(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = 
     if swaps:
         said = "; ".join(f"{FIELD_LABELS.get(s['metric'], s['metric'])} ranks {s['better']} better than {s['worse']}"
                          for s in swaps)
-        parts.append(f"Orderings that differ from JS(M_ll)'s (both differences beyond two combined seed spreads): "
+        parts.append(f"Orderings that differ from JS(M_ll)'s (both differences decided by paired t-tests over the "
+                     "evaluation seeds, Holm-corrected over every neighbouring pair and measure): "
                      f"{said}.")
     else:
         parts.append("No field measure orders two neighbouring scan points, or the two channels at one p, the other "
-                     "way round from JS(M_ll) beyond two combined seed spreads.")
+                     "way round from JS(M_ll) with both differences decided (paired t-tests over the evaluation seeds, "
+                     "Holm-corrected over every neighbouring pair and measure).")
     names = [a.replace("_", " ") for a in changed]
     axes = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
     parts.append("So the thresholds above " + (f"change on the {axes} ax{'e' if len(names) > 1 else 'i'}s by the field's "

@@ -19,13 +19,14 @@ Seeds: evaluation seed s fixes the latent sample z and the classifier (the same 
 device, so devices are compared on the same events) and, offset by :data:`SHOT_SEED_OFFSET`, the
 shots. Without shots the reconstruction and the NLL do not depend on s and are computed once.
 
-Verdict (:func:`as_good_as_exact`): a device result is as good as exact simulation when it is
-worse than the exact-simulation value by no more than ``n_spreads`` (2) combined uncertainties
-(the NLL, an estimate of the model's likelihood, must not differ by more in either direction),
-where the uncertainty of a metric is what limits the exact number itself: the spread over
-evaluation seeds for metrics of a generated sample (JS, W1, AUC), and the standard error over test
-events for per-event averages (reconstruction deviation, NLL; plus their seed spread when shots
-make them random). Every metric here is "lower is better" (AUC: closer to 0.5, while above it).
+Verdict (:func:`as_good_as_exact`, decided by :mod:`qinn_lib.hardware.equivalence`): a device
+result is as good as exact simulation when a two one-sided test (TOST) puts it within the declared
+margin of the exact value (×1.25 either way for the log-scale metrics, ±0.05 nats/event for the NLL),
+not as good when a two-sided test finds a difference outside the margin, and undecided otherwise.
+The tests are paired: over evaluation seeds for the metrics of a generated sample, over test events
+for the reconstruction deviation and the NLL (computed here, in :func:`sweep`, where the per-event
+values are at hand, and stored with each record as ``<metric>_p_tost``, ``_p_diff``, ``_diff_t``,
+``_margin_t``). Every metric here is "lower is better" (AUC: closer to 0.5, while above it).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import numpy as np
 from qinn_lib.evaluation import distances, ensemble_tables, evaluate, two_sample
 from qinn_lib.evaluation.boosted_two_sample import BDT_MAX_EVENTS
 from qinn_lib.evaluation.physics_distances import MIN_EVENTS
+from qinn_lib.hardware import equivalence
 from qinn_lib.hardware.device import Device, DeviceQINN
 from qinn_lib.threads import native_threads
 
@@ -46,7 +48,6 @@ __all__ = [
     "SAMPLE_METRICS",
     "FIELD_METRICS",
     "EVENT_METRICS",
-    "TWO_SIDED",
     "GROUPS",
     "METRIC_LABELS",
     "SHOT_SEED_OFFSET",
@@ -57,11 +58,11 @@ __all__ = [
     "field_metrics",
     "sweep",
     "summarise_sweep",
-    "uncertainty",
     "as_good_as_exact",
+    "point_level",
+    "seed_pairs",
     "shots_threshold",
     "noise_threshold",
-    "plot_sweep",
     "verdict_table",
     "format_cell",
     "all_as_good",
@@ -76,10 +77,6 @@ SAMPLE_METRICS = ("js/m_ll", "w1/m_ll", "js/delta_r", "w1/delta_r", "auc")
 FIELD_METRICS = evaluate.FIELD_METRICS
 #: Per-event averages over the test split, with their standard error over events (key + "_sem").
 EVENT_METRICS = ("recon_mean", "nll")
-#: Metrics that estimate a property of the model itself rather than score a sample: a device value
-#: off in either direction is wrong (a lower NLL from a noisy Jacobian is a biased likelihood, not a
-#: better model), so their verdict is two-sided.
-TWO_SIDED = ("nll",)
 #: What "the QINN's distributions / inverse / likelihood" means in the verdicts.
 GROUPS: dict[str, tuple[str, ...]] = {
     "distributions": SAMPLE_METRICS,
@@ -155,8 +152,9 @@ def field_metrics(truth: np.ndarray, generated: np.ndarray, *, seed: int,
 def _evaluate(trained: Any, device: Device | DeviceQINN, *, seed: int, n_generate: int, n_test: int,
               classifier: Mapping[str, Any] | None, event_metrics: bool,
               reference: np.ndarray | None, field: bool = True,
-              bdt_events: int = BDT_MAX_EVENTS) -> tuple[dict[str, float], np.ndarray]:
-    """:func:`evaluate_on_device`, also returning the generated sample in scaled units."""
+              bdt_events: int = BDT_MAX_EVENTS) -> tuple[dict[str, float], np.ndarray, dict[str, np.ndarray]]:
+    """:func:`evaluate_on_device`, also returning the generated sample in scaled units and the
+    per-event values of :data:`EVENT_METRICS` (empty without ``event_metrics``)."""
     if isinstance(device, DeviceQINN):
         dq = device.reseed(seed + SHOT_SEED_OFFSET)
     else:
@@ -179,15 +177,18 @@ def _evaluate(trained: Any, device: Device | DeviceQINN, *, seed: int, n_generat
     out["auc"], out["auc_sem"] = c2st["auc"], c2st["auc_sem"]
     if field:
         out.update(field_metrics(truth, generated, seed=seed, bdt_events=bdt_events))
+    per_event: dict[str, np.ndarray] = {}
     if event_metrics:
-        out.update(_event_metrics(dq, trained, n_test))
-    return out, u
+        values, per_event = _event_metrics(dq, trained, n_test)
+        out.update(values)
+    return out, u, per_event
 
 
-def _event_metrics(dq: DeviceQINN, trained: Any, n_test: int) -> dict[str, float]:
+def _event_metrics(dq: DeviceQINN, trained: Any, n_test: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     x = trained.data.test[:n_test]
     start = time.perf_counter()
-    dev = evaluate.reconstruction_deviation(x, dq.reconstruct(x))
+    x_rec = dq.reconstruct(x)
+    dev = evaluate.reconstruction_deviation(x, x_rec)
     out = {"seconds_recon": time.perf_counter() - start, "recon_mean": dev["mean"], "recon_sem": dev["sem"],
            "recon_n_nonfinite": dev["n_nonfinite"]}
     start = time.perf_counter()
@@ -199,7 +200,23 @@ def _event_metrics(dq: DeviceQINN, trained: Any, n_test: int) -> dict[str, float
     out["nll_median"] = float(np.median(nll[finite])) if finite.any() else float("nan")
     out["nll_n_nonfinite"] = int((~finite).sum())
     out["n_test"] = int(len(x))
+    return out, {"recon_mean": evaluate.relative_deviation(x, x_rec), "nll": np.asarray(nll, dtype=np.float64)}
+
+
+def _event_tests(exact: Mapping[str, np.ndarray], device: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
+    """The paired tests (:func:`equivalence.paired_tests`) of each event metric of a device against
+    exact simulation over the same test events; a device measured with several seeds (shots)
+    contributes each event's mean over the seeds."""
+    out: dict[str, float] = {}
+    for m in EVENT_METRICS:
+        values = np.mean([d[m] for d in device], axis=0)
+        t = equivalence.paired_tests(exact[m], values, m)
+        out.update({f"{m}_{k}": float(t[k]) for k in _TEST_KEYS})
     return out
+
+
+#: The stored results of :func:`equivalence.paired_tests` per event metric (see the module docstring).
+_TEST_KEYS = ("p_tost", "p_diff", "diff_t", "margin_t")
 
 
 def _device_info(device: Device) -> dict[str, Any]:
@@ -224,15 +241,20 @@ def sweep(trained: Any, devices: Sequence[Device], *, seeds: Sequence[int], n_ge
     # the exact device first: its samples are the references of the angle errors
     devices = [Device()] + [d for d in devices if d != Device()]
     references: dict[int, np.ndarray] = {}
+    exact_events: dict[str, np.ndarray] = {}
     records = []
     for device in devices:
         fixed: dict[str, float] | None = None  # seed-independent event metrics of a shot-free device
         start = time.perf_counter()
         on_device = DeviceQINN(trained.model, device, seed=0)  # circuits built once, reseeded per seed
+        per_event: list[dict[str, np.ndarray]] = []
+        first = len(records)
         for s in seeds:
-            values, u = _evaluate(trained, on_device, seed=s, n_generate=n_generate, n_test=n_test,
-                                  classifier=classifier, event_metrics=fixed is None, reference=references.get(s),
-                                  field=field, bdt_events=bdt_events)
+            values, u, events = _evaluate(trained, on_device, seed=s, n_generate=n_generate, n_test=n_test,
+                                          classifier=classifier, event_metrics=fixed is None,
+                                          reference=references.get(s), field=field, bdt_events=bdt_events)
+            if events:
+                per_event.append(events)
             if s not in references:  # the exact device: its own reference
                 references[s], values["angle_error"] = u, 0.0
             if device.shots is None:
@@ -244,6 +266,12 @@ def sweep(trained: Any, devices: Sequence[Device], *, seeds: Sequence[int], n_ge
                             "config": {**trained.cfg.to_dict(), "device": info},
                             "config_fingerprint": trained.cfg.fingerprint(),
                             "data_fingerprint": trained.data.fingerprint, "seed": int(s), "metrics": values})
+        if not exact_events:  # the exact device comes first: its per-event values pair with every device's
+            exact_events = {m: per_event[0][m] for m in EVENT_METRICS}
+        else:
+            tests = _event_tests(exact_events, per_event)
+            for r in records[first:]:
+                r["metrics"].update(tests)
         last = records[-1]["metrics"]
         extra = f", FPD {last['fpd']:.4f}, BDT AUC {last['auc_bdt']:.3f}" if field else ""
         log(f"[{device.label}] {len(seeds)} seed(s) in {time.perf_counter() - start:.1f} s: "
@@ -267,29 +295,35 @@ def summarise_sweep(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     return rows
 
 
-def _uncertainty(stats: Mapping[str, Any], sem: Mapping[str, Any] | None) -> float:
-    """Seed spread (0 when the value did not change between seeds) combined with the standard error
-    over events for per-event averages."""
-    spread = float(stats["std"]) if stats["n"] > 1 else float("nan")
-    if sem is None:
-        return spread
-    return math.hypot(spread if math.isfinite(spread) else 0.0, float(sem["mean"]))
+def _axes_count(rows: Sequence[Mapping[str, Any]]) -> int:
+    """Scan axes of the sweep: the shot axis (if any) and one per noise channel."""
+    shots = any(r["device"]["shots"] is not None and r["device"]["channel"] is None for r in rows)
+    return max(1, int(shots) + len({r["device"]["channel"] for r in rows if r["device"]["channel"]}))
 
 
-def uncertainty(row_metrics: Mapping[str, Any], metric: str) -> float:
-    """The uncertainty of ``metric`` in one summarised row (see the module docstring)."""
-    sem = row_metrics.get(f"{metric.removesuffix('_mean')}_sem") if metric in EVENT_METRICS else None
-    return _uncertainty(row_metrics[metric], sem)
+def point_level(rows: Sequence[Mapping[str, Any]]) -> float:
+    """The level of each point test in this sweep (:func:`equivalence.point_level` of its axes)."""
+    return equivalence.point_level(_axes_count(rows))
+
+
+def seed_pairs(ex: Mapping[str, Any], dv: Mapping[str, Any]) -> tuple[list[float], list[float]]:
+    """The exact and device values of one metric on the evaluation seeds both have."""
+    e = dict(zip(ex.get("seeds") or range(len(ex["values"])), ex["values"]))
+    d = dict(zip(dv.get("seeds") or range(len(dv["values"])), dv["values"]))
+    common = [s for s in e if s in d]
+    return [float(e[s]) for s in common], [float(d[s]) for s in common]
 
 
 def as_good_as_exact(rows: Sequence[Mapping[str, Any]], label: str, metric: str, *,
-                     n_spreads: float = 2.0) -> dict[str, Any]:
+                     level: float | None = None) -> dict[str, Any]:
     """Is ``metric`` of device ``label`` as good as with exact simulation?
 
-    Returns ``exact``, ``value`` (seed means), ``diff = value - exact``, ``tolerance`` (``n_spreads``
-    combined uncertainties, see the module docstring) and ``ok``: True when ``diff <= tolerance``
-    (``|diff| <= tolerance`` for the :data:`TWO_SIDED` metrics), False when worse by more, None
-    when the uncertainty is unknown (a single evaluation seed).
+    Returns ``exact``, ``value`` (seed means), ``diff = value - exact``, the tests
+    (:func:`equivalence.paired_tests`: ``p_tost``, ``p_diff``, ``diff_t`` and ``margin_t`` on the
+    tested scale; paired over seeds for a sample metric, read from the record for an event metric,
+    where :func:`sweep` paired them over test events), ``level`` (default :func:`point_level`) and
+    ``ok``: True when equivalent within the margin, False when a difference outside it is found (or
+    the device value is not finite), None when undecided (e.g. a single evaluation seed).
     """
     by_label = {r["label"]: r["metrics"] for r in rows}
     if EXACT not in by_label or label not in by_label:
@@ -297,17 +331,25 @@ def as_good_as_exact(rows: Sequence[Mapping[str, Any]], label: str, metric: str,
     ex, dv = by_label[EXACT], by_label[label]
     if metric not in ex or metric not in dv:
         raise ValueError(f"as_good_as_exact: no metric {metric!r}; have {sorted(ex)}")
-    u = math.hypot(uncertainty(ex, metric), uncertainty(dv, metric))
-    diff = float(dv[metric]["mean"]) - float(ex[metric]["mean"])
-    tolerance = n_spreads * u
-    off = abs(diff) if metric in TWO_SIDED else diff
-    ok = None if not math.isfinite(tolerance) else bool(off <= tolerance) if math.isfinite(diff) else False
-    return {"exact": float(ex[metric]["mean"]), "value": float(dv[metric]["mean"]), "diff": diff,
-            "tolerance": tolerance, "ok": ok}
+    level = point_level(rows) if level is None else level
+    if metric in EVENT_METRICS:
+        stored = {k: dv.get(f"{metric}_{k}") for k in _TEST_KEYS}
+        if any(v is None for v in stored.values()):
+            raise ValueError(f"as_good_as_exact: device {label!r} has no paired tests of {metric!r} "
+                             f"({metric}_p_tost, ...); rerun the sweep (sweeps.sweep) to record them")
+        tests = {k: float(v["mean"]) for k, v in stored.items()}
+    else:
+        tests = equivalence.paired_tests(*seed_pairs(ex[metric], dv[metric]), metric)
+    value, exact = float(dv[metric]["mean"]), float(ex[metric]["mean"])
+    out = {"exact": exact, "value": value, "diff": value - exact, "margin": equivalence.margin(metric),
+           "level": level, **{k: tests[k] for k in _TEST_KEYS}}
+    out["ok"] = False if not math.isfinite(value) else equivalence.verdict(tests, level)
+    return out
 
 
 def _all_ok(rows, label: str, metric_names: Sequence[str]) -> bool | None:
-    verdicts = [as_good_as_exact(rows, label, m)["ok"] for m in metric_names]
+    level = point_level(rows)
+    verdicts = [as_good_as_exact(rows, label, m, level=level)["ok"] for m in metric_names]
     if any(v is False for v in verdicts):
         return False
     return None if any(v is None for v in verdicts) else True
@@ -341,65 +383,6 @@ def noise_threshold(rows: Sequence[Mapping[str, Any]], channel: str, metric_name
             break
         threshold = r["device"]["p"]
     return threshold
-
-
-def plot_sweep(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str], *, x: str,
-               labels: Mapping[str, str] | None = None, ncols: int = 4, judged: Sequence[str] | None = None):
-    """One panel per metric against the shot count (``x="shots"``) or the noise strength of every
-    channel (``x="p"``): seed mean with ±1 std error bars, the exact-simulation value as a line
-    with a band of ±2 of its own uncertainties; a cross marks a point that is worse than exact
-    simulation by more than 2 combined uncertainties (:func:`as_good_as_exact`). ``judged``: the
-    metrics drawn so (default: those of :data:`GROUPS`); any other is a diagnostic (no line, no
-    crosses), as ``angle_error``."""
-    import matplotlib.pyplot as plt
-
-    if x not in ("shots", "p"):
-        raise ValueError(f"plot_sweep: x must be 'shots' or 'p', got {x!r}")
-    labels = {**METRIC_LABELS, **dict(labels or {})}
-    if x == "shots":
-        series = {"shots": [r for r in rows if r["device"]["shots"] is not None and r["device"]["channel"] is None]}
-    else:
-        channels = sorted({r["device"]["channel"] for r in rows if r["device"]["channel"]})
-        series = {c: [r for r in rows if r["device"]["channel"] == c and r["device"]["shots"] is None] for c in channels}
-    nrows = math.ceil(len(metric_names) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows + 0.4), squeeze=False, layout="constrained")
-    exact = next(r for r in rows if r["label"] == EXACT)["metrics"]
-    judged = set(judged) if judged is not None else {m for names in GROUPS.values() for m in names}
-    for ax, metric in zip(axes.flat, metric_names):
-        ref = exact[metric]["mean"]
-        diagnostic = metric not in judged  # e.g. angle_error: 0 when exact
-        for name, group in series.items():
-            group = sorted(group, key=lambda r: r["device"][x])
-            xs = [r["device"][x] for r in group]
-            means = np.array([r["metrics"][metric]["mean"] for r in group])
-            stds = np.array([r["metrics"][metric]["std"] if r["metrics"][metric]["n"] > 1 else 0.0 for r in group])
-            ok = [None if diagnostic else as_good_as_exact(rows, r["label"], metric)["ok"] for r in group]
-            line = ax.errorbar(xs, means, yerr=np.nan_to_num(stds), marker="o", ms=3, capsize=2,
-                               label=name.replace("_", " ") if x == "p" else "finite shots")
-            bad = [i for i, v in enumerate(ok) if v is False]
-            ax.plot([xs[i] for i in bad], means[bad], "x", color=line[0].get_color(), ms=7)
-        if not diagnostic:
-            tol = 2.0 * uncertainty(exact, metric)
-            ax.axhline(ref, color="black", lw=1, label="exact simulation")
-            if math.isfinite(tol):
-                ax.axhspan(ref - tol, ref + tol, color="black", alpha=0.1, lw=0)
-        ax.set_xscale("log")
-        ax.set_xlabel("shots per circuit N" if x == "shots" else "noise strength p per gate")
-        ax.set_title(labels.get(metric, metric))
-        values = [r["metrics"][metric]["mean"] for g in series.values() for r in g] + ([] if diagnostic else [ref])
-        if min(values) > 0 and max(values) > 10 * min(values):  # log only where the values span a decade
-            ax.set_yscale("log")
-        else:  # plain tick labels: an AUC pinned at 1 would otherwise read "1e-6+1" above its axis
-            ax.ticklabel_format(axis="y", useOffset=False)
-    spare = list(axes.flat)[len(metric_names):]
-    for ax in spare:
-        ax.axis("off")
-    handles, names = axes.flat[0].get_legend_handles_labels()
-    if spare:
-        spare[0].legend(handles, names, loc="center")
-    else:  # above the panels: a legend inside one would cover its curves (issue 23)
-        fig.legend(handles, names, loc="outside upper center", ncol=len(names))
-    return fig
 
 
 def _fmt_shots(n: int) -> str:
@@ -465,9 +448,13 @@ def statement(rows: Sequence[Mapping[str, Any]], groups: Mapping[str, Sequence[s
         for g, n in found["shots"].items():
             if n is None:
                 worst = next(r for r in rows if r["device"]["shots"] == shot_grid[-1] and r["device"]["channel"] is None)
-                failing = [m for m in groups[g] if as_good_as_exact(rows, worst["label"], m)["ok"] is not True]
+                ok = {m: as_good_as_exact(rows, worst["label"], m)["ok"] for m in groups[g]}
+                worse = [m for m, v in ok.items() if v is False]
+                open_ = [m for m, v in ok.items() if v is None]
+                there = ([f"{', '.join(worse)} differ{'s' if len(worse) == 1 else ''} beyond the margin"] if worse else []) + \
+                    ([f"{', '.join(open_)} undecided"] if open_ else [])
                 said.append(f"the {g} at none of the shot counts up to N = {_fmt_shots(shot_grid[-1])} "
-                            f"(there, {', '.join(failing)} still differ{'s' if len(failing) == 1 else ''})")
+                            f"(there, {'; '.join(there)})")
             else:
                 said.append(f"the {g} from N = {_fmt_shots(n)}")
         parts.append(f"With finite shots ({_fmt_shots(shot_grid[0])} to {_fmt_shots(shot_grid[-1])} per circuit, "
@@ -480,7 +467,11 @@ def statement(rows: Sequence[Mapping[str, Any]], groups: Mapping[str, Sequence[s
                 for g, p in by_group.items()]
         parts.append(f"With {channel.replace('_', ' ')} noise after every gate (p = {grid[0]:g} to {grid[-1]:g}, "
                      "exact expectation values): " + "; ".join(said) + ".")
-    parts.append("'As good' means worse than exact simulation by at most two combined uncertainties (seed "
-                 "spread of sample metrics, standard error over test events of the reconstruction and the NLL), "
-                 "at this point and at every more favourable one in the scan.")
+    parts.append(f"'As good' means equivalent to exact simulation by a two one-sided test (TOST) against a margin "
+                 f"of ×{equivalence.RATIO_MARGIN:g} either way (AUC: of AUC − ½; NLL: ±{equivalence.NLL_MARGIN:g} "
+                 "nats/event), paired over the evaluation seeds (sample metrics) or the test events (reconstruction, "
+                 f"NLL), every metric of the group at p < {point_level(rows):.2g} (α = 0.05 over the notebook's "
+                 f"{_axes_count(rows) * equivalence.STATEMENTS_PER_AXIS} threshold statements), at this point and "
+                 "at every more favourable one in the scan; 'not as good' means a difference outside the margin "
+                 "at that level; otherwise undecided.")
     return " ".join(parts)

@@ -6,9 +6,10 @@ or change the device verdict.
 :func:`qinn_lib.hardware.ibm.study.study_backend` records the measures (``sweeps.field_metrics``:
 notebooks 03-06's functions and defaults) with their own errors: the FPD's extrapolation error, the
 KPD's batch spread, the AUC's fold spread. A device sample is one sample of ``device_generate``
-events, so there is no seed spread here: an ordering counts when the two values differ by more than
-two combined own errors (the FPD's error is the fit's and leaves out the sample-to-sample spread,
-so this is the weaker test for it: :mod:`qinn_lib.evaluation.physics_distances`).
+events, so there is no seed spread here: a difference counts when a two-sided z-test on the two own
+errors decides it, Holm-corrected over every comparison of a statement (the FPD's error is the
+fit's and leaves out the sample-to-sample spread, so this is the weaker test for it:
+:mod:`qinn_lib.evaluation.physics_distances`).
 
 Nothing here imports Qiskit: it reads the studies' plain-JSON summaries.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
+from qinn_lib.evaluation.statistics import ALPHA
 from qinn_lib.hardware.field_measures import FIELD_COLUMNS, FIELD_LABELS, field_thresholds
 from qinn_lib.hardware.ibm.placement import REFERENCE_CHANNEL, place
 from qinn_lib.hardware.sweeps import PM, nowrap
@@ -58,16 +60,32 @@ def field_table(summaries: Sequence[Mapping[str, Any]], columns: Sequence[str] =
     return "\n".join(lines)
 
 
-def _beyond(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> float:
-    """``b - a`` when it exceeds two combined own errors, else 0."""
-    d = float(b.get(metric, math.nan)) - float(a.get(metric, math.nan))
-    u = math.hypot(float(a.get(f"{metric}_err", math.nan)), float(b.get(f"{metric}_err", math.nan)))
-    return d if math.isfinite(d) and math.isfinite(u) and abs(d) > 2.0 * u else 0.0
+def _decided(items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], str]],
+             alpha: float = ALPHA) -> list[float]:
+    """For each (a, b, metric): ``b - a`` when a two-sided z-test on the two own errors finds the
+    difference (``scipy.stats.norm``; Holm over every item, ``statsmodels``), else 0 (undecided, or
+    an error unknown). One sample per device, so the own errors are all there is to test with."""
+    from scipy import stats  # deferred: scipy.stats is slow to import
+    from statsmodels.stats.multitest import multipletests  # deferred: as scipy.stats
+
+    diffs, ps = [], []
+    for a, b, m in items:
+        d = float(b.get(m, math.nan)) - float(a.get(m, math.nan))
+        u = math.hypot(float(a.get(f"{m}_err", math.nan)), float(b.get(f"{m}_err", math.nan)))
+        diffs.append(d)
+        ps.append(float(2.0 * stats.norm.sf(abs(d) / u)) if math.isfinite(d) and math.isfinite(u) and u > 0 else math.nan)
+    finite = [i for i, p in enumerate(ps) if math.isfinite(p)]
+    out = [0.0] * len(items)
+    if finite:
+        _, p_holm, _, _ = multipletests([ps[i] for i in finite], alpha=alpha, method="holm")
+        for i, ph in zip(finite, p_holm):
+            out[i] = diffs[i] if ph < alpha else 0.0
+    return out
 
 
 def device_orderings(summaries: Sequence[Mapping[str, Any]], columns: Sequence[str] = FIELD_COLUMNS,
                      reference: str = "js/m_ll") -> list[dict[str, Any]]:
-    """Pairs of samples that a field measure orders (beyond two combined own errors) the other way
+    """Pairs of samples that a field measure orders (difference decided by :func:`_decided`) the other way
     round from ``reference`` (by its values): within each backend as read against mitigated, and
     the backends' raw samples against each other. Entries: ``metric``, ``better``, ``worse``."""
     pairs = []
@@ -77,11 +95,12 @@ def device_orderings(summaries: Sequence[Mapping[str, Any]], columns: Sequence[s
     for i, a in enumerate(summaries):
         for b in summaries[i + 1:]:
             pairs.append((a["backend"], a["generation"]["raw"], b["backend"], b["generation"]["raw"]))
+    decided = iter(_decided([(a, b, m) for _, a, _, b in pairs for m in columns]))
     found = []
     for name_a, a, name_b, b in pairs:
         ref = float(b[reference]) - float(a[reference])
         for m in columns:
-            d = _beyond(a, b, m)
+            d = next(decided)
             if ref * d < 0:
                 better, worse = (name_b, name_a) if d < 0 else (name_a, name_b)
                 found.append({"metric": m, "better": better, "worse": worse})
@@ -110,14 +129,17 @@ def field_statement(summaries: Sequence[Mapping[str, Any]], rows: Sequence[Mappi
     that differ from JS(M_ll)'s."""
     words = {True: "usable", False: "not usable", None: "undecided"}
     parts = []
+    decided = iter(_decided([(s["generation"]["exact"], s["generation"]["raw"], m) for s in summaries for m in columns]))
     for s in summaries:
         g = s["generation"]
-        worse = [FIELD_LABELS.get(m, m) for m in columns if _beyond(g["exact"], g["raw"], m) > 0]
+        worse = [FIELD_LABELS.get(m, m) for m in columns if next(decided) > 0]
         said = ", ".join(f"{FIELD_LABELS.get(m, m)} {g['raw'][m]:.3g} (exact {g['exact'][m]:.3g})" for m in columns)
         parts.append(f"On {s['backend']} ({g['n']:,} events): {said}; "
-                     + (f"worse than exact simulation beyond two combined errors by {len(worse)} of {len(columns)} "
+                     + (f"worse than exact simulation (z-test on the two own errors, Holm over the devices and measures) by "
+                        f"{len(worse)} of {len(columns)} "
                         "measures" + (f" ({', '.join(worse)})" if len(worse) < len(columns) else "")
-                        if worse else "by no measure worse than exact simulation beyond two combined errors") + ".")
+                        if worse else "by no measure decidedly worse than exact simulation (z-test on the two own errors, Holm)")
+                     + ".")
     verdicts = field_verdicts(summaries, rows, channel)
     changed = [v for v in verdicts if v["usable"] != v["field_usable"]]
     th_ours, th_field = (verdicts[0]["threshold"], verdicts[0]["field_threshold"]) if verdicts else (None, None)
@@ -133,10 +155,11 @@ def field_statement(summaries: Sequence[Mapping[str, Any]], rows: Sequence[Mappi
                      + "; ".join(f"{v['backend']} {words[v['field_usable']]}" for v in verdicts) + ".")
     swaps = device_orderings(summaries, columns)
     if swaps:
-        parts.append("Orderings that differ from JS(M_ll)'s (the field measure's difference beyond two combined "
-                     "errors): " + "; ".join(f"{FIELD_LABELS.get(x['metric'], x['metric'])} ranks {x['better']} better "
-                                            f"than {x['worse']}" for x in swaps) + ".")
+        parts.append("Orderings that differ from JS(M_ll)'s (the field measure's difference decided by a z-test on "
+                     "the two own errors, Holm over every pair and measure): "
+                     + "; ".join(f"{FIELD_LABELS.get(x['metric'], x['metric'])} ranks {x['better']} better than "
+                                 f"{x['worse']}" for x in swaps) + ".")
     else:
         parts.append("No field measure orders the devices, or a device as read and mitigated, the other way round "
-                     "from JS(M_ll) beyond two combined errors.")
+                     "from JS(M_ll) with the difference decided (z-test on the two own errors, Holm).")
     return " ".join(parts)
