@@ -68,6 +68,8 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str], *
         if not diagnostic:
             ax.axhline(ref, color="black", lw=1, label="exact simulation")
             low, high = _margin_band(ref, metric)
+            if transforms.rule_for(metric) == transforms.LOG_AUC:
+                high = min(high, 1.0)  # an AUC ends at 1
             if math.isfinite(low) and math.isfinite(high):
                 ax.axhspan(low, high, color="black", alpha=0.1, lw=0)
         ax.set_xscale("log")
@@ -82,6 +84,14 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], metric_names: Sequence[str], *
     for ax in spare:
         ax.axis("off")
     handles, names = axes.flat[0].get_legend_handles_labels()
+    if judged & set(metric_names):  # what the band and the markers mean, once for the figure
+        from matplotlib.lines import Line2D  # deferred: matplotlib only where a figure is drawn
+        from matplotlib.patches import Patch  # deferred: as Line2D
+
+        handles += [Patch(color="black", alpha=0.1, lw=0), Line2D([], [], ls="", marker="x", color="grey", ms=7),
+                    Line2D([], [], ls="", marker="s", mfc="none", color="grey", ms=7)]
+        names += [f"equivalence margin (×{equivalence.RATIO_MARGIN:g}; NLL ±{equivalence.NLL_MARGIN:g})",
+                  "not as good as exact", "undecided"]
     if spare:
         spare[0].legend(handles, names, loc="center")
     else:  # above the panels: a legend inside one would cover its curves (issue 23)
