@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -82,7 +83,9 @@ class ClusterError(QinnError, RuntimeError):
 
 
 def _local_cluster(n_workers: int | None = None) -> Any:
-    from distributed import LocalCluster
+    from distributed import LocalCluster, Nanny
+
+    from qinn_lib.experiments.dask_worker import OnceClosedWorker  # deferred: imports distributed
 
     n = n_workers or os.cpu_count() or 1
     for k, v in _WORKER_ENV.items():
@@ -93,9 +96,12 @@ def _local_cluster(n_workers: int | None = None) -> Any:
     # printed a four-line "Port 8787 is already in use" warning in every notebook.
     # Logs at CRITICAL only: a job's error comes back to the caller (and a command prints it in one
     # line); the workers' "Compute Failed" dumps and the scheduler's KilledWorker line would repeat it.
+    # OnceClosedWorker: closing the cluster while a nanny restarts a killed worker printed
+    # distributed's "ConnectionPool is closed" traceback after our line (that module says why).
     try:
         return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                             scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                            worker_class=functools.partial(Nanny, worker_class=OnceClosedWorker),
                             silence_logs=logging.CRITICAL)
     except RuntimeError as exc:  # e.g. the multiprocessing "bootstrapping phase" error of a script
         raise ClusterError(f"cannot start the local Dask cluster's worker processes ({exc}); in a script, "
