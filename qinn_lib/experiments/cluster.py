@@ -42,6 +42,7 @@ import contextlib
 import functools
 import logging
 import os
+import signal
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -98,6 +99,13 @@ def _local_cluster(n_workers: int | None = None) -> Any:
     # line); the workers' "Compute Failed" dumps and the scheduler's KilledWorker line would repeat it.
     # OnceClosedWorker: closing the cluster while a nanny restarts a killed worker printed
     # distributed's "ConnectionPool is closed" traceback after our line (that module says why).
+    # SIGINT blocked while the cluster starts: its event-loop thread, every thread that thread starts
+    # and every worker process those start (now and when a nanny restarts one) inherit the mask, so
+    # the workers never see a Ctrl-C. A terminal sends it to the whole process group, and workers it
+    # killed mid-start or mid-job printed tracebacks and multiprocessing's "leaked semaphore objects"
+    # warning after the command's line (issue 24, case 11); the command shuts its workers down itself
+    # (close_default_client). This thread's mask is restored after: a Ctrl-C meanwhile arrives then.
+    blocked = _block_sigint()
     try:
         return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                             scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
@@ -107,6 +115,22 @@ def _local_cluster(n_workers: int | None = None) -> Any:
         raise ClusterError(f"cannot start the local Dask cluster's worker processes ({exc}); in a script, "
                            "call the training under `if __name__ == \"__main__\":` (worker processes import "
                            f"the script), or name a running scheduler with {SCHEDULER_ENV}") from None
+    finally:
+        if blocked is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _block_sigint() -> set[signal.Signals] | None:
+    """Block SIGINT in the calling thread; its previous mask (None where masks do not exist: Windows).
+
+    multiprocessing's resource tracker is started first: starting it (at the first semaphore, e.g.
+    a nanny's first queue) *unblocks* SIGINT in the thread that starts it, which undid the mask."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
 def worker_timeout() -> float:
