@@ -164,6 +164,7 @@ def _connect(address: str, timeout: float) -> Any:
         raise ClusterError(f"Dask scheduler address must be a non-empty string, got {address!r}")
     wait = worker_timeout()  # validated before anything waits
     try:
+        _check_port(address)  # out of range: Client waited the whole timeout, then said "no scheduler answers"
         c = Client(address, timeout=timeout)
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"no Dask scheduler answers at {address!r} within {timeout:g} s "
@@ -173,6 +174,17 @@ def _connect(address: str, timeout: float) -> Any:
                            "tcp://host:8786") from None
     _wait_for_a_worker(c, wait)
     return c
+
+
+def _check_port(address: str) -> None:
+    """ValueError if a tcp/tls address's port is not in 1-65535 (other schemes are left to distributed)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme in ("tcp", "tls"):
+        port = parse_host_port(location, 8786)[1]
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"port {port} is not in 1-65535")
 
 
 def get_client(client: Any = None, *, n_workers: int | None = None, timeout: float = CONNECT_TIMEOUT) -> Any:
