@@ -43,6 +43,7 @@ import functools
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -104,33 +105,58 @@ def _local_cluster(n_workers: int | None = None) -> Any:
     # the workers never see a Ctrl-C. A terminal sends it to the whole process group, and workers it
     # killed mid-start or mid-job printed tracebacks and multiprocessing's "leaked semaphore objects"
     # warning after the command's line (issue 24, case 11); the command shuts its workers down itself
-    # (close_default_client). This thread's mask is restored after: a Ctrl-C meanwhile arrives then.
-    blocked = _block_sigint()
-    try:
-        return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-                            worker_class=functools.partial(Nanny, worker_class=OnceClosedWorker),
-                            silence_logs=logging.CRITICAL)
-    except RuntimeError as exc:  # e.g. the multiprocessing "bootstrapping phase" error of a script
-        raise ClusterError(f"cannot start the local Dask cluster's worker processes ({exc}); in a script, "
-                           "call the training under `if __name__ == \"__main__\":` (worker processes import "
-                           f"the script), or name a running scheduler with {SCHEDULER_ENV}") from None
-    finally:
-        if blocked is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    # (close_default_client). A Ctrl-C meanwhile is held back and raised once the cluster is up: one
+    # that cut the start short left nannies half-started, and distributed's own exit hook then
+    # printed an AssertionError traceback.
+    with _sigint_held_back():
+        try:
+            return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                                worker_class=functools.partial(Nanny, worker_class=OnceClosedWorker),
+                                silence_logs=logging.CRITICAL)
+        except RuntimeError as exc:  # e.g. the multiprocessing "bootstrapping phase" error of a script
+            raise ClusterError(f"cannot start the local Dask cluster's worker processes ({exc}); in a script, "
+                               "call the training under `if __name__ == \"__main__\":` (worker processes import "
+                               f"the script), or name a running scheduler with {SCHEDULER_ENV}") from None
 
 
-def _block_sigint() -> set[signal.Signals] | None:
-    """Block SIGINT in the calling thread; its previous mask (None where masks do not exist: Windows).
+@contextlib.contextmanager
+def _sigint_held_back() -> Any:
+    """SIGINT blocked in this thread (and so in the threads and processes started inside), and a
+    Ctrl-C arriving meanwhile (other threads still take it) raised only after the block.
 
     multiprocessing's resource tracker is started first: starting it (at the first semaphore, e.g.
-    a nanny's first queue) *unblocks* SIGINT in the thread that starts it, which undid the mask."""
-    if not hasattr(signal, "pthread_sigmask"):
-        return None
+    a nanny's first queue) *unblocks* SIGINT in the thread that starts it, which undid the mask.
+    It is started without its shutdown warnings: after a Ctrl-C the nannies SIGKILL the workers
+    whose job is still running (a thread cannot be stopped), the semaphores those had made are
+    left to the tracker, which removes them at exit, saying "There appear to be N leaked semaphore
+    objects to clean up at shutdown" after the command's line (issue 24, case 11)."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no masks, no resource tracker
+        yield
+        return
     from multiprocessing import resource_tracker
 
-    resource_tracker.ensure_running()
-    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    quiet = "ignore:resource_tracker:UserWarning"  # -W for the tracker process (only it warns so)
+    sys.warnoptions.append(quiet)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.warnoptions.remove(quiet)
+    held: list[int] = []
+    handler = None
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.getsignal(signal.SIGINT)
+        if handler is not None:  # None: set outside Python, left alone
+            signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+            if held:
+                signal.raise_signal(signal.SIGINT)  # the Ctrl-C, now: KeyboardInterrupt under run_cli
 
 
 def worker_timeout() -> float:
