@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -224,6 +225,45 @@ def test_worker_closed_during_its_registration_closes_once(worker_class):
             f"distributed's Worker no longer fails here ({got!r}): OnceClosedWorker may be unneeded")
     else:
         assert got is None
+
+
+# -- case 11 (Ctrl-C at a terminal reaches the whole process group): the workers never see it -------
+_MASK = textwrap.dedent("""
+    from qinn_lib.experiments import cluster
+
+    def blocked_signals():
+        status = open("/proc/self/status").read()
+        return int(status.split("SigBlk:")[1].split()[0], 16)
+
+    if __name__ == "__main__":
+        print(cluster.map_jobs(blocked_signals, [()])[0], flush=True)
+        cluster.close_default_client()
+""")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads a worker's signal mask in /proc")
+def test_embedded_workers_never_see_a_ctrl_c(tmp_path):
+    """Workers in the command's process group took the terminal's SIGINT: starting ones printed
+    KeyboardInterrupt tracebacks, and killed ones left semaphores the resource_tracker warned about."""
+    (tmp_path / "s.py").write_text(_MASK)
+    out = subprocess.run([PYTHON, str(tmp_path / "s.py")], env=ENV, capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    mask = int(out.stdout.strip().splitlines()[-1])
+    assert mask & (1 << (signal.SIGINT - 1)), f"SIGINT not blocked in the worker (SigBlk {mask:#x})"
+    assert out.stderr.strip() == "", out.stderr
+
+
+def test_ctrl_c_while_the_embedded_cluster_starts_is_raised_once_it_is_up():
+    """A Ctrl-C that cut the cluster's start short left nannies half-started, and distributed's own
+    exit hook printed an AssertionError traceback; now it is held back, then raised."""
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with cluster._sigint_held_back():
+            signal.raise_signal(signal.SIGINT)
+            reached.append("the start went on")
+    assert reached == ["the start went on"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 # -- case 13 and the rule: every network wait has a timeout and names the address ---------------------
