@@ -241,3 +241,15 @@ def test_verdict_tally_counts_claims_in_the_verdict_words():
     assert statistics.verdict_tally([]) == "0 statements: none tested"
     with pytest.raises(ValueError, match="unknown verdict"):
         statistics.verdict_tally([{"verdict": "not reproduced"}])
+
+
+def test_holm_adjusts_the_finite_p_values_and_passes_nan_through():
+    from statsmodels.stats.multitest import multipletests
+
+    from qinn_lib.evaluation.statistics import hypothesis_tests
+
+    ps = [0.01, float("nan"), 0.04, 0.002]
+    got = hypothesis_tests.holm(ps, alpha=0.05)
+    want = multipletests([0.01, 0.04, 0.002], alpha=0.05, method="holm")[1]
+    assert got[1] != got[1] and [got[0], got[2], got[3]] == pytest.approx(list(want))
+    assert hypothesis_tests.holm([], alpha=0.05) == []

@@ -78,12 +78,10 @@ def relative_deviation(x, x_rec) -> np.ndarray:
 def reconstruction_deviation(x, x_rec) -> dict[str, float]:
     """Mean (with its standard error ``sem`` over events), median and 95th percentile of
     ‖x̃ − x‖₂ / ‖x‖₂ over events, plus the per-feature mean absolute error in scaled units (radians)."""
-    x = as_array(x, "x")
-    x_rec = as_array(x_rec, "x_rec")
-    if x.shape != x_rec.shape:
-        raise ValueError(f"x and x_rec must have the same shape, got {x.shape} and {x_rec.shape}")
+    per_event = relative_deviation(x, x_rec)
+    x, x_rec = as_array(x, "x"), as_array(x_rec, "x_rec")
     finite = np.all(np.isfinite(x_rec), axis=1)
-    rel = np.linalg.norm(x_rec[finite] - x[finite], axis=1) / np.linalg.norm(x[finite], axis=1)
+    rel = per_event[finite]
     return {
         "mean": float(rel.mean()),
         "sem": float(rel.std(ddof=1) / math.sqrt(rel.size)) if rel.size > 1 else float("nan"),

@@ -32,6 +32,7 @@ import numpy as np
 
 from qinn_lib.evaluation.statistics import ALPHA, transforms
 from qinn_lib.evaluation.statistics import hypothesis_tests as ht
+from qinn_lib.evaluation.statistics.verdicts import seed_pairs
 from qinn_lib.hardware import sweeps
 
 __all__ = ["FIELD_COLUMNS", "FIELD_GROUPS", "FIELD_LABELS", "REFERENCE_METRIC", "field_cell", "field_table",
@@ -102,19 +103,14 @@ def _decided(pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], metri
     on the metric's tested scale when a paired t-test over the evaluation seeds (both rows are
     evaluated on the same latent samples and classifiers) finds it, Holm-corrected over every pair
     and metric tested here; else 0 (undecided, or no spread)."""
-    from statsmodels.stats.multitest import multipletests  # deferred: statsmodels is slow to import
-
     tested: dict[tuple[int, str], tuple[float, float]] = {}
     for i, (a, b) in enumerate(pairs):
         for m in metrics:
-            va, vb = sweeps.seed_pairs(a[m], b[m])
-            (ta, tb), _ = transforms.apply(m, va, vb)
-            p = ht.paired_t(np.asarray(tb), np.asarray(ta))["p"]
+            (ta, tb), _ = transforms.apply(m, *seed_pairs(a[m], b[m]))
+            p = ht.paired_t(tb, ta)["p"]
             if math.isfinite(p):
                 tested[(i, m)] = (p, float(np.mean(tb) - np.mean(ta)))
-    if not tested:
-        return {}
-    _, p_holm, _, _ = multipletests([p for p, _ in tested.values()], alpha=alpha, method="holm")
+    p_holm = ht.holm([p for p, _ in tested.values()], alpha=alpha)
     return {k: (d if ph < alpha else 0.0) for (k, (_, d)), ph in zip(tested.items(), p_holm)}
 
 

@@ -40,6 +40,7 @@ import numpy as np
 from qinn_lib.evaluation import distances, ensemble_tables, evaluate, two_sample
 from qinn_lib.evaluation.boosted_two_sample import BDT_MAX_EVENTS
 from qinn_lib.evaluation.physics_distances import MIN_EVENTS
+from qinn_lib.evaluation.statistics.verdicts import seed_pairs
 from qinn_lib.hardware import equivalence
 from qinn_lib.hardware.device import Device, DeviceQINN
 from qinn_lib.threads import native_threads
@@ -60,7 +61,6 @@ __all__ = [
     "summarise_sweep",
     "as_good_as_exact",
     "point_level",
-    "seed_pairs",
     "shots_threshold",
     "noise_threshold",
     "verdict_table",
@@ -304,14 +304,6 @@ def _axes_count(rows: Sequence[Mapping[str, Any]]) -> int:
 def point_level(rows: Sequence[Mapping[str, Any]]) -> float:
     """The level of each point test in this sweep (:func:`equivalence.point_level` of its axes)."""
     return equivalence.point_level(_axes_count(rows))
-
-
-def seed_pairs(ex: Mapping[str, Any], dv: Mapping[str, Any]) -> tuple[list[float], list[float]]:
-    """The exact and device values of one metric on the evaluation seeds both have."""
-    e = dict(zip(ex.get("seeds") or range(len(ex["values"])), ex["values"]))
-    d = dict(zip(dv.get("seeds") or range(len(dv["values"])), dv["values"]))
-    common = [s for s in e if s in d]
-    return [float(e[s]) for s in common], [float(d[s]) for s in common]
 
 
 def as_good_as_exact(rows: Sequence[Mapping[str, Any]], label: str, metric: str, *,

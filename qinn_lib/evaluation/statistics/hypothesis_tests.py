@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import stats
 
-__all__ = ["EXACT_LIMIT", "N_BOOTSTRAP", "welch", "paired_t", "permutation", "wilcoxon", "bootstrap_difference",
+__all__ = ["EXACT_LIMIT", "N_BOOTSTRAP", "welch", "paired_t", "holm", "permutation", "wilcoxon", "bootstrap_difference",
            "bootstrap_mean", "tost"]
 
 #: Largest number of relabellings the permutation test enumerates exactly (6 vs 6 seeds: 924).
@@ -152,3 +152,17 @@ def tost(b: np.ndarray, a: np.ndarray, margin: float, *, paired: bool = False) -
     else:
         p, _, _ = ttost_ind(b, a, -margin, margin, usevar="unequal")
     return float(p)
+
+
+def holm(p_values: Sequence[float], *, alpha: float) -> list[float]:
+    """Holm-adjusted p-values (``statsmodels``' ``multipletests``) of the finite ones among
+    ``p_values``, in their order; a NaN (a test that could not run) stays NaN and is not counted."""
+    from statsmodels.stats.multitest import multipletests  # deferred: statsmodels is slow to import
+
+    out = [_NAN] * len(p_values)
+    finite = [i for i, p in enumerate(p_values) if math.isfinite(p)]
+    if finite:
+        _, adjusted, _, _ = multipletests([p_values[i] for i in finite], alpha=alpha, method="holm")
+        for i, q in zip(finite, adjusted):
+            out[i] = float(q)
+    return out

@@ -64,7 +64,7 @@ from qinn_lib.evaluation.statistics import hypothesis_tests as ht
 from qinn_lib.evaluation.statistics import power, transforms
 
 __all__ = ["ALPHA", "FOUND", "VERDICTS", "EXPECTED", "VERDICT_KEYS", "compare", "decide", "effect_words",
-           "format_p", "format_verdict_table", "order_line", "seed_values", "verdict_tally"]
+           "format_p", "format_verdict_table", "order_line", "seed_pairs", "seed_values", "verdict_tally"]
 
 #: Family-wise significance level of every notebook's statements.
 ALPHA = 0.05
@@ -101,6 +101,12 @@ def _pairs(a: tuple[np.ndarray, list | None], b: tuple[np.ndarray, list | None])
     if va.size != vb.size:
         raise ValueError(f"compare(paired=True): {va.size} and {vb.size} values do not pair up and carry no seeds")
     return va, vb
+
+
+def seed_pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The per-seed values of two summarise entries (or plain sequences) on their common seeds, in
+    the same order: the pairs of a paired test."""
+    return _pairs(seed_values(a), seed_values(b))
 
 
 def compare(a: Any, b: Any, *, metric: str, a_label: str = "a", b_label: str = "b", words: str = "",

@@ -20,6 +20,7 @@ import math
 from typing import Any, Mapping, Sequence
 
 from qinn_lib.evaluation.statistics import ALPHA
+from qinn_lib.evaluation.statistics import hypothesis_tests as ht
 from qinn_lib.hardware.field_measures import FIELD_COLUMNS, FIELD_LABELS, field_thresholds
 from qinn_lib.hardware.ibm.placement import REFERENCE_CHANNEL, place
 from qinn_lib.hardware.sweeps import PM, nowrap
@@ -66,7 +67,6 @@ def _decided(items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], str]],
     difference (``scipy.stats.norm``; Holm over every item, ``statsmodels``), else 0 (undecided, or
     an error unknown). One sample per device, so the own errors are all there is to test with."""
     from scipy import stats  # deferred: scipy.stats is slow to import
-    from statsmodels.stats.multitest import multipletests  # deferred: as scipy.stats
 
     diffs, ps = [], []
     for a, b, m in items:
@@ -74,13 +74,7 @@ def _decided(items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], str]],
         u = math.hypot(float(a.get(f"{m}_err", math.nan)), float(b.get(f"{m}_err", math.nan)))
         diffs.append(d)
         ps.append(float(2.0 * stats.norm.sf(abs(d) / u)) if math.isfinite(d) and math.isfinite(u) and u > 0 else math.nan)
-    finite = [i for i, p in enumerate(ps) if math.isfinite(p)]
-    out = [0.0] * len(items)
-    if finite:
-        _, p_holm, _, _ = multipletests([ps[i] for i in finite], alpha=alpha, method="holm")
-        for i, ph in zip(finite, p_holm):
-            out[i] = diffs[i] if ph < alpha else 0.0
-    return out
+    return [d if ph < alpha else 0.0 for d, ph in zip(diffs, ht.holm(ps, alpha=alpha))]
 
 
 def device_orderings(summaries: Sequence[Mapping[str, Any]], columns: Sequence[str] = FIELD_COLUMNS,
