@@ -3,6 +3,7 @@
 - ``store``      the trained models shipped with the package (read side: find, load, verify)
 - ``one_model``  one model end to end: prepare the data, train / resume / reload / load shipped
 - ``cluster``    the Dask runner: maps jobs onto workers; knows no model
+- ``dask_worker`` the embedded cluster's Dask worker (closed at most once)
 - ``jobs``       training jobs: which runs train together, in which order, on the cluster
 - ``ensembles``  seed ensembles: train many runs in one batch and evaluate each
 - ``ablations``  controlled ablations of the Table 1 QINN

@@ -39,8 +39,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -82,7 +85,9 @@ class ClusterError(QinnError, RuntimeError):
 
 
 def _local_cluster(n_workers: int | None = None) -> Any:
-    from distributed import LocalCluster
+    from distributed import LocalCluster, Nanny
+
+    from qinn_lib.experiments.dask_worker import OnceClosedWorker  # deferred: imports distributed
 
     n = n_workers or os.cpu_count() or 1
     for k, v in _WORKER_ENV.items():
@@ -93,14 +98,65 @@ def _local_cluster(n_workers: int | None = None) -> Any:
     # printed a four-line "Port 8787 is already in use" warning in every notebook.
     # Logs at CRITICAL only: a job's error comes back to the caller (and a command prints it in one
     # line); the workers' "Compute Failed" dumps and the scheduler's KilledWorker line would repeat it.
+    # OnceClosedWorker: closing the cluster while a nanny restarts a killed worker printed
+    # distributed's "ConnectionPool is closed" traceback after our line (that module says why).
+    # SIGINT blocked while the cluster starts: its event-loop thread, every thread that thread starts
+    # and every worker process those start (now and when a nanny restarts one) inherit the mask, so
+    # the workers never see a Ctrl-C. A terminal sends it to the whole process group, and workers it
+    # killed mid-start or mid-job printed tracebacks and multiprocessing's "leaked semaphore objects"
+    # warning after the command's line (issue 24, case 11); the command shuts its workers down itself
+    # (close_default_client). A Ctrl-C meanwhile is held back and raised once the cluster is up: one
+    # that cut the start short left nannies half-started, and distributed's own exit hook then
+    # printed an AssertionError traceback.
+    with _sigint_held_back():
+        try:
+            return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                                worker_class=functools.partial(Nanny, worker_class=OnceClosedWorker),
+                                silence_logs=logging.CRITICAL)
+        except RuntimeError as exc:  # e.g. the multiprocessing "bootstrapping phase" error of a script
+            raise ClusterError(f"cannot start the local Dask cluster's worker processes ({exc}); in a script, "
+                               "call the training under `if __name__ == \"__main__\":` (worker processes import "
+                               f"the script), or name a running scheduler with {SCHEDULER_ENV}") from None
+
+
+@contextlib.contextmanager
+def _sigint_held_back() -> Any:
+    """SIGINT blocked in this thread (and so in the threads and processes started inside), and a
+    Ctrl-C arriving meanwhile (other threads still take it) raised only after the block.
+
+    multiprocessing's resource tracker is started first: starting it (at the first semaphore, e.g.
+    a nanny's first queue) *unblocks* SIGINT in the thread that starts it, which undid the mask.
+    It is started without its shutdown warnings: after a Ctrl-C the nannies SIGKILL the workers
+    whose job is still running (a thread cannot be stopped), the semaphores those had made are
+    left to the tracker, which removes them at exit, saying "There appear to be N leaked semaphore
+    objects to clean up at shutdown" after the command's line (issue 24, case 11)."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no masks, no resource tracker
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    quiet = "ignore:resource_tracker:UserWarning"  # -W for the tracker process (only it warns so)
+    sys.warnoptions.append(quiet)
     try:
-        return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-                            silence_logs=logging.CRITICAL)
-    except RuntimeError as exc:  # e.g. the multiprocessing "bootstrapping phase" error of a script
-        raise ClusterError(f"cannot start the local Dask cluster's worker processes ({exc}); in a script, "
-                           "call the training under `if __name__ == \"__main__\":` (worker processes import "
-                           f"the script), or name a running scheduler with {SCHEDULER_ENV}") from None
+        resource_tracker.ensure_running()
+    finally:
+        sys.warnoptions.remove(quiet)
+    held: list[int] = []
+    handler = None
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.getsignal(signal.SIGINT)
+        if handler is not None:  # None: set outside Python, left alone
+            signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+            if held:
+                signal.raise_signal(signal.SIGINT)  # the Ctrl-C, now: KeyboardInterrupt under run_cli
 
 
 def worker_timeout() -> float:
@@ -134,6 +190,7 @@ def _connect(address: str, timeout: float) -> Any:
         raise ClusterError(f"Dask scheduler address must be a non-empty string, got {address!r}")
     wait = worker_timeout()  # validated before anything waits
     try:
+        _check_port(address)  # out of range: Client waited the whole timeout, then said "no scheduler answers"
         c = Client(address, timeout=timeout)
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"no Dask scheduler answers at {address!r} within {timeout:g} s "
@@ -143,6 +200,17 @@ def _connect(address: str, timeout: float) -> Any:
                            "tcp://host:8786") from None
     _wait_for_a_worker(c, wait)
     return c
+
+
+def _check_port(address: str) -> None:
+    """ValueError if a tcp/tls address's port is not in 1-65535 (other schemes are left to distributed)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme in ("tcp", "tls"):
+        port = parse_host_port(location, 8786)[1]
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"port {port} is not in 1-65535")
 
 
 def get_client(client: Any = None, *, n_workers: int | None = None, timeout: float = CONNECT_TIMEOUT) -> Any:

@@ -4,10 +4,12 @@ fixed behaviour. Real subprocesses, real Dask clusters, real truncated files."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -185,12 +187,83 @@ def test_job_whose_workers_keep_dying_is_one_line_naming_it(tmp_path):
     assert time.perf_counter() - t0 < 90
 
 
-@pytest.mark.xfail(strict=False, reason="known open: in about half the runs on a loaded 2-core machine a worker "
-                   "that its nanny is restarting while the cluster closes prints distributed's 'ConnectionPool is "
-                   "closed' traceback after our line (a race inside distributed's Worker.close)")
 def test_job_whose_workers_keep_dying_prints_nothing_after_its_line(tmp_path):
+    """Case 12: in about half the runs on a loaded two-core machine, a worker its nanny was
+    restarting when the cluster closed printed distributed's 30-line "ConnectionPool is closed"
+    traceback after our line (qinn_lib.experiments.dask_worker says why). A race: the test below
+    reproduces its cause deterministically."""
     out = _cli(tmp_path, "dies")
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+@pytest.mark.parametrize("worker_class", ["distributed", "embedded"])
+def test_worker_closed_during_its_registration_closes_once(worker_class):
+    """The cause of the race above, made deterministic: a worker stopped by its nanny while it was
+    registering closes completely, the scheduler's late reply sets it running, and its process
+    closes it again on the way out. distributed's Worker then raises "ConnectionPool is closed"
+    (multiprocessing printed it); the embedded cluster's worker has nothing left to close."""
+    from distributed.core import Status
+
+    from qinn_lib.experiments.dask_worker import OnceClosedWorker
+
+    cls = distributed.Worker if worker_class == "distributed" else OnceClosedWorker
+
+    async def close_twice():
+        async with distributed.Scheduler(dashboard_address=":0", port=0) as s:
+            w = cls(s.address, nanny="tcp://127.0.0.1:9", nthreads=1, dashboard=False)
+            await w
+            await w.close(nanny=False, reason="nanny-close")  # the nanny's stop, mid-registration
+            w.status = Status.running  # what the registration's late reply does
+            try:
+                return await w.close()  # the worker process's own close on its way out
+            except RuntimeError as exc:
+                return exc
+
+    got = asyncio.run(close_twice())
+    if worker_class == "distributed":
+        assert isinstance(got, RuntimeError) and "ConnectionPool is closed" in str(got), (
+            f"distributed's Worker no longer fails here ({got!r}): OnceClosedWorker may be unneeded")
+    else:
+        assert got is None
+
+
+# -- case 11 (Ctrl-C at a terminal reaches the whole process group): the workers never see it -------
+_MASK = textwrap.dedent("""
+    from qinn_lib.experiments import cluster
+
+    def blocked_signals():
+        status = open("/proc/self/status").read()
+        return int(status.split("SigBlk:")[1].split()[0], 16)
+
+    if __name__ == "__main__":
+        print(cluster.map_jobs(blocked_signals, [()])[0], flush=True)
+        cluster.close_default_client()
+""")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads a worker's signal mask in /proc")
+def test_embedded_workers_never_see_a_ctrl_c(tmp_path):
+    """Workers in the command's process group took the terminal's SIGINT: starting ones printed
+    KeyboardInterrupt tracebacks, and killed ones left semaphores the resource_tracker warned about."""
+    (tmp_path / "s.py").write_text(_MASK)
+    out = subprocess.run([PYTHON, str(tmp_path / "s.py")], env=ENV, capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    mask = int(out.stdout.strip().splitlines()[-1])
+    assert mask & (1 << (signal.SIGINT - 1)), f"SIGINT not blocked in the worker (SigBlk {mask:#x})"
+    assert out.stderr.strip() == "", out.stderr
+
+
+def test_ctrl_c_while_the_embedded_cluster_starts_is_raised_once_it_is_up():
+    """A Ctrl-C that cut the cluster's start short left nannies half-started, and distributed's own
+    exit hook printed an AssertionError traceback; now it is held back, then raised."""
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with cluster._sigint_held_back():
+            signal.raise_signal(signal.SIGINT)
+            reached.append("the start went on")
+    assert reached == ["the start went on"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 # -- case 13 and the rule: every network wait has a timeout and names the address ---------------------
@@ -254,13 +327,16 @@ def test_bad_worker_timeout_is_refused_when_the_command_starts(monkeypatch, valu
         settings.check_environment()
 
 
-@pytest.mark.parametrize("address", ["tcp://127.0.0.1:99999", "bogus://127.0.0.1:8786"])
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:99999", "tcp://127.0.0.1:abc", "bogus://127.0.0.1:8786"])
 def test_malformed_scheduler_address_is_one_clear_error(address):
-    """Further fault: a port out of range or an unknown protocol raised a bare ValueError/OverflowError
-    ("internal error"); now a ClusterError naming the address."""
-    finished, value = _in_thread(lambda: cluster.get_client(address, timeout=2), 30)
+    """Further fault: a non-numeric port or an unknown protocol raised a bare ValueError ("internal
+    error"); a port out of range waited the whole connect timeout, then said no scheduler answered.
+    Now at once a ClusterError naming the address as not usable."""
+    t0 = time.perf_counter()
+    finished, value = _in_thread(lambda: cluster.get_client(address, timeout=5), 30)
     assert finished and isinstance(value, cluster.ClusterError), repr(value)
-    assert address in str(value)
+    assert f"address {address!r} is not usable" in str(value), value
+    assert time.perf_counter() - t0 < 4, "a malformed address was waited for"
 
 
 def test_malformed_scheduler_address_from_the_environment_is_refused(monkeypatch):
