@@ -13,17 +13,27 @@ shipped model records its outputs on a fixed, seeded probe batch, checked on loa
   generation does; the QINN's inverse runs through the ISP circuit and network, sec. 3.2, which
   the forward pass never touches).
 
+The probe runs on a float64 copy of the model, whatever precision it trains in. In float32 the
+same weights gave outputs that differ between CPUs by rounding alone: on an AMD EPYC, 15 of the
+96 models published on another machine were off by more than a tenth of the tolerance, the
+float32 re-uploading flow by 0.56 of it (version 1 of the probe, which ran the model in its own
+precision). In float64 a re-evaluation agrees to ~1e-12 on any machine, so what the check sees is
+the weights and the arithmetic, not the CPU's vector width.
+
 The outputs are stored as float32 (base64, ~0.5 kB a model, so the manifest stays small) and
 compared with ``|new - stored| <= ATOL + RTOL * |stored|``. The tolerance (1e-5) is far above
-the rounding of a re-evaluation on the same machine (bit-identical, or ~1e-7 with another thread
-count; float32 storage adds ~6e-8 relative) and far below what a changed weight does (an altered
-ISP weight moves the reconstruction from 0.077 to 0.274): a deviation above it means the weights
-were altered, or this torch version computes differently from the one that published the model.
+the rounding of a float64 re-evaluation (~1e-12) and of the float32 storage (~6e-8 relative) and
+far below what a changed weight does (an altered ISP weight moves the reconstruction from 0.077
+to 0.274): a deviation above it means the weights were altered, or this torch version computes
+differently from the one that published the model. A fingerprint recorded by an older version of
+the probe is re-recorded from its file by ``python -m qinn_lib.shipped fingerprint`` (the file is
+checked against its sha256 first).
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import math
 from typing import Any
 
@@ -41,7 +51,8 @@ PROBE_EVENTS = 8
 RTOL = 1e-5
 ATOL = 1e-5
 #: Version of the probe (inputs, outputs, encoding); bumped if any of them changes.
-VERSION = 1
+#: 2: the model evaluated in float64 (1: in its own precision, see the module docstring).
+VERSION = 2
 #: Feature count of the shipped models (the five observables of qinn_lib.events.observables).
 N_FEATURES = 5
 
@@ -71,21 +82,22 @@ def _inputs(n_features: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def outputs(model: torch.nn.Module) -> np.ndarray:
-    """The model's outputs on the probe batch, flattened (float64): z, log|det|, and f^-1(w) for
-    an invertible model. The model's train/eval mode is restored afterwards."""
+    """The outputs of a float64 copy of ``model`` on the probe batch, flattened: z, log|det|, and
+    f^-1(w) for an invertible model. ``model`` itself is left as it was (precision and mode)."""
     n = int(getattr(model, "n_features", N_FEATURES))
-    p = next(model.parameters())
-    x, w = (t.to(dtype=p.dtype, device=p.device) for t in _inputs(n))
-    was_training = model.training
-    model.eval()
-    try:
-        z, logdet = model.forward_and_logdet(x)
-        parts = [z.reshape(-1), logdet.reshape(-1)]
-        if hasattr(model, "inverse"):
-            parts.append(model.inverse(w).reshape(-1))
-    finally:
-        model.train(was_training)
+    device = next(model.parameters()).device
+    twin = copy.deepcopy(model).to(dtype=torch.float64).eval()
+    x, w = (t.to(device=device) for t in _inputs(n))
+    z, logdet = twin.forward_and_logdet(x)
+    parts = [z.reshape(-1), logdet.reshape(-1)]
+    if hasattr(twin, "inverse"):
+        parts.append(twin.inverse(w).reshape(-1))
     return torch.cat([t.detach().cpu().double() for t in parts]).numpy()
+
+
+def is_current(text: str | None) -> bool:
+    """Whether ``text`` is a fingerprint of this version of the probe."""
+    return bool(text) and str(text).startswith(f"v{VERSION}:")
 
 
 def encode(values: np.ndarray) -> str:

@@ -17,7 +17,7 @@ Command line (``python -m qinn_lib.shipped ...``):
              (:mod:`qinn_lib.experiments.probe`; seconds);
 ``recover``  finish or undo what an interrupted ``refresh``/``ship-search`` left (the next one does
              it too; :mod:`qinn_lib.experiments.swap`);
-``fingerprint``  record the behavioural fingerprint of models whose entry has none;
+``fingerprint``  record the behavioural fingerprint of models whose entry has none, or one of an older probe version;
 ``ship-search``  ship notebook 06's finished search study from ``build/search``;
 ``refresh``  train the models from scratch (in a temporary run folder) and replace the shipped set,
              or part of it (``--only qinn-mse inn-16k``); ``--reuse-runs`` takes finished runs
@@ -182,13 +182,13 @@ def publish(trained: dict[str, list], folder: Path | None = None, *, replace_set
 
 def add_fingerprints(folder: Path | None = None, *, log=print) -> list[str]:
     """Record the behavioural fingerprint of every model whose entry has none (a manifest written
-    before fingerprints), from its file (checked against its sha256 first); never changes a file
-    or a recorded fingerprint. Returns the names fingerprinted."""
+    before fingerprints) or one of an older probe version, from its file (checked against its
+    sha256 first); never changes a file or a current fingerprint. Returns the names fingerprinted."""
     folder = shipped_dir() if folder is None else Path(folder)
     with swap.locked(folder):
         swap.recover(folder, log)
         manifest = read_manifest(folder)
-        missing = [name for name, e in manifest["models"].items() if not e.get("behaviour")]
+        missing = [name for name, e in manifest["models"].items() if not probe.is_current(e.get("behaviour"))]
         for name in missing:
             entry = manifest["models"][name]
             entry["behaviour"] = probe.fingerprint(behaviour_of(folder, name, entry))
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("verify", help="check every file against its sha256 and every model against its behavioural "
                                   "fingerprint in the manifest")
     sub.add_parser("recover", help="finish or undo what an interrupted refresh or ship-search left")
-    sub.add_parser("fingerprint", help="record the behavioural fingerprint of models whose entry has none")
+    sub.add_parser("fingerprint", help="record the behavioural fingerprint of models whose entry has none or an old one")
     p_search = sub.add_parser("ship-search", help="ship notebook 06's finished search study from build/search")
     p_search.add_argument("name", help="study name, e.g. qinn2k-paper-...-s1234 (the journal's file stem)")
     for name, text in (("refresh", "train from scratch and replace the shipped models"),

@@ -177,6 +177,10 @@ def check_behaviour(model: torch.nn.Module, entry: dict[str, Any], path: Path) -
     if not recorded:
         raise ShippedModelError(f"shipped model {path} has no behavioural fingerprint in {MANIFEST_NAME}; "
                                 "run `python -m qinn_lib.shipped fingerprint` to record it, or set QINN_MODELS=train")
+    if not probe.is_current(recorded):
+        raise ShippedModelError(f"shipped model {path}: its behavioural fingerprint in {MANIFEST_NAME} was recorded by "
+                                f"an older version of the probe ({str(recorded).partition(':')[0]}, this is "
+                                f"v{probe.VERSION}); run `python -m qinn_lib.shipped fingerprint` to re-record it")
     try:
         dev = probe.deviation(model, recorded)
     except (ValueError, TypeError) as exc:

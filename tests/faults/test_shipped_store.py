@@ -231,6 +231,46 @@ def test_a_model_without_a_fingerprint_is_refused_and_can_be_fingerprinted(shipp
     assert "recorded the behavioural fingerprint of 1 shipped model(s)" in capsys.readouterr().out
 
 
+def test_a_fingerprint_of_an_older_probe_is_refused_by_name_and_re_recorded(shipped, capsys):
+    """Version 1 of the probe ran a float32 model in float32; its fingerprints are refused (not
+    compared with a float64 evaluation) with a line saying what to run, which re-records them."""
+    from qinn_lib.experiments import probe
+
+    manifest = json.loads((shipped / store.MANIFEST_NAME).read_text())
+    name = next(iter(manifest["models"]))
+    recorded = manifest["models"][name]["behaviour"]
+    manifest["models"][name]["behaviour"] = "v1:" + recorded.partition(":")[2]
+    (shipped / store.MANIFEST_NAME).write_text(json.dumps(manifest))
+    problems = [p for p in store.verify(shipped) if name in p]
+    assert problems and f"older version of the probe (v1, this is v{probe.VERSION})" in problems[0], problems
+    assert "shipped fingerprint" in problems[0]
+    assert publish.main(["fingerprint"]) == 0
+    assert store.read_manifest(shipped)["models"][name]["behaviour"] == recorded
+    assert store.verify(shipped) == []
+
+
+def test_the_probe_evaluates_a_float64_copy_and_leaves_the_model_alone():
+    """The fingerprint is of the weights, not of the CPU's float32 rounding (probe version 2): the
+    float32 model's own outputs differ from the fingerprint's float64 ones by float32 rounding,
+    and the model keeps its precision, mode and weights."""
+    from qinn_lib.experiments import probe
+
+    folder = paths.shipped_models_dir()
+    entries = store.read_manifest(folder)["models"]
+    name = next(n for n, e in entries.items() if e["kind"] == "inn")
+    model = store.behaviour_of(folder, name, entries[name]).train()
+    assert next(model.parameters()).dtype == torch.float32
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ref = probe.outputs(model)
+    assert model.training and next(model.parameters()).dtype == torch.float32
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    x = probe._inputs(probe.N_FEATURES)[0].float()
+    with torch.no_grad():
+        z32 = model.eval().forward_and_logdet(x)[0].double().reshape(-1).numpy()
+    gap = abs(z32 - ref[:z32.size]).max()
+    assert 0 < gap < 1e-3, gap  # float32 rounding: present, and small
+
+
 # -- case 6 and the environment rule: relative folders mean the start folder --------------------------------
 _GRANDCHILD = "from qinn_lib.experiments import store; from qinn_lib import paths; print(store.shipped_dir(), paths.runs_dir())"
 _CHILD_STARTS_KERNEL = textwrap.dedent(f"""
