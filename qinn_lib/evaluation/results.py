@@ -88,6 +88,13 @@ SECTION_SCHEMAS: dict[str, dict[str, Any]] = {
         "qubits": "list", "batch_size": "int", "n_layers": "int", "threads": "int",
         "rows": {"n_qubits": "int", "preferred": "str", "gate step cpu_ms": _NUMBER, "gate fwd+J cpu_ms": _NUMBER},
     },
+    "bench_peers": {
+        "batch_size": "int", "threads": "int", "n_qubits": "int", "n_layers": "int", "load_average": _NUMBER,
+        "compile_seconds": "dict",
+        "rows": {"path": "str", "piece": "str", "ms_min": _NUMBER, "ms_median": _NUMBER, "cpu_ms_min": _NUMBER},
+        "ratios": {"peer": "str", "piece": "str", "ours": "str", "ratio": _NUMBER, "ratio_cpu": _NUMBER,
+                   "target": _NUMBER},
+    },
     "bench_projection_scenarios": {
         "scenarios": {"jobs": "int", "runs": "int", "core_hours": _NUMBER, "wall_minutes": _NUMBER, "n_workers": "int",
                       "n_seeds": "int"},

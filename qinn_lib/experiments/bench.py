@@ -31,9 +31,11 @@ from qinn_lib.errors import add_debug_option, run_cli
 from qinn_lib.evaluation.results import ResultsError, check_recordable, load_results, record, results_path
 from qinn_lib.experiments import jobs as jobs_lib
 from qinn_lib.experiments.bench_lockstep import run_lockstep
+from qinn_lib.experiments.bench_peers import run_peers
 from qinn_lib.experiments.bench_reuploading import run_reuploading
 from qinn_lib.experiments.bench_scaling import run_scaling
 from qinn_lib.experiments.one_model import prepare_data
+from qinn_lib.experiments.peer_jax import hold_xla_threads
 from qinn_lib.experiments.projection import project_paper_profile
 from qinn_lib.models.inn.model import INN, INNStack
 from qinn_lib.models.qinn.model import QINN
@@ -461,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scaling", action="store_true",
                         help="also time dense / gate-by-gate / lightning.qubit against the qubit count 4-12 "
                              "(qinn_lib.experiments.bench_scaling; slow: tens of minutes)")
+    parser.add_argument("--peers", action="store_true",
+                        help="also time the NLL piece against default.qubit and PennyLane + JAX side by side "
+                             "(qinn_lib.experiments.bench_peers; JAX is the optional jax extra; minutes of compiling)")
     parser.add_argument("--record", action="store_true",
                         help="store the numbers in figures/results.json for the README's results table")
     add_debug_option(parser)
@@ -479,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.record:  # before minutes of timing, not after
             check_recordable("paper")
         started = time.perf_counter()
+        if args.peers:  # before the PennyLane reference imports JAX (if installed)
+            hold_xla_threads(args.threads)
         print(expected_duration())
         out = run(args.batch_size, args.repeats, args.reference_repeats, threads=args.threads)
         reup = (run_reuploading(repeats=max(3, args.reuploading_repeats), threads=args.threads)
@@ -487,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         inn = (run_inn(batch_size=args.batch_size, repeats=args.inn_repeats, threads=args.threads,
                        cold_cache=args.cold_compile) if args.inn_repeats else None)
         scaling = run_scaling(threads=args.threads) if args.scaling else None
+        peers = run_peers(batch_size=args.batch_size, threads=args.threads) if args.peers else None
         projection = None
         if inn is not None:
             # Per-seed ms/step of the path training uses (compiled, QINN and INN seeds in lockstep).
@@ -527,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
                 record("bench_reuploading", reup, "paper")
             if scaling is not None:
                 record("bench_scaling", scaling, "paper")
+            if peers is not None:
+                record("bench_peers", peers, "paper")
             if projection is not None:
                 record("bench_projection", projection["the notebooks' seed counts"], "paper")
                 record("bench_projection_scenarios", {"scenarios": projection}, "paper")

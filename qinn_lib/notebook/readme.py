@@ -228,6 +228,7 @@ def render_results(results: dict[str, Any]) -> str:
             lines.append(f"| {row['n_qubits']} | " + " | ".join("–" if c is None else f"{c:.1f}" for c in cells)
                          + f" | {row['preferred']} |")
         lines.append("")
+    lines += _render_peers(results.get("bench_peers"))
     scen = (results.get("bench_projection_scenarios") or {}).get("scenarios")
     if scen:
         lines += [
@@ -254,6 +255,42 @@ def render_results(results: dict[str, Any]) -> str:
     if not lines:
         return "No results recorded yet: run `python -m qinn_lib.reports --profile paper`."
     return "\n".join(lines).rstrip()
+
+
+_PEER_LABELS = {"compiled": "ours, compiled (`torch.compile`)", "eager": "ours, eager torch",
+                "default.qubit": "PennyLane `default.qubit` (torch, backprop)",
+                "jax": "PennyLane + JAX (`jit(vmap(jacfwd))`)"}
+
+
+def _render_peers(peers: dict | None) -> list[str]:
+    """The ``bench_peers`` section (``python -m qinn_lib.bench --peers``): one row a path, the ratios to the targets."""
+    if not peers:
+        return []
+    lines = [
+        f"**QINN NLL piece against its peers** (`python -m qinn_lib.bench --peers`; {peers['n_qubits']} qubits, "
+        f"{peers['n_layers']} layers, batch {peers['batch_size']}, {peers['threads']} thread, measured side by side "
+        f"in one run at load average {peers['load_average']:.1f}; min wall ms, min CPU ms in brackets; fwd+logdet = "
+        "z, dz/dx and log det; step = that and the NLL's gradient with respect to every parameter):",
+        "",
+        "| path | fwd+logdet, ms | step, ms | compile |",
+        "| --- | --- | --- | --- |",
+    ]
+    by_path: dict[str, dict] = {}
+    for row in peers["rows"].values():
+        by_path.setdefault(row["path"], {})[row["piece"]] = row
+    for path, cells in by_path.items():
+        shown = [f"{c['ms_min']:.2f} ({c['cpu_ms_min']:.2f})" if c else "–"
+                 for c in (cells.get("fwd+logdet"), cells.get("step"))]
+        comp = [peers["compile_seconds"].get(f"{path} {piece}") for piece in ("fwd+logdet", "step")]
+        comp_text = " / ".join(f"{c:.0f} s" for c in comp if isinstance(c, (int, float))) or "–"
+        lines.append(f"| {_PEER_LABELS.get(path, path)} | {shown[0]} | {shown[1]} | {comp_text} |")
+    lines.append("")
+    for r in peers["ratios"].values():
+        met = "met" if r["ratio"] >= r["target"] else "**not met**"
+        lines.append(f"- {_PEER_LABELS.get(r['peer'], r['peer'])} / ours {r['ours']}, {r['piece']}: "
+                     f"{r['ratio']:.1f}× ({r['ratio_cpu']:.1f}× in CPU time); target ≥ {r['target']:.0f}×: {met}")
+    lines.append("")
+    return lines
 
 
 def update_readme(profile: str = "paper") -> Path:
