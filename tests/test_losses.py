@@ -10,7 +10,7 @@ import torch
 
 from qinn_lib.training.config import QINNRunConfig
 from qinn_lib.training.losses.invertibility import fidelity_invertibility, mse_invertibility
-from qinn_lib.training.losses.mmd import breit_wigner_mmd, gaussian_mmd, mmd_reference
+from qinn_lib.training.losses.mmd import breit_wigner_mmd, gaussian_mmd, mmd_reference, stacked_mmd
 from qinn_lib.training.losses.nll import nll, nll_per_event
 from qinn_lib.training.objectives import QINNObjective
 
@@ -256,6 +256,56 @@ def test_fast_mmd_equals_autograd_of_the_readable_eq9(kernel, n, m, d):
     assert ref[1].abs().max() > 1e-3  # a gradient to compare, not two zeros
     for f, r, name in zip(fast, ref, ("value", "dx", "dy")):
         torch.testing.assert_close(f, r, rtol=1e-12, atol=1e-15, msg=name)
+
+
+@pytest.mark.parametrize("kernel", ["gauss", "breit_wigner"])
+@pytest.mark.parametrize("n, m, d", [(5, 5, 3), (4, 3, 2), (1, 1, 2), (1, 2, 1), (64, 64, 4)])
+def test_stacked_mmd_equals_autograd_of_the_readable_eq9_per_member(kernel, n, m, d):
+    """The K-member MMD computes each pair once (the pairs i < j, by cyclic offset): every member's
+    value and input gradients against autograd of eq. 9 on that member alone (float64), for even
+    and odd joint sizes P = n + m (an even P has the offset P/2, whose pairs appear twice), P = 2
+    included. Each member's loss gets its own weight, so a gradient leaking between members or
+    between the two samples would show."""
+    g = torch.Generator().manual_seed(n * 100 + m * 10 + d)
+    k = 3
+    x = torch.randn(k, n, d, generator=g, dtype=torch.float64) * 0.3
+    y = torch.randn(k, m, d, generator=g, dtype=torch.float64) * 0.4 + 0.1
+    member_w = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    xs, ys = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+    values = stacked_mmd(xs, ys, WIDTHS, kernel)
+    gx, gy = torch.autograd.grad((values * member_w).sum(), (xs, ys))
+    for i in range(k):
+        ref = _mmd_grads(lambda a, b: member_w[i] * mmd_reference(a, b, WIDTHS, kernel), x[i], y[i])
+        assert ref[1].abs().max() > 1e-4  # a gradient to compare, not two zeros
+        torch.testing.assert_close(member_w[i] * values[i].detach(), ref[0], rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(gx[i], ref[1], rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(gy[i], ref[2], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("kernel", ["gauss", "breit_wigner"])
+def test_stacked_mmd_traced_for_the_compiler_equals_the_readable_eq9(kernel):
+    """Traced by dynamo (``torch.compiler.is_compiling()``), the MMD takes its compiler-shaped
+    formulation of the second points' gradient; run by the eager backend (no inductor, so fast),
+    its values and gradients must equal autograd of eq. 9 too (float64; even and odd P)."""
+    torch._dynamo.reset()
+
+    traced = torch.compile(lambda a, b: stacked_mmd(a, b, WIDTHS, kernel), backend="eager", fullgraph=True)
+
+    def value_and_grads(a, b):
+        a = a.clone().requires_grad_(True)
+        v = traced(a, b)
+        (ga,) = torch.autograd.grad(v.sum(), (a,))
+        return v.detach(), ga
+
+    g = torch.Generator().manual_seed(11)
+    for n, m in ((6, 6), (5, 4)):
+        x = torch.randn(2, n, 3, generator=g, dtype=torch.float64) * 0.3
+        y = torch.randn(2, m, 3, generator=g, dtype=torch.float64) * 0.4 + 0.1
+        values, gx = value_and_grads(x, y)
+        for i in range(2):
+            ref = _mmd_grads(lambda a, b: mmd_reference(a, b, WIDTHS, kernel), x[i], y[i])
+            torch.testing.assert_close(values[i], ref[0], rtol=1e-12, atol=1e-15)
+            torch.testing.assert_close(gx[i], ref[1], rtol=1e-12, atol=1e-15)
 
 
 def _breit_wigner_masses(n: int, g: torch.Generator, centre: float, gamma: float) -> torch.Tensor:

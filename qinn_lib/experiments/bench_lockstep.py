@@ -3,7 +3,8 @@
 Part of ``python -m qinn_lib.bench``. A step is what :func:`qinn_lib.training.loop.train_lockstep`
 does per batch for a :class:`~qinn_lib.models.qinn.stack.QINNStack` of k Table-1 QINNs (batch 128
 each): the stacked objective (every circuit map one batched call for all members, the loss terms
-per member), backward of the summed loss, each member's own Adam step and a, b projection. It is
+per member), backward of the summed loss, the members' Adam steps (one fused update,
+:func:`~qinn_lib.training.optimiser.step_together`) and each member's a, b projection. It is
 timed eager and compiled (:meth:`qinn_lib.training.objectives.QINNObjective.compiled_stacked`),
 the sizes interleaved round by round so that all see the same share of a loaded machine.
 
@@ -27,7 +28,7 @@ from qinn_lib.models.qinn.stack import QINNStack
 from qinn_lib.threads import torch_threads
 from qinn_lib.training.config import QINNRunConfig
 from qinn_lib.training.objectives import QINNObjective
-from qinn_lib.training.optimiser import make_optimizer, tune_allocator
+from qinn_lib.training.optimiser import make_optimizer, step_together, tune_allocator
 
 __all__ = ["run_lockstep"]
 
@@ -47,8 +48,11 @@ def _stack_step(k: int, cfg: QINNRunConfig, data, compiled: bool) -> tuple[Calla
         out = terms(xs, gens)
         losses = [float(t["loss"].detach()) for t in out]  # the trainer reads every member's loss
         sum(t["loss"] for t in out).backward()
-        for m, opt in zip(members, optimizers):
-            opt.step()
+        if k > 1:  # as train_lockstep steps them
+            step_together(optimizers)
+        else:
+            optimizers[0].step()
+        for m in members:
             m.constrain_()
         if not all(math.isfinite(v) for v in losses):
             raise RuntimeError("benchmark step produced a NaN loss")

@@ -71,6 +71,7 @@ from qinn_lib.training.optimiser import (
     STREAM_VALIDATION,
     make_optimizer,
     make_scheduler,
+    step_together,
     stream_generator,
     tune_allocator,
 )
@@ -403,9 +404,14 @@ def _fit(members: list[_Member], step_terms: Callable, val_terms: Callable, cont
                                 )
                             skip.append(k)
                     lr = float(members[0].optimizer.param_groups[0]["lr"])
-                    for k, m in enumerate(members):
-                        if k not in skip:
-                            m.optimizer.step()
+                    # One fused Adam update for all members (each its own state and schedule; bit for bit
+                    # their own step()s); a lone model steps as it always did.
+                    stepped = [m.optimizer for k, m in enumerate(members) if k not in skip]
+                    if len(stepped) == 1:
+                        stepped[0].step()
+                    elif stepped:
+                        step_together(stepped)
+                    for m in members:
                         m.scheduler.step()
                         if hasattr(m.model, "constrain_"):
                             m.model.constrain_()

@@ -3,6 +3,8 @@
 - :func:`make_optimizer`: Adam with Table 1's ``beta1, beta2``;
 - :func:`make_scheduler`: Table 1's one-cycle schedule [70], stepped once per batch, with its
   start and final LR factors mapped onto torch's ``OneCycleLR``;
+- :func:`step_together`: the Adam steps of the members of a lockstep stack as one fused update,
+  equal bit for bit to each member's own ``optimizer.step()``;
 - :func:`epoch_seed`: one seed per ``(run seed, epoch, stream)``, a stream each for the shuffling,
   the objective's latent samples and validation. Nothing touches the global RNG, so a resumed
   run replays an uninterrupted one;
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ['epoch_seed', 'make_optimizer', 'make_scheduler']
+__all__ = ['epoch_seed', 'make_optimizer', 'make_scheduler', 'step_together']
 
 
 # Streams of epoch_seed: one independent generator per purpose.
@@ -108,3 +110,57 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, total_steps: int)
         pct_start=float(getattr(cfg, "warmup_fraction", 0.3)),
         cycle_momentum=False,
     )
+
+
+# -- the members' Adam steps as one -----------------------------------------------------------------
+#: The settings of an Adam parameter group that its update depends on: groups equal in all of them
+#: can be updated by one call (the scheduler's own keys, initial_lr, max_lr, ..., do not enter).
+_ADAM_KEYS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "foreach", "fused", "capturable",
+              "differentiable", "decoupled_weight_decay")
+
+
+def _joinable(opt: torch.optim.Optimizer) -> bool:
+    """A plain torch Adam whose ``step()`` is nothing but its update: no step hooks, no gradient
+    scaler attributes, a float lr (one fused call takes one lr for all its tensors)."""
+    from torch.optim import optimizer as _opt
+
+    return (type(opt) is torch.optim.Adam and not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+            and not _opt._global_optimizer_pre_hooks and not _opt._global_optimizer_post_hooks
+            and getattr(opt, "grad_scale", None) is None and getattr(opt, "found_inf", None) is None
+            and all(not g["differentiable"] and not torch.is_tensor(g["lr"]) for g in opt.param_groups))
+
+
+def step_together(optimizers: list[torch.optim.Optimizer]) -> None:
+    """``opt.step()`` of every optimizer in ``optimizers`` (the members of a lockstep stack), as one
+    fused Adam update over all their parameters.
+
+    Why: each ``step()`` costs its Python bookkeeping (hooks, profiler scope, gathering the group's
+    tensors, grouping them by device and dtype) and a fused kernel launch for a few small tensors;
+    k members paid that k times per batch. Every member keeps its own optimiser state (its
+    ``exp_avg``, ``exp_avg_sq`` and step count, in its own ``state_dict``), its own param groups and
+    therefore its own schedule: groups are joined only where every setting the update reads,
+    the lr included, is equal (the members of one ensemble follow the same schedule), and the
+    update is elementwise per tensor, so the result equals each member's own ``step()`` bit for bit
+    (:func:`qinn_lib.training.step_checks.steps_agree` checks it). Anything else, an optimiser that
+    is not a plain :class:`torch.optim.Adam` or one with step hooks, is stepped on its own."""
+    from torch.optim.adam import adam
+
+    joined: dict[tuple, tuple[list, ...]] = {}
+    for opt in optimizers:
+        if not _joinable(opt):
+            opt.step()
+            continue
+        for group in opt.param_groups:
+            key = tuple(group[k] for k in _ADAM_KEYS)
+            lists = joined.setdefault(key, ([], [], [], [], [], [], [False]))
+            # Adam's own gathering and lazy state initialisation, so the state is what step() makes
+            lists[6][0] |= opt._init_group(group, *lists[:6])
+        opt._opt_called = True  # what the lr scheduler's wrapper of step() records (its order warning)
+    with torch.no_grad():
+        for key, (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, has_complex) in joined.items():
+            g = dict(zip(_ADAM_KEYS, key))
+            adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, foreach=g["foreach"],
+                 capturable=g["capturable"], differentiable=False, fused=g["fused"], has_complex=has_complex[0],
+                 decoupled_weight_decay=g["decoupled_weight_decay"], amsgrad=g["amsgrad"], beta1=g["betas"][0],
+                 beta2=g["betas"][1], lr=g["lr"], weight_decay=g["weight_decay"], eps=g["eps"],
+                 maximize=g["maximize"])

@@ -35,17 +35,74 @@ def _as_points(t: torch.Tensor, name: str) -> torch.Tensor:
     return t
 
 
-def _pair_differences(p: torch.Tensor) -> torch.Tensor:
-    """All pairwise differences of the rows of ``p`` (..., P, d), feature-major: ``diff[..., k, i, j] = p_ik - p_jk``.
+def _pair_differences(q: torch.Tensor) -> torch.Tensor:
+    """The differences of every unordered pair of the points ``q`` (..., d, P) (feature-major), once:
+    ``(..., d, B, P)`` with ``B = P // 2`` and ``diff[..., o - 1, i] = q_i - q_(i+o mod P)`` for the
+    cyclic offsets o = 1 .. B.
 
-    Why differences and not the expansion ||a||^2 + ||b||^2 - 2 a.b: a difference of two floats is
+    Why by cyclic offset: the pair matrix is symmetric, and the offsets o = 1 .. B of every row i
+    hold every pair i != j once (for even P, the offset P/2 holds each twice, see
+    :func:`_pair_weights`): half the (P, P) matrix, and a window view of the sample extended by
+    its first B points (every index affine, so a compiler vectorises it; no gather). Why
+    differences and not the expansion ||a||^2 + ||b||^2 - 2 a.b: a difference of two floats is
     exact when they are close (Sterbenz) and correctly rounded otherwise, so every squared
     distance and every gradient term ``(p_i - p_j)`` below carries float rounding *relative to
     itself*. The expansion (and the gradient form ``sum_j A_ij p_i - (A p)_i``) cancels instead:
-    for M_ll ~ 91 GeV and pairs 0.01 GeV apart it lost 3 of float32's 7 digits. Feature-major,
-    so the sum over features is a reduction over the leading, contiguous-block axis."""
-    q = p.transpose(-1, -2).contiguous()  # a strided q would make the result (and every pass over it) strided
-    return q.unsqueeze(-1) - q.unsqueeze(-2)
+    for M_ll ~ 91 GeV and pairs 0.01 GeV apart it lost 3 of float32's 7 digits. Feature-major, so
+    the sum over features is a reduction over the leading axis."""
+    return q.unsqueeze(-2) - _ahead(q)
+
+
+def _ahead(v: torch.Tensor) -> torch.Tensor:
+    """``out[..., o - 1, i] = v[..., (i + o) mod P]`` for o = 1 .. P // 2: window o of ``v`` (..., P)
+    extended by its first P // 2 entries (a view of that extension)."""
+    n = v.shape[-1]
+    return torch.cat([v, v[..., :n // 2]], dim=-1).unfold(-1, n, 1)[..., 1:, :]
+
+
+def _pair_weights(w: torch.Tensor) -> torch.Tensor:
+    """``c_o w_i w_(i+o)`` on the band of :func:`_pair_differences` (B, P): the quadratic form's
+    weight of each pair, with ``c_o = 1/2`` on the offset P/2 of an even P, whose band row holds
+    every pair twice (as (i, i + P/2) and (i + P/2, i))."""
+    a = w * _ahead(w)
+    if w.shape[-1] % 2 == 0:
+        a = torch.cat([a[:-1], 0.5 * a[-1:]])
+    return a
+
+
+def _to_both_points(diff: torch.Tensor, a: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``sum_j a_ij (q_i - q_j)`` per point i over all j != i, from the pair band only: ``(..., d, P)``
+    from the differences ``diff`` (..., d, B, P) of :func:`_pair_differences`, the pair weights
+    ``a`` (..., B, P) and the points ``q`` (..., d, P).
+
+    The first point i of each pair in the band: the sum over its rows. The second point t = i + o
+    (in the sample extended by B points, folded back mod P at the end) needs row o - 1 shifted
+    right by o - 1 and summed over the rows. Only pads and strided views with affine indices (a
+    gather with ``mod P`` made inductor's loop scalar, 10x slower): eager, the terms' band
+    ``diff * a``, padded by B zeros per row and read with the row stride P + B - 1 (each row one
+    further right); compiled, the weights ``a`` with their rows reversed, padded by B - 1 zeros
+    each side and read with the row stride P + 2B - 1, and the points likewise, which inductor
+    fuses into one pass with no (d, B, P) buffer. Measured on the Gaussian and Breit-Wigner MMDs
+    of 6 members with their gradients: compiled 2.3 ms this way vs 2.9 ms the eager way, eager
+    7.0 ms the eager way vs 9.3 ms this way."""
+    b, n = a.shape[-2:]
+    if not torch.compiler.is_compiling():
+        terms = diff * a.unsqueeze(-3)
+        padded = torch.nn.functional.pad(terms, (0, b))  # (..., d, B, P + B)
+        rows = torch.as_strided(padded, (*padded.shape[:-2], b, n + b - 1), (*padded.stride()[:-2], n + b - 1, 1))
+        second = -rows.sum(-2)  # column t - 1, t = 1 .. P + B - 1
+        first = terms.sum(-2)
+    else:
+        first = (diff * a.unsqueeze(-3)).sum(-2)
+        lr = n + 2 * b - 2  # a padded row: B - 1 zeros, P entries, B - 1 zeros
+        a_rev = torch.nn.functional.pad(a.flip(-2), (b - 1, b - 1))  # row B - o: the offset o
+        a_t = torch.as_strided(a_rev, (*a_rev.shape[:-2], b, n + b - 1), (*a_rev.stride()[:-2], lr + 1, 1))
+        q_pad = torch.nn.functional.pad(q, (b - 1, b - 1))
+        q_first = torch.as_strided(q_pad, (*q_pad.shape[:-1], b, n + b - 1), (*q_pad.stride()[:-1], 1, 1))
+        q_second = torch.cat([q[..., 1:], q[..., :b]], dim=-1)  # q_t, t = 1 .. P + B - 1
+        second = (a_t.unsqueeze(-3) * (q_second.unsqueeze(-2) - q_first)).sum(-2)  # column t - 1
+    second = torch.nn.functional.pad(second, (1, 0))  # column t
+    return first + second[..., :n] + torch.nn.functional.pad(second[..., n:], (0, n - b))
 
 
 def kernel_widths(widths: Sequence[float] | float) -> tuple[float, ...]:
@@ -62,11 +119,11 @@ _EXP_FLOOR = -80.0
 
 
 def _kernel_and_slope(d2: torch.Tensor, widths: tuple[float, ...], kernel: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multi-width kernel K = sum_w k_w(d2) and its slope G = sum_w dk_w/d(d2), both ``(P, P)``.
+    """Multi-width kernel K = sum_w k_w(d2) and its slope G = sum_w dk_w/d(d2), both shaped as ``d2``.
 
     One squared-distance matrix serves every width. Eager, the widths are a leading ``(W, 1)``
     axis of a broadcast over the flattened ``d2``, summed by one small matmul over the
-    ``(W, P*P)`` stack: one op per step instead of one per width, and half the time of two
+    ``(W, B*P)`` stack of the pair band: one op per step instead of one per width, and half the time of two
     reductions over W. Compiled, the same sums are written per width with the widths as
     constants, which inductor fuses into one pass over the pairs (distance once, five kernels,
     both sums); given the stack it materialises it and recomputes d2 per width (measured 540 vs
@@ -98,28 +155,35 @@ def _kernel_and_slope(d2: torch.Tensor, widths: tuple[float, ...], kernel: str) 
 class _MultiKernelMMD(torch.autograd.Function):
     """eq. 9 as one quadratic form: with p = [x; y] and w = [1/N, ..., 1/N, -1/M, ..., -1/M],
     mean k(X,X) + mean k(Y,Y) - 2 mean k(X,Y) = w^T K w for the joint kernel matrix K, built from
-    ONE pairwise-difference tensor of the joint sample for all widths. Leading dimensions of ``p``
-    (..., P, d) are independent MMDs with the same weights ``w`` (the members of a lockstep stack),
-    computed by the same ops on a bigger tensor.
+    ONE pairwise-difference tensor of the joint sample for all widths. K is symmetric with the
+    diagonal k(0) = 1 per width (both kernels), so w^T K w = W sum_i w_i^2 + 2 sum_(i<j) w_i w_j
+    K_ij: the squared distances and the kernels are computed for the pairs i < j only (the band
+    of :func:`_pair_differences`), half of the full matrix. Leading dimensions of ``p``
+    (..., P, d) are independent MMDs with the same weights ``w`` (the members of a lockstep
+    stack), computed by the same ops on a bigger tensor.
 
     The gradient is hand-written and formed in the forward pass, from the same kernel slopes: with
     A = (w w^T) * G (G the kernel slope, symmetric), dL/dp_i = 4 sum_j A_ij (p_i - p_j), on the
-    pairwise differences (see :func:`_pair_differences` for why not as ``sum_j A_ij p_i - (A p)_i``).
-    Only the (P, d) gradient is kept for backward, not the (W, P, P) kernel stack or the (d, P, P)
-    differences: autograd through the kernel would store and revisit those, and a compiled graph
-    would recompute every exponential in its backward pass. Checked against autograd of
-    :func:`mmd_reference` and, in float32, against a float64 evaluation."""
+    pairwise differences (see :func:`_pair_differences` for why not as ``sum_j A_ij p_i -
+    (A p)_i``); each pair's term is computed once and given to both of its points
+    (:func:`_to_both_points`). Only the (P, d) gradient is kept for backward, not the (W, B, P)
+    kernel stack or the (d, B, P) differences: autograd through the kernel would store and
+    revisit those, and a compiled graph would recompute every exponential in its backward pass.
+    Checked against autograd of :func:`mmd_reference` and, in float32, against a float64
+    evaluation."""
 
     @staticmethod
     def forward(ctx, p: torch.Tensor, w: torch.Tensor, widths: tuple[float, ...], kernel: str) -> torch.Tensor:
-        diff = _pair_differences(p)  # (..., d, P, P)
+        q = p.transpose(-1, -2).contiguous()  # (..., d, P): a strided q would make every pass over it strided
+        diff = _pair_differences(q)  # (..., d, B, P)
         k, g = _kernel_and_slope(diff.square().sum(-3), widths, kernel)
+        pair_w = _pair_weights(w)  # (B, P)
         if ctx.needs_input_grad[0]:
-            a = g * (4.0 * w).unsqueeze(1) * w.unsqueeze(0)
-            # kept feature-major (d, P): the sum over j runs along contiguous memory, which is
-            # also the loop a compiler vectorises (a (P, d) result made it loop over j scalar)
-            ctx.save_for_backward((diff * a.unsqueeze(-3)).sum(dim=-1))
-        return (k @ w) @ w  # w^T K w: torch.mv then torch.dot for one MMD
+            # kept feature-major (d, P): the sums over the band run along contiguous memory, which
+            # is also the loop a compiler vectorises (a (P, d) result made it loop over j scalar)
+            ctx.save_for_backward(_to_both_points(diff, (4.0 * g) * pair_w, q))
+        # w^T K w: the diagonal (k(0) = 1 per width) plus twice the pairs i < j
+        return 2.0 * (k * pair_w).sum((-2, -1)) + len(widths) * w.square().sum()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
