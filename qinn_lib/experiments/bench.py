@@ -521,6 +521,16 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"projected paper profile, {label} (notebooks 03-07, training steps only): {p['runs']} runs as "
                           f"{p['jobs']} Dask jobs on {p['n_workers']} workers: "
                           f"{p['core_hours']:.2f} core-hours, {p['wall_minutes']:.0f} min wall")
+                # What no speed-up of the quantum models can beat: the same plans with every QINN and
+                # re-uploading step free, i.e. the classical INN runs alone (issue 20's 60-min target).
+                for label, kw in (("the notebooks' seed counts, INN runs only (every quantum step free)", {}),
+                                  ("the notebooks' seed counts, notebook 06's full plan, INN runs only",
+                                   {"full_diagnosis": True})):
+                    p = project_paper_profile(dict(step_ms, qinn=0.0, reuploading=0.0),
+                                              n_workers=min(2, os.cpu_count() or 1), **kw)
+                    projection[label] = p
+                    print(f"projected paper profile, {label}: {p['core_hours']:.2f} core-hours, "
+                          f"{p['wall_minutes']:.0f} min wall")
         seconds = time.perf_counter() - started
         print(f"benchmark took {seconds / 60:.1f} min (load average {_load_average()})")
         if args.record:
