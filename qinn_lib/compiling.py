@@ -37,7 +37,7 @@ from qinn_lib import compile_cache, env
 from qinn_lib.paths import repo_root
 
 __all__ = ["MIN_STEPS_TO_COMPILE", "compile_policy", "should_compile", "compiled", "compiled_step",
-           "CompileFallbackWarning"]
+           "step_compile_options", "CompileFallbackWarning"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,6 +71,17 @@ def should_compile(total_steps: int) -> bool:
 #: (torch's default is 8): a scan or an ablation study compiles one graph per architecture and
 #: loss configuration in a long-lived worker process.
 RECOMPILE_LIMIT = 64
+
+
+def step_compile_options() -> dict[str, Any]:
+    """Inductor options of the compiled QINN training steps (``torch.compile(..., options=...)``).
+
+    ``cpp_wrapper``: the graph's calling code is generated as C++ instead of Python, which removes
+    the Python overhead per kernel call of a step of a few hundred small kernels (measured 0.75x
+    step time on the QINN step; cold compiles take longer, the C++ wrapper is compiled too).
+    Without inductor's per-op size/alignment asserts: checking every kernel's strides cost 5 % of
+    the step (measured); values are tested against the eager objective."""
+    return {"size_asserts": False, "alignment_asserts": False, "cpp_wrapper": True}
 
 
 def _default_cache_dir() -> str | None:
