@@ -188,8 +188,8 @@ def render_results(results: dict[str, Any]) -> str:
         lines += [
             f"**The QINN step against its floor** (same command; batch {floor['batch_size']}; min of the timed steps): "
             f"compiled step {floor['step_ms']:.2f} ms, floor {floor['floor_ms']:.2f} ms — the same arithmetic as one fused "
-            f"function of one flat parameter tensor (`qinn_lib.experiments.bench_floor`) — so the step takes "
-            f"**{floor['step_vs_floor']:.2f}×** its floor (target ≤ 2×).",
+            f"function of one flat parameter tensor (`qinn_lib.experiments.bench_floor`); step / floor "
+            f"**{floor['step_vs_floor']:.2f}** (target ≤ 2).",
             "",
         ]
     bench_inn = results.get("bench_inn")

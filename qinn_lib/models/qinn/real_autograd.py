@@ -5,7 +5,10 @@ complex matrix products and the complex elementwise ops of the circuits ran one 
 fallbacks between the fused kernels (~0.5 ms of a ~3 ms step, by torch.profiler). Here every
 complex tensor is a pair ``(re, im)`` of real tensors and every complex product is written out in
 real ones (a complex matmul is one real matmul of the stacked parts, :func:`_cmm`), so the whole
-step is real and inductor fuses it.
+step is real and inductor fuses its elementwise work (the matmuls stay library calls). Measured
+side by side (issue 20): 0.94x the step's time with inductor's Python wrapper, 0.97x with its C++
+wrapper (:func:`qinn_lib.compiling.step_compile_options`), which removes most of the per-op cost
+of the fallbacks anyway.
 
 Same math, same hand-written backward passes as the complex Functions (their docstrings explain
 them), term by term: a complex gradient g = dL/dRe + i dL/dIm is here the pair of the real
