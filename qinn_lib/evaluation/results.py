@@ -79,6 +79,7 @@ SECTION_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "bench_projection": {"jobs": "int", "runs": "int", "core_hours": _NUMBER, "wall_minutes": _NUMBER,
                          "n_workers": "int"},
+    "bench_floor": {"batch_size": "int", "step_ms": _NUMBER, "floor_ms": _NUMBER, "step_vs_floor": _NUMBER},
     "bench_lockstep": {
         "ks": "list", "batch_size": "int",
         "rows": {"mode": "str", "k": "int", "ms_min": _NUMBER, "per_model_ms_min": _NUMBER,

@@ -30,6 +30,7 @@ import torch
 from qinn_lib.errors import add_debug_option, run_cli
 from qinn_lib.evaluation.results import ResultsError, check_recordable, load_results, record, results_path
 from qinn_lib.experiments import jobs as jobs_lib
+from qinn_lib.experiments.bench_floor import run_floor
 from qinn_lib.experiments.bench_lockstep import run_lockstep
 from qinn_lib.experiments.bench_peers import run_peers
 from qinn_lib.experiments.bench_reuploading import run_reuploading
@@ -455,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed classical-INN steps per size and mode (0 skips the INN benchmark)")
     parser.add_argument("--lockstep-repeats", type=int, default=30,
                         help="timed QINN lockstep steps per stack size k = 1, 3, 6 (0 skips the lockstep benchmark)")
+    parser.add_argument("--floor-repeats", type=int, default=50,
+                        help="timed steps of the compiled QINN step against its floor, one fused function "
+                             "(qinn_lib.experiments.bench_floor; 0 skips it)")
     parser.add_argument("--reuploading-repeats", type=int, default=30,
                         help="timed re-uploading flow steps per path and upload count (0 skips that benchmark)")
     parser.add_argument("--cold-compile", action="store_true",
@@ -470,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="store the numbers in figures/results.json for the README's results table")
     add_debug_option(parser)
     args = parser.parse_args(argv)
-    for name in ("inn_repeats", "lockstep_repeats", "reuploading_repeats"):
+    for name in ("inn_repeats", "lockstep_repeats", "reuploading_repeats", "floor_repeats"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0")
     if 0 < args.lockstep_repeats < 3:
@@ -488,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
             hold_xla_threads(args.threads)
         print(expected_duration())
         out = run(args.batch_size, args.repeats, args.reference_repeats, threads=args.threads)
+        floor = (run_floor(repeats=max(5, args.floor_repeats), batch_size=args.batch_size, threads=args.threads)
+                 if args.floor_repeats else None)
         reup = (run_reuploading(repeats=max(3, args.reuploading_repeats), threads=args.threads)
                 if args.reuploading_repeats else None)
         lockstep = run_lockstep(repeats=args.lockstep_repeats, threads=args.threads) if args.lockstep_repeats else None
@@ -539,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
             record("bench", out, "paper")
             if inn is not None:
                 record("bench_inn", inn, "paper")
+            if floor is not None:
+                record("bench_floor", floor, "paper")
             if lockstep is not None:
                 record("bench_lockstep", lockstep, "paper")
             if reup is not None:

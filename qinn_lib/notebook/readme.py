@@ -183,6 +183,15 @@ def render_results(results: dict[str, Any]) -> str:
             + " | |",
             "",
         ]
+    floor = results.get("bench_floor")
+    if floor:
+        lines += [
+            f"**The QINN step against its floor** (same command; batch {floor['batch_size']}; min of the timed steps): "
+            f"compiled step {floor['step_ms']:.2f} ms, floor {floor['floor_ms']:.2f} ms — the same arithmetic as one fused "
+            f"function of one flat parameter tensor (`qinn_lib.experiments.bench_floor`); step / floor "
+            f"**{floor['step_vs_floor']:.2f}** (target ≤ 2).",
+            "",
+        ]
     bench_inn = results.get("bench_inn")
     if bench_inn:
         lines += [

@@ -120,6 +120,66 @@ def _ry_input_grad(g: torch.Tensor, f: torch.Tensor, df: torch.Tensor, states: t
     return grad
 
 
+def _measure_forward(ctx, x_prime: torch.Tensor, w: torch.Tensor, jacobian: bool):
+    """The forward pass of :class:`_ForwardMeasure` given ``w = [Re U; Im U]`` (..., 2 dim, dim):
+    shared with the real-arithmetic Function of :mod:`qinn_lib.models.qinn.real_autograd`, which
+    holds U as two real tensors."""
+    batch, n = x_prime.shape[-2:]
+    lead = x_prime.shape[:-2]
+    dim = 1 << n
+    tab = _tables(n, x_prime.device, x_prime.dtype)
+    f, df = _ry_factors(x_prime)
+    if jacobian:
+        states = _product_state_fm(torch.where(tab["tangent_mask"], df.unsqueeze(-2), f.unsqueeze(-2)), len(lead))
+    else:
+        states = _product_state_fm(f, len(lead)).unsqueeze(-2)
+    rows = states.shape[-2]
+    y = (w @ states.reshape(*lead, dim, rows * batch)).view(*lead, 2, dim, rows, batch)
+    yr, yi = y.unbind(-4)
+    prob = yr[..., 0, :].square() + yi[..., 0, :].square()  # (..., dim, B)
+    probs = (tab["bits"].T @ prob).transpose(-1, -2)
+    ctx.save_for_backward(f, df, states, y, w)
+    ctx.jacobian = jacobian
+    if not jacobian:
+        return probs
+    dprob = 2.0 * (yr[..., :1, :] * yr[..., 1:, :] + yi[..., :1, :] * yi[..., 1:, :])  # (..., dim, i, B)
+    dprobs = (tab["bits"].T @ dprob.reshape(*lead, dim, n * batch)).view(*lead, n, n, batch).movedim(-1, -3)
+    return probs, dprobs
+
+
+def _measure_backward(ctx, grad_p, grad_dp, need_x: bool, need_w: bool):
+    """(dL/dx', dL/dw) of :func:`_measure_forward` (None where not needed), w = [Re U; Im U]."""
+    f, df, states, y, w = ctx.saved_tensors
+    n, batch = f.shape[-3], f.shape[-1]
+    lead = f.shape[:-3]
+    dim, rows = states.shape[-3], states.shape[-2]
+    tab = _tables(n, f.device, f.dtype)
+    # P_k = sum_s bits[s, k] (yr0^2 + yi0^2), dP_ki = 2 sum_s bits[s, k] (yr0 yr_i + yi0 yi_i);
+    # real and imaginary parts handled together along y's (real, imag) axis.
+    y0 = y[..., :1, :]
+    if grad_p is not None:
+        gprob = tab["bits"] @ grad_p.transpose(-1, -2)
+    else:
+        gprob = torch.zeros_like(y0.select(-4, 0).select(-2, 0))
+    grad_y0 = y0 * gprob.unsqueeze(-2).unsqueeze(-4)
+    if ctx.jacobian and grad_dp is not None:
+        gd = (tab["bits"] @ grad_dp.movedim(-3, -1).reshape(*lead, n, n * batch)).view(*lead, 1, dim, n, batch)
+        grad_y = 2.0 * torch.cat([grad_y0 + (y[..., 1:, :] * gd).sum(-2, keepdim=True), y0 * gd], -2)
+    elif ctx.jacobian:
+        grad_y = 2.0 * torch.cat([grad_y0, torch.zeros_like(y[..., 1:, :])], -2)
+    else:
+        grad_y = 2.0 * grad_y0
+    gy = grad_y.view(*lead, 2 * dim, rows * batch)
+    grad_w = None
+    if need_w:
+        grad_w = gy @ states.reshape(*lead, dim, rows * batch).transpose(-1, -2)  # (..., 2 dim, dim)
+    grad_x = None
+    if need_x:
+        gs = (w.transpose(-1, -2) @ gy).view(*lead, dim, rows, batch)
+        grad_x = _ry_input_grad(gs, f, df, states, tab, len(lead)).transpose(-1, -2)
+    return grad_x, grad_w
+
+
 class _ForwardMeasure(torch.autograd.Function):
     """(P, dP/dx') for angles x' (B, n) and the model unitary U: eq. 12-16 before c, d.
 
@@ -130,61 +190,16 @@ class _ForwardMeasure(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_prime: torch.Tensor, u: torch.Tensor, jacobian: bool):
-        batch, n = x_prime.shape[-2:]
-        lead = x_prime.shape[:-2]
-        dim = 1 << n
-        tab = _tables(n, x_prime.device, x_prime.dtype)
-        f, df = _ry_factors(x_prime)
-        if jacobian:
-            states = _product_state_fm(torch.where(tab["tangent_mask"], df.unsqueeze(-2), f.unsqueeze(-2)), len(lead))
-        else:
-            states = _product_state_fm(f, len(lead)).unsqueeze(-2)
-        rows = states.shape[-2]
-        w = torch.cat([u.real, u.imag], -2)  # (..., 2 dim, dim)
-        y = (w @ states.reshape(*lead, dim, rows * batch)).view(*lead, 2, dim, rows, batch)
-        yr, yi = y.unbind(-4)
-        prob = yr[..., 0, :].square() + yi[..., 0, :].square()  # (..., dim, B)
-        probs = (tab["bits"].T @ prob).transpose(-1, -2)
-        ctx.save_for_backward(f, df, states, y, w)
-        ctx.jacobian = jacobian
-        if not jacobian:
-            return probs
-        dprob = 2.0 * (yr[..., :1, :] * yr[..., 1:, :] + yi[..., :1, :] * yi[..., 1:, :])  # (..., dim, i, B)
-        dprobs = (tab["bits"].T @ dprob.reshape(*lead, dim, n * batch)).view(*lead, n, n, batch).movedim(-1, -3)
-        return probs, dprobs
+        return _measure_forward(ctx, x_prime, torch.cat([u.real, u.imag], -2), jacobian)  # w: (..., 2 dim, dim)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_p, grad_dp=None):
-        f, df, states, y, w = ctx.saved_tensors
-        n, batch = f.shape[-3], f.shape[-1]
-        lead = f.shape[:-3]
-        dim, rows = states.shape[-3], states.shape[-2]
-        tab = _tables(n, f.device, f.dtype)
-        # P_k = sum_s bits[s, k] (yr0^2 + yi0^2), dP_ki = 2 sum_s bits[s, k] (yr0 yr_i + yi0 yi_i);
-        # real and imaginary parts handled together along y's (real, imag) axis.
-        y0 = y[..., :1, :]
-        if grad_p is not None:
-            gprob = tab["bits"] @ grad_p.transpose(-1, -2)
-        else:
-            gprob = torch.zeros_like(y0.select(-4, 0).select(-2, 0))
-        grad_y0 = y0 * gprob.unsqueeze(-2).unsqueeze(-4)
-        if ctx.jacobian and grad_dp is not None:
-            gd = (tab["bits"] @ grad_dp.movedim(-3, -1).reshape(*lead, n, n * batch)).view(*lead, 1, dim, n, batch)
-            grad_y = 2.0 * torch.cat([grad_y0 + (y[..., 1:, :] * gd).sum(-2, keepdim=True), y0 * gd], -2)
-        elif ctx.jacobian:
-            grad_y = 2.0 * torch.cat([grad_y0, torch.zeros_like(y[..., 1:, :])], -2)
-        else:
-            grad_y = 2.0 * grad_y0
-        gy = grad_y.view(*lead, 2 * dim, rows * batch)
+        grad_x, gw = _measure_backward(ctx, grad_p, grad_dp, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         grad_u = None
-        if ctx.needs_input_grad[1]:
-            gw = gy @ states.reshape(*lead, dim, rows * batch).transpose(-1, -2)  # (..., 2 dim, dim)
+        if gw is not None:
+            dim = gw.shape[-1]
             grad_u = torch.complex(gw[..., :dim, :], gw[..., dim:, :])
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            gs = (w.transpose(-1, -2) @ gy).view(*lead, dim, rows, batch)
-            grad_x = _ry_input_grad(gs, f, df, states, tab, len(lead)).transpose(-1, -2)
         return grad_x, grad_u, None
 
 

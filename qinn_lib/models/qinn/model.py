@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 import torch
 from torch import nn
 
+from qinn_lib.models.qinn import real_autograd
 from qinn_lib.models.qinn.autograd import _CircuitUnitary, _ForwardMeasure, _InverseMeasure, _RotProductState
 from qinn_lib.models.qinn.simulator import _COMPLEX, _PROB_EPS, _abs2, _tables, ry_state
 
@@ -131,6 +132,11 @@ class QINN(nn.Module):
 
         # Circuit-unitary cache, active only inside ``with model.reuse_circuits():``.
         self._circuit_cache: dict | None = None
+
+    #: Arithmetic of the circuits in :meth:`step_maps` (:data:`~qinn_lib.models.qinn.real_autograd.STEP_ARITHMETICS`):
+    #: "auto" = real (re, im) pairs inside a compiled step, complex otherwise. Not part of any
+    #: config: both compute the same function (tested to float rounding).
+    step_arithmetic = "auto"
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -305,9 +311,10 @@ class QINN(nn.Module):
         """
         return self._forward_and_jacobian(self._batch("x", x), self.unitary())
 
-    def _forward_and_jacobian(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward_and_jacobian(self, x: torch.Tensor, u: Any,
+                              measure: Callable = _ForwardMeasure.apply) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = self.clamped_ab()
-        probs, dprobs = _ForwardMeasure.apply(a * x + math.pi * b, u, True)
+        probs, dprobs = measure(a * x + math.pi * b, u, True)
         return self.c * probs + self.d, dprobs * (self.c[:, None] * a)
 
     def jacobian(self, x: torch.Tensor) -> torch.Tensor:
@@ -318,8 +325,9 @@ class QINN(nn.Module):
         """(z, log|det dz/dx|) for the change of variables of eq. 5-7; shapes (B, n), (B,)."""
         return self._forward_and_logdet(self._batch("x", x), self.unitary())
 
-    def _forward_and_logdet(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z, jac = self._forward_and_jacobian(x, u)
+    def _forward_and_logdet(self, x: torch.Tensor, u: Any,
+                            measure: Callable = _ForwardMeasure.apply) -> tuple[torch.Tensor, torch.Tensor]:
+        z, jac = self._forward_and_jacobian(x, u, measure)
         return z, torch.linalg.slogdet(jac).logabsdet
 
     # -- inverse direction ------------------------------------------------------------------------
@@ -350,9 +358,9 @@ class QINN(nn.Module):
         """x~ = f^{-1}(z): P = (z - d)/c, ISP (eq. 21-22), U^dagger (eq. 13-15), decode; ``(B, n)``."""
         return self._inverse(self._batch("z", z), self.unitary(), self.isp_unitary())
 
-    def _inverse(self, z: torch.Tensor, u: torch.Tensor, g_q: torch.Tensor) -> torch.Tensor:
+    def _inverse(self, z: torch.Tensor, u: Any, g_q: Any, measure: Callable = _InverseMeasure.apply) -> torch.Tensor:
         psi = self._isp_angles((z - self.d) / self.c)
-        x_prime = _InverseMeasure.apply(psi, u, g_q)
+        x_prime = measure(psi, u, g_q)
         a, b = self.clamped_ab()
         return (x_prime - math.pi * b) / a
 
@@ -380,7 +388,20 @@ class QINN(nn.Module):
         uses them). The arithmetic is the checked methods' own: they call the same functions.
         This is what :meth:`qinn_lib.training.objectives.QINNObjective.compiled_terms` traces into one
         ``torch.compile`` graph. Inputs must already have the model's dtype and device.
+
+        While ``torch.compile`` traces it (:attr:`step_arithmetic` ``"auto"``), the circuits run in
+        real arithmetic (:mod:`qinn_lib.models.qinn.real_autograd`: same math, fused by inductor);
+        eager they are the complex Functions, unchanged.
         """
+        if real_autograd.use_real(self.step_arithmetic):
+            ur = real_autograd.circuit_unitary(self.weights)
+            gr = real_autograd.circuit_unitary(self.isp_weights)
+            return StepMaps(
+                forward_and_logdet=lambda x: self._forward_and_logdet(x, ur, real_autograd.forward_measure),
+                inverse=lambda z: self._inverse(z, ur, gr, real_autograd.inverse_measure),
+                fidelity=lambda x: real_autograd.fidelity(ry_state(self._encode(x)), ur, gr, self._isp_angles,
+                                                          self._tab()["bits"]),
+            )
         u = _CircuitUnitary.apply(self.weights)
         g_q = _CircuitUnitary.apply(self.isp_weights)
         return StepMaps(

@@ -175,6 +175,7 @@ def _build_tables(n: int, device: torch.device, dtype: torch.dtype) -> dict[str,
         # row (j, a): factor j replaced by the basis vector e_a
         "basis_mask": (q[:, None] == rows[None, :] // 2)[:, None, :, None],
         "basis": (torch.arange(2)[:, None] == rows[None, :] % 2)[None, :, :, None].to(_COMPLEX[dtype]),
+        "basis_real": (torch.arange(2)[:, None] == rows[None, :] % 2)[None, :, :, None].to(dtype),  # real_autograd
     }
     return {k: v.to(device) for k, v in t.items()}
 

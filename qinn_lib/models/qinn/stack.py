@@ -28,6 +28,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from qinn_lib.models.qinn import real_autograd
 from qinn_lib.models.qinn.autograd import _CircuitUnitary, _ForwardMeasure, _InverseMeasure, _RotProductState
 from qinn_lib.models.qinn.model import QINN, StepMaps
 from qinn_lib.models.qinn.simulator import _abs2, _tables, ry_state
@@ -61,6 +62,9 @@ class QINNStack(nn.Module):
         self.members = nn.ModuleList(members)
         self.n_features = members[0].n_features
 
+    #: As :attr:`QINN.step_arithmetic`: real (re, im) pairs inside a compiled step, complex otherwise.
+    step_arithmetic = "auto"
+
     def __len__(self) -> int:
         return len(self.members)
 
@@ -92,27 +96,35 @@ class QINNStack(nn.Module):
     def step_maps(self) -> StepMaps:
         """Like :meth:`QINN.step_maps`, for all members at once on stacked ``(K, B, n)`` inputs:
         both unitaries of every member built once for the call, no input checks (the trainer's
-        batches are prepared data)."""
-        u = _CircuitUnitary.apply(self._stacked("weights"))  # (K, dim, dim)
-        g_q = _CircuitUnitary.apply(self._stacked("isp_weights"))
+        batches are prepared data). Real or complex arithmetic as :meth:`QINN.step_maps`
+        (:attr:`step_arithmetic`)."""
+        real = real_autograd.use_real(self.step_arithmetic)
+        unitary = real_autograd.circuit_unitary if real else _CircuitUnitary.apply
+        measure = real_autograd.forward_measure if real else _ForwardMeasure.apply
+        inverse_measure = real_autograd.inverse_measure if real else _InverseMeasure.apply
+        u = unitary(self._stacked("weights"))  # (K, dim, dim), a (re, im) pair if real
+        g_q = unitary(self._stacked("isp_weights"))
         a, b = self._clamped_ab()
         c, d = self._stacked("c").unsqueeze(1), self._stacked("d").unsqueeze(1)  # (K, 1, n)
         n = self.n_features
-        tab = _tables(n, u.device, a.dtype)
+        tab = _tables(n, a.device, a.dtype)
 
         def encode(x: torch.Tensor) -> torch.Tensor:
             return a * x + math.pi * b  # eq. 12's state preparation, sec. 3
 
         def forward_and_logdet(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            probs, dprobs = _ForwardMeasure.apply(encode(x), u, True)
+            probs, dprobs = measure(encode(x), u, True)
             jac = dprobs * (c.transpose(1, 2) * a).unsqueeze(1)  # J = diag(c) dP/dx' diag(a), eq. 5-7
             return c * probs + d, torch.linalg.slogdet(jac).logabsdet
 
         def inverse(z: torch.Tensor) -> torch.Tensor:
             psi = self._isp_net((z - d) / c).unflatten(-1, (n, 3))  # eq. 21
-            return (_InverseMeasure.apply(psi, u, g_q) - math.pi * b) / a  # eq. 13-15, 22
+            return (inverse_measure(psi, u, g_q) - math.pi * b) / a  # eq. 13-15, 22
 
         def fidelity(x: torch.Tensor) -> torch.Tensor:
+            if real:
+                return real_autograd.fidelity(ry_state(encode(x)), u, g_q,
+                                              lambda p: self._isp_net(p).unflatten(-1, (n, 3)), tab["bits"])
             y = ry_state(encode(x)).to(u.dtype) @ u.transpose(-1, -2)
             prepared = _RotProductState.apply(self._isp_net(_abs2(y) @ tab["bits"]).unflatten(-1, (n, 3)))
             y_tilde = prepared @ g_q.transpose(-1, -2)
