@@ -224,7 +224,7 @@ def render_results(results: dict[str, Any]) -> str:
     scaling = results.get("bench_scaling")
     if scaling:
         lines += [
-            f"**QINN step against qubit count** (`python -m qinn_lib.bench --scaling`; {scaling['n_layers']} layers, batch "
+            f"**QINN step against qubit count** (`.venv/bin/python -m qinn_lib.bench --scaling`; {scaling['n_layers']} layers, batch "
             f"{scaling['batch_size']}, {scaling['threads']} thread; min CPU ms; step = forward, log det and backward of the "
             "NLL; lightning = `lightning.qubit` adjoint, forward and Jacobian only):",
             "",
@@ -276,7 +276,7 @@ def _render_peers(peers: dict | None) -> list[str]:
     if not peers:
         return []
     lines = [
-        f"**QINN NLL piece against its peers** (`python -m qinn_lib.bench --peers`; {peers['n_qubits']} qubits, "
+        f"**QINN NLL piece against its peers** (`.venv/bin/python -m qinn_lib.bench --peers`; {peers['n_qubits']} qubits, "
         f"{peers['n_layers']} layers, batch {peers['batch_size']}, {peers['threads']} thread, measured side by side "
         f"in one run at load average {peers['load_average']:.1f}; min wall ms, min CPU ms in brackets; fwd+logdet = "
         "z, dz/dx and log det; step = that and the NLL's gradient with respect to every parameter):",
