@@ -34,6 +34,7 @@ import torch
 from qinn_lib.compiling import compiled, step_compile_options
 from qinn_lib.events.observables import invariant_mass_torch
 from qinn_lib.experiments.one_model import prepare_data
+from qinn_lib.experiments.timing import interleaved_times
 from qinn_lib.models.qinn.model import QINN
 from qinn_lib.models.qinn.simulator import cnot_ring_permutation
 from qinn_lib.threads import torch_threads
@@ -222,18 +223,8 @@ def _run_floor(*, repeats: int, rounds: int, batch_size: int, seed: int, log) ->
         first_loss[key] = steps[key]()  # compiles (the step's graph may already be in this process)
         compile_s[key] = time.perf_counter() - t0
         ok[key] = is_compiled()
-    times: dict[str, list[float]] = {key: [] for key in steps}
-    cpu: dict[str, list[float]] = {key: [] for key in steps}
+    times, cpu = interleaved_times(steps, repeats, rounds)
     per_round = repeats // rounds
-    for r in range(rounds):
-        for key, step in steps.items():
-            for _ in range(3 if r == 0 else 1):
-                step()
-            for _ in range(per_round):
-                t0, c0 = time.perf_counter(), time.process_time()
-                step()
-                times[key].append(time.perf_counter() - t0)
-                cpu[key].append(time.process_time() - c0)
     out = {"batch_size": batch_size, "repeats": per_round * rounds,
            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
            "first_loss_difference": abs(first_loss["step"] - first_loss["floor"]),

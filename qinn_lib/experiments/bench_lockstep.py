@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import torch
 
 from qinn_lib.experiments.one_model import prepare_data
+from qinn_lib.experiments.timing import interleaved_times
 from qinn_lib.models.qinn.model import QINN
 from qinn_lib.models.qinn.stack import QINNStack
 from qinn_lib.threads import torch_threads
@@ -90,18 +91,7 @@ def _run_lockstep(ks: Sequence[int], *, repeats: int, rounds: int, batch_size: i
             steps["compiled", k]()  # the first call compiles (on-disk inductor cache: seconds when warm)
             compile_s[k] = time.perf_counter() - t0
             ok[k] = is_compiled()
-    wall: dict[tuple[str, int], list[float]] = {key: [] for key in steps}
-    cpu: dict[tuple[str, int], list[float]] = {key: [] for key in steps}
-    per_round = repeats // rounds
-    for r in range(rounds):
-        for key, step in steps.items():
-            for _ in range(3 if r == 0 else 1):
-                step()
-            for _ in range(per_round):
-                t0, c0 = time.perf_counter(), time.process_time()
-                step()
-                wall[key].append(time.perf_counter() - t0)
-                cpu[key].append(time.process_time() - c0)
+    wall, cpu = interleaved_times(steps, repeats, rounds)
     rows = {}
     for mode in modes:
         for k in ks:
