@@ -85,7 +85,7 @@ class ClusterError(QinnError, RuntimeError):
 
 
 def _local_cluster(n_workers: int | None = None) -> Any:
-    from distributed import LocalCluster, Nanny
+    from distributed import LocalCluster, Nanny  # deferred: distributed takes ~1 s to import, needed only here
 
     from qinn_lib.experiments.dask_worker import OnceClosedWorker  # deferred: imports distributed
 
@@ -134,7 +134,7 @@ def _sigint_held_back() -> Any:
     if not hasattr(signal, "pthread_sigmask"):  # Windows: no masks, no resource tracker
         yield
         return
-    from multiprocessing import resource_tracker
+    from multiprocessing import resource_tracker  # deferred: only where signal masks exist (POSIX)
 
     quiet = "ignore:resource_tracker:UserWarning"  # -W for the tracker process (only it warns so)
     sys.warnoptions.append(quiet)
@@ -204,7 +204,7 @@ def _connect(address: str, timeout: float) -> Any:
 
 def _check_port(address: str) -> None:
     """ValueError if a tcp/tls address's port is not in 1-65535 (other schemes are left to distributed)."""
-    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.addressing import parse_address, parse_host_port  # deferred: distributed, ~1 s to import
 
     scheme, location = parse_address(address)
     if scheme in ("tcp", "tls"):

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim import optimizer as _opt
+from torch.optim.adam import adam
 
 __all__ = ['epoch_seed', 'make_optimizer', 'make_scheduler', 'step_together']
 
@@ -122,8 +124,6 @@ _ADAM_KEYS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "fore
 def _joinable(opt: torch.optim.Optimizer) -> bool:
     """A plain torch Adam whose ``step()`` is nothing but its update: no step hooks, no gradient
     scaler attributes, a float lr (one fused call takes one lr for all its tensors)."""
-    from torch.optim import optimizer as _opt
-
     return (type(opt) is torch.optim.Adam and not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
             and not _opt._global_optimizer_pre_hooks and not _opt._global_optimizer_post_hooks
             and getattr(opt, "grad_scale", None) is None and getattr(opt, "found_inf", None) is None
@@ -143,8 +143,6 @@ def step_together(optimizers: list[torch.optim.Optimizer]) -> None:
     update is elementwise per tensor, so the result equals each member's own ``step()`` bit for bit
     (:func:`qinn_lib.training.step_checks.steps_agree` checks it). Anything else, an optimiser that
     is not a plain :class:`torch.optim.Adam` or one with step hooks, is stepped on its own."""
-    from torch.optim.adam import adam
-
     joined: dict[tuple, tuple[list, ...]] = {}
     for opt in optimizers:
         if not _joinable(opt):
