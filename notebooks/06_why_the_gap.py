@@ -8,7 +8,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -87,6 +87,7 @@ from qinn_lib.evaluation import results as results_store
 from qinn_lib.experiments import ablations, plans, search
 from qinn_lib.experiments import ensembles as ensembles_lib
 from qinn_lib.notebook import gap, plots, profiles
+from qinn_lib.training.budget import budget
 from qinn_lib.training.config import DiagnosisConfig
 
 cfg = profiles.notebook_config(DiagnosisConfig, globals())
@@ -113,7 +114,8 @@ for ab in ablations.ABLATIONS:
 # the model's density over the scaling box.
 
 # %%
-ensembles = ablations.train_ablations(ablation_cfgs, normalisation_samples=100_000)
+norm_samples = budget(cfg.profile, "normalisation_samples", 100_000)  # quasi-MC points of each ln Z (quick: fewer)
+ensembles = ablations.train_ablations(ablation_cfgs, normalisation_samples=norm_samples)
 flat_uploads = ensembles_lib.train_runs([c for cs in upload_cfgs.values() for c in cs], label="re-uploading")
 upload_runs = {u: flat_uploads[i * len(train_seeds):(i + 1) * len(train_seeds)] for i, u in enumerate(upload_cfgs)}
 data = ensembles[ablations.BASELINE].runs[0].data
@@ -121,7 +123,7 @@ records = [r for e in ensembles.values() for r in e.records]
 upload_records = []
 for u, trained_list in upload_runs.items():
     for trained in trained_list:
-        flagged = diagnostics.flagged_nll(trained.model, trained.data, normalisation_samples=100_000,
+        flagged = diagnostics.flagged_nll(trained.model, trained.data, normalisation_samples=norm_samples,
                                           seed=int(trained.cfg.seed))
         metrics = {"nll": flagged["nll"], "nll_sem": flagged["nll_sem"], "fold_fraction": flagged["fold_fraction"],
                    "density_normalisation": flagged["normalisation"], "params_total": trained.model.parameter_counts()["total"]}

@@ -8,7 +8,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -50,7 +50,8 @@
 # trees on 20 000 events per class as there, so the exact row compares with notebook 03's): measured on
 # this loaded 2-core machine about 4-5 s per device and seed, ~5 min for the 66 evaluations of the sweep.
 # The quick profile (chosen by the reports runner, not here) trains a tiny QINN (2 epochs, 8k
-# events) and caps the event counts at 4k.
+# events), caps the event counts at 4k, evaluates 2 seeds and thins the grids to 3 shot counts
+# and 4 noise levels, both ends kept (qinn_lib.training.budget.grid).
 seed = 1234
 n_events = 100_000
 data_seed = 1234
@@ -89,7 +90,7 @@ from qinn_lib.hardware import field_measures, noise, resources, sweep_figures, s
 from qinn_lib.hardware import shots as shots_lib
 from qinn_lib.hardware.device import Device, DeviceQINN
 from qinn_lib.notebook import plots, profiles
-from qinn_lib.training.budget import budget, device_models
+from qinn_lib.training.budget import budget, device_models, grid
 from qinn_lib.training.config import HardwareRealismConfig
 
 cfg = profiles.notebook_config(HardwareRealismConfig, globals())
@@ -98,8 +99,9 @@ plots.style()
 (qinn_cfg,) = plans.hardware_realism_configs(cfg)["QINN"]  # notebook 03's QINN, profile-capped
 n_gen = budget(cfg.profile, "n_generate", cfg.n_generate)
 n_tst = budget(cfg.profile, "n_generate", cfg.n_test)
-eval_seeds = ensembles.seeds(cfg.seed + ensembles.EVAL_SEED_OFFSET, cfg.n_eval_seeds)
-shot_grid = [shots_lib.check_shots(n) for n in cfg.shots]
+eval_seeds = ensembles.seeds(cfg.seed + ensembles.EVAL_SEED_OFFSET, budget(cfg.profile, "eval_seeds", cfg.n_eval_seeds))
+shot_grid = [shots_lib.check_shots(n) for n in grid(cfg.profile, "shots", cfg.shots)]
+noise_grid = grid(cfg.profile, "noise_levels", cfg.noise_levels)
 print(f"QINN of notebook 03 ({qinn_cfg.n_events} events, {qinn_cfg.epochs} epochs); "
       f"{n_gen} generated and {n_tst} test events per device, evaluation seeds {eval_seeds}")
 
@@ -192,7 +194,7 @@ for channel in noise.CHANNELS:
 
 # %%
 devices = [Device(shots=n) for n in shot_grid]
-devices += [Device(noise=noise.NoiseModel(c, p)) for c in noise.CHANNELS for p in cfg.noise_levels]
+devices += [Device(noise=noise.NoiseModel(c, p)) for c in noise.CHANNELS for p in noise_grid]
 start = time.perf_counter()
 records = sweeps.sweep(trained, devices, seeds=eval_seeds, n_generate=n_gen, n_test=n_tst)
 sweep_seconds = time.perf_counter() - start
@@ -331,7 +333,7 @@ resource_rows = resources.circuit_resources(model)  # qml.specs of the circuits 
 for row in resource_rows[:2]:
     locations = row["gates"] + row["cnots"]  # one channel per single-qubit gate, two per CNOT
     print(f"{row['circuit']}: {locations} noisy locations; expected errors per run "
-          + ", ".join(f"{locations * p:.2g} at p = {p:g}" for p in cfg.noise_levels))
+          + ", ".join(f"{locations * p:.2g} at p = {p:g}" for p in noise_grid))
 
 # %% [markdown]
 # For scale: published two-qubit gate error rates of today's best devices are of order $10^{-3}$

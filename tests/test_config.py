@@ -2,7 +2,7 @@
 
 import pytest
 
-from qinn_lib.training.budget import QUICK_CAPS, budget
+from qinn_lib.training.budget import QUICK_CAPS, QUICK_GRID_POINTS, budget, grid, quick_value
 from qinn_lib.training.config import ConfigError, QINNRunConfig
 
 
@@ -54,6 +54,25 @@ def test_budget():
         budget("full", "epochs", 10)
     with pytest.raises(KeyError, match="no quick-profile cap"):
         budget("quick", "layers", 10)
+
+
+def test_grid_keeps_both_ends_and_spreads_the_rest():
+    levels = [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+    assert grid("paper", "noise_levels", levels) == levels
+    assert grid("quick", "noise_levels", levels) == [1e-6, 1e-5, 1e-3, 1e-1]
+    assert grid("quick", "shots", [1e2, 1e3, 1e4, 1e5, 1e6]) == [1e2, 1e4, 1e6]
+    for n in range(1, 30):  # distinct, in order, first and last kept, never more than the cap
+        out = grid("quick", "noise_levels", list(range(n)))
+        assert out == sorted(set(out)) and out[0] == 0 and out[-1] == n - 1
+        assert len(out) == min(n, QUICK_GRID_POINTS["noise_levels"])
+    assert quick_value("noise_levels", levels) == [1e-6, 1e-5, 1e-3, 1e-1]
+    assert quick_value("n_eval_seeds", 3) == 2 and quick_value("seed", 1234) is None
+    with pytest.raises(KeyError, match="no quick-profile grid"):
+        grid("quick", "depths", [1, 2])
+    with pytest.raises(ValueError, match="noise_levels must have at least one point"):
+        grid("quick", "noise_levels", [])
+    with pytest.raises(ValueError, match="profile"):
+        grid("full", "shots", [1, 2])
 
 
 # -- -p NAME VALUE: strict parsing by the field's type (not YAML) -------------------------------------

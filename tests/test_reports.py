@@ -464,6 +464,10 @@ def test_list_shows_what_a_default_run_uses(capsys):
     assert re.search(r"epochs = 200\s+\[quick: 2\]", block) and re.search(r"n_events = 100_000\s+\[quick: 8000\]", block)
     assert re.search(r"\n    seed = 1234\n", block), "an uncapped parameter has no quick value"
     assert re.search(r"n_test = 50_000\s+\[quick: 4000\]", out) and re.search(r"search_epochs = 200\s+\[quick: 2\]", out)
+    # notebook 07's grids, thinned in the quick profile (both ends kept), in the cell's own spelling
+    assert "shots = [1e2, 1e3, 1e4, 1e5, 1e6] [quick: [1e2, 1e4, 1e6]]" in out
+    assert re.search(r"noise_levels = \[1e-6, .*, 1e-1\] \[quick: \[1e-6, 1e-5, 1e-3, 1e-1\]\]", out)
+    assert re.search(r"n_eval_seeds = 3\s+\[quick: 2\]", out)
 
 
 def test_the_quick_values_listed_are_the_caps_the_notebooks_apply():

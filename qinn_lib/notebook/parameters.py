@@ -225,6 +225,11 @@ def list_parameters(notebooks: list[Path] | None = None) -> list[str]:
         for name, default in declared_parameters(nb).items():
             text = f"{name} = {default}"
             value = parse_literal(default)
-            quick = quick_value(name, value) if isinstance(value, int) and not isinstance(value, bool) else None
+            quick = quick_value(name, value)
+            if isinstance(quick, list) and quick != list(value):  # a thinned grid, in the cell's own spelling
+                tokens = [t.strip() for t in default.strip().strip("[]()").split(",") if t.strip()]
+                shown = [tokens[list(value).index(q)] for q in quick] if len(tokens) == len(value) else quick
+                quick = "[" + ", ".join(map(str, shown)) + "]"
+                value = None  # listed: it differs from the default
             lines.append(f"    {text:<24} [quick: {quick}]" if quick is not None and quick != value else f"    {text}")
     return lines

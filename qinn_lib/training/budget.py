@@ -28,7 +28,17 @@ QUICK_CAPS: dict[str, int] = {
     "search_trials": 2,
     "device_events": 24,  # notebook 07 on calibrated IBM device models: ~0.05-0.1 s per event and circuit
     "device_shots": 2_000,
+    # notebook 07's evaluation seeds: 2 is the fewest with a spread (HardwareRealismConfig's lower
+    # bound); each seed is a whole pass of the sweep, 2/3 of the quick profile's notebook time at 3
+    "eval_seeds": 2,
+    # notebook 06's quasi-Monte Carlo density integrals (NLL + ln Z): 16 replicates of 1 024 Sobol'
+    # points instead of 16 of 8 192, ~10 s of the quick profile's notebook time
+    "normalisation_samples": 16_384,
 }
+#: Grids the quick profile thins to this many points, spread over the grid and keeping both ends
+#: (:func:`grid`): notebook 07's sweep evaluates every grid point for every seed, so a point costs
+#: seconds there (~2 s each, most of it the two boosted-tree AUCs of the field's measures).
+QUICK_GRID_POINTS: dict[str, int] = {"shots": 3, "noise_levels": 4}
 #: The device models notebook 07's quick profile runs on instead of the configured ones: a 5-qubit
 #: device builds its noise model in 0.1 s, a 133-qubit one in 4-6 s (qinn_lib.hardware.ibm).
 QUICK_DEVICE_BACKENDS = ("FakeManilaV2",)
@@ -38,13 +48,17 @@ QUICK_DEVICE_BACKENDS = ("FakeManilaV2",)
 #: notebook 06's ``search_epochs`` by ``epochs`` (its search runs are run configs, capped by
 #: :func:`effective_config`), notebook 07's device events (generated and reconstructed) by ``device_events``. tests/test_reports.py checks this against the notebooks' budget calls.
 CAPPED_AS: dict[str, str] = {"n_test": "n_generate", "search_epochs": "epochs", "device_generate": "device_events",
-                             "device_test": "device_events"}
+                             "device_test": "device_events", "n_eval_seeds": "eval_seeds"}
 
 
-def quick_value(name: str, paper_value: int) -> int | None:
+def quick_value(name: str, paper_value: Any) -> Any:
     """The value the quick profile uses for the notebook parameter ``name`` set to ``paper_value``
-    (``python -m qinn_lib.reports --list`` shows it); None for a parameter the quick profile
-    does not cap."""
+    (``python -m qinn_lib.reports --list`` shows it): a count's cap, a grid's thinned points
+    (:func:`grid`); None for a parameter the quick profile leaves alone."""
+    if name in QUICK_GRID_POINTS and isinstance(paper_value, (list, tuple)):
+        return grid("quick", name, paper_value)
+    if isinstance(paper_value, bool) or not isinstance(paper_value, int):
+        return None
     cap = CAPPED_AS.get(name, name)
     return min(paper_value, QUICK_CAPS[cap]) if cap in QUICK_CAPS else None
 
@@ -58,6 +72,25 @@ def budget(profile: str, name: str, paper_value: int) -> int:
     if paper_value < 1:
         raise ValueError(f"{name} must be >= 1, got {paper_value}")
     return paper_value if profile == "paper" else min(paper_value, QUICK_CAPS[name])
+
+
+def grid(profile: str, name: str, values: Any) -> list:
+    """The points of the grid ``name`` to evaluate under ``profile``: all of ``values`` in the
+    paper profile; in the quick one :data:`QUICK_GRID_POINTS[name] <QUICK_GRID_POINTS>` of them,
+    evenly spread over the grid's order and always with its first and last point (the sweep's
+    extremes are what its figures are about), so every code path still runs on fewer points."""
+    check_profile(profile)
+    if name not in QUICK_GRID_POINTS:
+        raise KeyError(f"no quick-profile grid for {name!r}; known: {sorted(QUICK_GRID_POINTS)}")
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} must have at least one point, got an empty grid")
+    keep = QUICK_GRID_POINTS[name]
+    if profile == "paper" or len(values) <= keep:
+        return values
+    last = len(values) - 1
+    # round(i * last / (keep - 1)) for i = 0 .. keep-1: distinct, increasing, 0 and last included
+    return [values[(i * last + (keep - 1) // 2) // (keep - 1)] for i in range(keep)]
 
 
 def effective_config(cfg: Any) -> Any:
