@@ -216,3 +216,14 @@ def test_readme_in_brief_is_rendered_from_the_verdicts():
     # a section recorded before the verdicts existed says nothing in brief
     assert readme.in_brief({"04_fidelity_vs_mse": {"seeds": [1], "table": "", "verdict": "x"}}) == []
     assert readme.render_results({"03_isp_training": qinn}).startswith("**In brief**")
+
+
+def test_the_scaling_table_is_ordered_by_qubit_count():
+    """Regression: the rows are stored under JSON keys, which sort as text ("10" < "4")."""
+    from qinn_lib.notebook.readme import render_results
+
+    rows = {str(n): {"n_qubits": n, "dense step cpu_ms": float(n), "preferred": "dense" if n < 10 else "gate"}
+            for n in (10, 12, 4, 6, 8)}
+    text = render_results({"bench_scaling": {"n_layers": 12, "batch_size": 128, "threads": 1, "rows": rows}})
+    order = [int(line.split("|")[1]) for line in text.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    assert order == [4, 6, 8, 10, 12], order

@@ -226,12 +226,14 @@ def render_results(results: dict[str, Any]) -> str:
         lines += [
             f"**QINN step against qubit count** (`.venv/bin/python -m qinn_lib.bench --scaling`; {scaling['n_layers']} layers, batch "
             f"{scaling['batch_size']}, {scaling['threads']} thread; min CPU ms; step = forward, log det and backward of the "
-            "NLL; lightning = `lightning.qubit` adjoint, forward and Jacobian only):",
+            "NLL; lightning = `lightning.qubit` adjoint, forward and Jacobian only; the last column is the path "
+            "`qinn_lib.models.qinn.path_by_width` picks for the forward map, Jacobian and NLL; training, which also "
+            "needs the inverse, runs the dense unitary at every width):",
             "",
-            "| qubits | dense step | gate-by-gate step | dense fwd+J | gate-by-gate fwd+J | lightning fwd+J | path used |",
+            "| qubits | dense step | gate-by-gate step | dense fwd+J | gate-by-gate fwd+J | lightning fwd+J | picked by width |",
             "| --- | --- | --- | --- | --- | --- | --- |",
         ]
-        for row in scaling["rows"].values():
+        for row in sorted(scaling["rows"].values(), key=lambda r: int(r["n_qubits"])):  # JSON keys sort as text
             cells = [row.get(f"{path} {piece} cpu_ms") for path, piece in
                      (("dense", "step"), ("gate", "step"), ("dense", "fwd+J"), ("gate", "fwd+J"), ("lightning", "fwd+J"))]
             lines.append(f"| {row['n_qubits']} | " + " | ".join("–" if c is None else f"{c:.1f}" for c in cells)
