@@ -178,3 +178,17 @@ def test_the_runner_and_the_run_configurations_import_without_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_every_module_but_the_jax_peer_is_kept_from_importing_jax():
+    """The JAX contract lists its source modules one by one inside experiments/ (the peer and its
+    benchmark may import JAX): a new experiments module must be added to it, or JAX could creep in."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (jax,) = [c for c in contracts if "jax" in c.get("forbidden_modules", [])]
+    allowed = {"qinn_lib.experiments.peer_jax", "qinn_lib.experiments.bench_peers", "qinn_lib.experiments"}
+    experiments = {m for m in _modules() if m.startswith("qinn_lib.experiments")} - allowed
+    assert experiments <= set(jax["source_modules"]), sorted(experiments - set(jax["source_modules"]))
+    floors = {f"qinn_lib.{f}" for f in FLOORS if f != "experiments"}
+    assert floors <= set(jax["source_modules"]), sorted(floors - set(jax["source_modules"]))
