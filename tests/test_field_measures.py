@@ -221,3 +221,24 @@ def test_field_table_cells_do_not_wrap():
     assert any("[±0.001]" in c for c in cells)
     for cell in cells:
         assert " " not in cell, repr(cell)
+
+
+def test_the_quick_profile_fits_the_trees_on_fewer_folds(monkeypatch):
+    """The boosted-tree AUC's folds follow the run's profile (one helper, budget): 5 in the paper
+    profile (its committed numbers), 2 in the quick one; evaluate_model and the sweep both ask it."""
+    from qinn_lib.training.config import INNRunConfig, QINNRunConfig
+
+    assert evaluate.bdt_folds_for(QINNRunConfig()) == 5 == evaluate.bdt_folds_for(INNRunConfig())
+    assert evaluate.bdt_folds_for(QINNRunConfig(profile="quick")) == 2
+    seen = []
+
+    def fake_bdt_auc(truth, generated, **kw):
+        seen.append(kw["n_folds"])
+        return {"auc": 0.5, "auc_err": 0.01}
+
+    monkeypatch.setattr(evaluate, "bdt_auc", fake_bdt_auc)
+    rng = np.random.default_rng(0)
+    t = np.abs(rng.normal(40, 10, (400, 5)))
+    evaluate.field_metrics(t, t + 1, seed=1, bdt_folds=2)
+    evaluate.field_metrics(t, t + 1, seed=1)
+    assert seen == [2, 2, 5, 5]

@@ -32,7 +32,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from qinn_lib.evaluation.boosted_two_sample import BDT_MAX_EVENTS, bdt_auc
+from qinn_lib.evaluation.boosted_two_sample import BDT_FOLDS, BDT_MAX_EVENTS, bdt_auc
 from qinn_lib.evaluation.distances import (
     JS_BINS,
     METRIC_OBSERVABLES,
@@ -51,9 +51,10 @@ from qinn_lib.evaluation.normalisation import (
 from qinn_lib.evaluation.physics_distances import fpd, kpd
 from qinn_lib.evaluation.two_sample import classifier_auc
 from qinn_lib.events.scaling import SCALED_RANGE
+from qinn_lib.training.budget import budget
 from qinn_lib.training.losses.nll import nll_per_event
 
-__all__ = ['FIELD_METRICS', 'relative_deviation', 'reconstruction_deviation', 'test_nll', 'field_metrics', 'truth_floor',
+__all__ = ['FIELD_METRICS', 'relative_deviation', 'reconstruction_deviation', 'test_nll', 'field_metrics', 'bdt_folds_for', 'truth_floor',
            'likelihood_normalisation', 'evaluate_model']
 
 #: Keys of :func:`field_metrics` (and of :func:`truth_floor`), in table order.
@@ -152,12 +153,21 @@ test_nll.__test__ = False  # not a pytest test, despite the name
 
 
 # -- the field's measures -----------------------------------------------------------------------
-def field_metrics(truth: Any, generated: Any, *, seed: int, bdt_events: int = BDT_MAX_EVENTS) -> dict[str, float]:
+def bdt_folds_for(cfg: Any) -> int:
+    """The boosted-tree AUC's cross-validation folds for a run of configuration ``cfg``: 5
+    (:data:`~qinn_lib.evaluation.boosted_two_sample.BDT_FOLDS`) in the paper profile, 2 in the quick
+    one (:data:`qinn_lib.training.budget.QUICK_CAPS`: the trees are most of the quick profile's
+    evaluation time, ~1 s per AUC whatever the sample size; a fold is a count like any other there)."""
+    return budget(getattr(cfg, "profile", "paper"), "bdt_folds", BDT_FOLDS)
+
+
+def field_metrics(truth: Any, generated: Any, *, seed: int, bdt_events: int = BDT_MAX_EVENTS,
+                  bdt_folds: int = BDT_FOLDS) -> dict[str, float]:
     """The field's measures of ``generated`` against ``truth`` (both ``(N, 5)`` physical features):
     FPD and KPD of the five features standardised with the truth's mean and standard deviation
     (Kansal et al. 2023; :func:`qinn_lib.evaluation.physics_distances.fpd`, ``kpd`` with their
     defaults), and the boosted-tree classifier AUC on the raw five features and with M_ll and ΔR
-    added (:func:`qinn_lib.evaluation.boosted_two_sample.bdt_auc`, ``bdt_events`` per class), each
+    added (:func:`qinn_lib.evaluation.boosted_two_sample.bdt_auc`, ``bdt_events`` per class, ``bdt_folds`` folds), each
     with its error: the keys :data:`FIELD_METRICS`. Non-finite generated rows are dropped first."""
     t = np.asarray(truth, dtype=np.float64)
     g = np.asarray(generated, dtype=np.float64)
@@ -169,7 +179,7 @@ def field_metrics(truth: Any, generated: Any, *, seed: int, bdt_events: int = BD
     k = kpd(t, g, seed=seed, standardisation="truth")
     out["kpd"], out["kpd_err"] = k["kpd"], k["kpd_err"]
     for key, derived in (("auc_bdt", False), ("auc_bdt_derived", True)):
-        b = bdt_auc(t, g, seed=seed, derived=derived, max_events=bdt_events)
+        b = bdt_auc(t, g, seed=seed, derived=derived, max_events=bdt_events, n_folds=bdt_folds)
         out[key], out[f"{key}_err"] = b["auc"], b["auc_err"]
     return out
 
@@ -249,7 +259,8 @@ def evaluate_model(trained: Any, *, seed: int, n_generate: int | None = None, bi
     ``trained.generate`` dropped as non-finite), ``n_dropped_observables`` (further generated
     events dropped because an observable overflowed).
 
-    The field's measures (:func:`field_metrics`, keys :data:`FIELD_METRICS`): ``fpd``, ``kpd``,
+    The field's measures (:func:`field_metrics`, keys :data:`FIELD_METRICS`; the trees' folds by the
+    run's profile, :func:`bdt_folds_for`): ``fpd``, ``kpd``,
     ``auc_bdt``, ``auc_bdt_derived``, each with its ``_err``. The honest likelihood
     (:func:`likelihood_normalisation`): ``log_z``, ``log_z_err`` of the density over the box and
     ``nll_normalised`` = ``nll + log_z`` with ``nll_normalised_err``; for a model with
@@ -300,7 +311,7 @@ def evaluate_model(trained: Any, *, seed: int, n_generate: int | None = None, bi
 
     c2st = classifier_auc(truth, generated, seed=seed, **dict(classifier or {}))
     out["auc"], out["auc_sem"] = c2st["auc"], c2st["auc_sem"]
-    out.update(field_metrics(truth, generated, seed=seed, bdt_events=bdt_events))
+    out.update(field_metrics(truth, generated, seed=seed, bdt_events=bdt_events, bdt_folds=bdt_folds_for(trained.cfg)))
 
     x = trained.data.test
     x_rec = torch.cat([trained.reconstruct(x[s:s + batch_size]) for s in range(0, len(x), batch_size)])

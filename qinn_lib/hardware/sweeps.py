@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from qinn_lib.evaluation import distances, ensemble_tables, evaluate, two_sample
-from qinn_lib.evaluation.boosted_two_sample import BDT_MAX_EVENTS
+from qinn_lib.evaluation.boosted_two_sample import BDT_FOLDS, BDT_MAX_EVENTS
 from qinn_lib.evaluation.physics_distances import MIN_EVENTS
 from qinn_lib.evaluation.statistics.verdicts import seed_pairs
 from qinn_lib.hardware import equivalence
@@ -132,7 +132,7 @@ def evaluate_on_device(trained: Any, device: Device | DeviceQINN, *, seed: int, 
 
 
 def field_metrics(truth: np.ndarray, generated: np.ndarray, *, seed: int,
-                  bdt_events: int = BDT_MAX_EVENTS) -> dict[str, float]:
+                  bdt_events: int = BDT_MAX_EVENTS, bdt_folds: int = BDT_FOLDS) -> dict[str, float]:
     """:func:`qinn_lib.evaluation.evaluate.field_metrics` of one device's sample (finite rows), on one
     native thread (numpy's BLAS on two threads beside other work made the FPD 5x slower, measured),
     with ``seconds_field``; every value NaN when fewer than ``MIN_EVENTS`` events are finite (a
@@ -144,7 +144,7 @@ def field_metrics(truth: np.ndarray, generated: np.ndarray, *, seed: int,
         out = dict.fromkeys(FIELD_METRICS, math.nan)
     else:
         with native_threads(1):
-            out = evaluate.field_metrics(truth, g, seed=seed, bdt_events=bdt_events)
+            out = evaluate.field_metrics(truth, g, seed=seed, bdt_events=bdt_events, bdt_folds=bdt_folds)
     out["seconds_field"] = time.perf_counter() - start
     return out
 
@@ -176,7 +176,8 @@ def _evaluate(trained: Any, device: Device | DeviceQINN, *, seed: int, n_generat
     c2st = two_sample.classifier_auc(truth, generated, seed=seed, **dict(classifier or {}))
     out["auc"], out["auc_sem"] = c2st["auc"], c2st["auc_sem"]
     if field:
-        out.update(field_metrics(truth, generated, seed=seed, bdt_events=bdt_events))
+        out.update(field_metrics(truth, generated, seed=seed, bdt_events=bdt_events,
+                                 bdt_folds=evaluate.bdt_folds_for(trained.cfg)))
     per_event: dict[str, np.ndarray] = {}
     if event_metrics:
         values, per_event = _event_metrics(dq, trained, n_test)

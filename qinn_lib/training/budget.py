@@ -34,6 +34,9 @@ QUICK_CAPS: dict[str, int] = {
     # notebook 06's quasi-Monte Carlo density integrals (NLL + ln Z): 16 replicates of 1 024 Sobol'
     # points instead of 16 of 8 192, ~10 s of the quick profile's notebook time
     "normalisation_samples": 16_384,
+    # the boosted-tree AUC's cross-validation folds (qinn_lib.evaluation.evaluate.bdt_folds_for): each
+    # fold is a fit of ~1 s whatever the sample size, ~45 % of the quick profile's evaluation time at 5
+    "bdt_folds": 2,
 }
 #: Grids the quick profile thins to this many points, spread over the grid and keeping both ends
 #: (:func:`grid`): notebook 07's sweep evaluates every grid point for every seed, so a point costs
