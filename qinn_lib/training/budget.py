@@ -5,7 +5,8 @@
 count through it; the paper profile leaves them alone. The caps (:data:`QUICK_CAPS`) let all
 notebooks together run in a few minutes on a 2-core CPU while every code path still executes.
 :func:`effective_config` applies them to a run configuration (fewer events and epochs in the
-quick profile, Table 1 in the paper profile).
+quick profile, Table 1 in the paper profile); :func:`grid` thins a swept grid the same way
+(:data:`QUICK_GRID_POINTS`, both ends kept).
 
 Which profile a notebook runs in is decided by :func:`qinn_lib.notebook.profiles.notebook_config`
 from the environment (:mod:`qinn_lib.settings`).
@@ -29,7 +30,7 @@ QUICK_CAPS: dict[str, int] = {
     "device_events": 24,  # notebook 07 on calibrated IBM device models: ~0.05-0.1 s per event and circuit
     "device_shots": 2_000,
     # notebook 07's evaluation seeds: 2 is the fewest with a spread (HardwareRealismConfig's lower
-    # bound); each seed is a whole pass of the sweep, 2/3 of the quick profile's notebook time at 3
+    # bound); each seed is a whole pass of notebook 07's sweep, the quick profile's longest cell
     "eval_seeds": 2,
     # notebook 06's quasi-Monte Carlo density integrals (NLL + ln Z): 16 replicates of 1 024 Sobol'
     # points instead of 16 of 8 192, ~10 s of the quick profile's notebook time
@@ -88,7 +89,7 @@ def grid(profile: str, name: str, values: Any) -> list:
     values = list(values)
     if not values:
         raise ValueError(f"{name} must have at least one point, got an empty grid")
-    keep = QUICK_GRID_POINTS[name]
+    keep = max(2, QUICK_GRID_POINTS[name])  # both ends, whatever the table says
     if profile == "paper" or len(values) <= keep:
         return values
     last = len(values) - 1
